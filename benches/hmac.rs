@@ -1,0 +1,184 @@
+//! HMAC verification cost, against the floor of the primitive itself.
+//!
+//! `cargo bench --bench hmac`. Numbers and how to read them: `benches/README.md`.
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use hmac::{Hmac, Mac};
+use http::{Request, Response, StatusCode};
+use sha2::Sha256;
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower_zerotrust::clock::{Clock, SystemClock};
+use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
+use tower_zerotrust::nonce::{MemoryNonceStore, NonceStore};
+use tower_zerotrust::sign::HmacSigner;
+
+const SECRET: &str = "3f8a2c9d1e7b4f60a5c8d2e9f1b3a7c4d6e8f0a2b4c6d8e0f2a4b6c8d0e2f4a6";
+const MESSAGE: &str = "gateway:1708167234:0f1e2d3c4b5a69788796a5b4c3d2e1f0:POST:/execute";
+const TTL: Duration = Duration::from_secs(60);
+
+/// Nonce-store time running 100× faster than real time, so the 60 s TTL passes in 0.6 s and
+/// the store reaches the steady state of a long-running service (pairs expire as fast as new
+/// ones arrive) instead of growing for the whole run. At the rates measured here that is a few
+/// hundred thousand live nonces: what a service taking ~10 k requests/s holds.
+struct Warp {
+    start: Instant,
+    base: u64,
+}
+
+impl Warp {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            base: SystemClock.now_millis(),
+        }
+    }
+}
+
+impl Clock for Warp {
+    fn now_millis(&self) -> u64 {
+        self.base + self.start.elapsed().as_millis() as u64 * 100
+    }
+}
+
+/// A store large enough never to fill at warped steady state.
+fn steady_store() -> MemoryNonceStore {
+    MemoryNonceStore::with_clock(4_000_000, Warp::new())
+}
+
+/// Polls a future that completes without waiting (everything measured here does), so the
+/// numbers carry no executor overhead.
+fn complete<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("benchmarked futures complete at once"),
+    }
+}
+
+fn floor(c: &mut Criterion) {
+    let mut group = c.benchmark_group("floor");
+    group.bench_function("hmac_sha256_with_key_schedule", |b| {
+        b.iter(|| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(black_box(SECRET.as_bytes())).unwrap();
+            mac.update(black_box(MESSAGE.as_bytes()));
+            mac.finalize().into_bytes()
+        })
+    });
+    let keyed = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    group.bench_function("hmac_sha256_precomputed_key", |b| {
+        b.iter(|| {
+            let mut mac = keyed.clone();
+            mac.update(black_box(MESSAGE.as_bytes()));
+            mac.finalize().into_bytes()
+        })
+    });
+    group.finish();
+}
+
+fn layer(c: &mut Criterion) {
+    let noop = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    let signer = HmacSigner::new("gateway", SECRET).unwrap();
+    let signed = || {
+        let mut req = Request::post("/execute").body(()).unwrap();
+        signer.sign_request(&mut req);
+        req
+    };
+    let config = HmacConfig::builder()
+        .secret(SECRET)
+        .allow_callers(["gateway"])
+        .build()
+        .unwrap();
+    let store = steady_store();
+    let verify = ServiceBuilder::new()
+        .layer(VerifyHmacLayer::with_nonce_store(config, store.clone()))
+        .service(noop);
+
+    let mut group = c.benchmark_group("layer");
+    group.bench_function("noop_service_alone", |b| {
+        b.iter_batched(
+            signed,
+            |req| complete(noop.oneshot(req)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    let check = complete(verify.clone().oneshot(signed())).unwrap();
+    assert_eq!(check.status(), StatusCode::OK);
+    let refused = Cell::new(0u64);
+    group.bench_function("verify_hmac_accept", |b| {
+        b.iter_batched(
+            signed,
+            |req| {
+                let response = complete(verify.clone().oneshot(req)).unwrap();
+                refused.set(refused.get() + u64::from(response.status() != StatusCode::OK));
+                response
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    assert_eq!(
+        refused.get(),
+        0,
+        "some signed requests were refused: results are invalid"
+    );
+    group.bench_function("verify_hmac_reject_unsigned", |b| {
+        b.iter_batched(
+            || Request::post("/execute").body(()).unwrap(),
+            |req| complete(verify.clone().oneshot(req)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+fn nonce_store(c: &mut Criterion) {
+    let mut next = 0u64;
+    let mut fresh = |n: u64| -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                next += 1;
+                format!("{next:032x}")
+            })
+            .collect()
+    };
+    let mut group = c.benchmark_group("nonce_store");
+    group.throughput(Throughput::Elements(1));
+    let store = steady_store();
+    group.bench_function("insert_one_thread", |b| {
+        b.iter_custom(|iters| {
+            let nonces = fresh(iters);
+            let start = Instant::now();
+            for nonce in &nonces {
+                complete(store.check_and_record("gateway", nonce, TTL)).unwrap();
+            }
+            start.elapsed()
+        })
+    });
+    let store = steady_store();
+    group.bench_function("insert_two_threads", |b| {
+        b.iter_custom(|iters| {
+            let nonces = fresh(iters);
+            let start = Instant::now();
+            std::thread::scope(|scope| {
+                for half in nonces.chunks(nonces.len().div_ceil(2).max(1)) {
+                    let store = &store;
+                    scope.spawn(move || {
+                        for nonce in half {
+                            complete(store.check_and_record("gateway", nonce, TTL)).unwrap();
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, floor, layer, nonce_store);
+criterion_main!(benches);

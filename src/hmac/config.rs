@@ -1,0 +1,321 @@
+//! What a verifier accepts: secrets, callers, time windows, public paths.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::canonical::is_valid_field;
+use super::keys::{KeyRing, SigningKey};
+use crate::env;
+use crate::error::ConfigError;
+
+const DEFAULT_WINDOW: Duration = Duration::from_secs(30);
+const DEFAULT_NONCE_TTL: Duration = Duration::from_secs(60);
+
+/// The validated configuration of a [`VerifyHmacLayer`](super::VerifyHmacLayer).
+///
+/// Build it with [`HmacConfig::builder`] or read it from the environment with
+/// [`HmacConfig::from_env`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct HmacConfig {
+    pub(crate) inner: Arc<Settings>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) keys: KeyRing,
+    /// `None`: any caller holding a valid secret.
+    pub(crate) allowed_callers: Option<HashSet<String>>,
+    pub(crate) window_millis: u64,
+    pub(crate) nonce_ttl: Duration,
+    pub(crate) public_paths: HashSet<String>,
+    pub(crate) optional: bool,
+}
+
+impl HmacConfig {
+    /// A builder with the seed's defaults: ±30 s timestamp window, nonces kept 60 s, any
+    /// caller that holds a valid secret, no public paths, credentials required.
+    pub fn builder() -> HmacConfigBuilder {
+        HmacConfigBuilder::default()
+    }
+
+    /// Reads `SERVICE_SECRET` and `ALLOWED_CALLERS`: see [`HmacConfigBuilder::from_env`].
+    ///
+    /// # Errors
+    ///
+    /// As [`HmacConfigBuilder::from_env`] and [`HmacConfigBuilder::build`].
+    pub fn from_env() -> Result<Self, ConfigError> {
+        HmacConfigBuilder::from_env()?.build()
+    }
+}
+
+/// Builds an [`HmacConfig`]; [`build`](Self::build) checks it.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct HmacConfigBuilder {
+    keys: KeyRing,
+    allowed_callers: Option<HashSet<String>>,
+    window: Duration,
+    nonce_ttl: Duration,
+    public_paths: HashSet<String>,
+    optional: bool,
+    error: Option<ConfigError>,
+}
+
+impl Default for HmacConfigBuilder {
+    fn default() -> Self {
+        Self {
+            keys: KeyRing::default(),
+            allowed_callers: None,
+            window: DEFAULT_WINDOW,
+            nonce_ttl: DEFAULT_NONCE_TTL,
+            public_paths: HashSet::new(),
+            optional: false,
+            error: None,
+        }
+    }
+}
+
+impl HmacConfigBuilder {
+    /// A builder from the environment variables of seed 003's services:
+    ///
+    /// * `SERVICE_SECRET` (required, at least 32 bytes): the shared secret.
+    /// * `ALLOWED_CALLERS`: comma-separated service ids, trimmed. When it is unset or empty,
+    ///   **no caller is allowed** (every signed request gets 403), as in the services it
+    ///   replaces; call [`allow_any_caller`](Self::allow_any_caller) to accept every caller
+    ///   that holds the secret.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::MissingEnv`] or [`ConfigError::InvalidEnv`] for unusable variables.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let secret = env::required("SERVICE_SECRET")?;
+        let callers = env::var("ALLOWED_CALLERS")?.unwrap_or_default();
+        let callers: Vec<&str> = callers
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        if let Some(bad) = callers.iter().find(|c| !is_valid_field(c)) {
+            return Err(ConfigError::InvalidEnv {
+                name: "ALLOWED_CALLERS",
+                reason: format!("{bad:?} is not a valid service id"),
+            });
+        }
+        if callers.is_empty() {
+            tracing::warn!(
+                target: "tower_zerotrust::hmac",
+                "ALLOWED_CALLERS is unset or empty: every caller will be refused with 403"
+            );
+        }
+        let secret_key = SigningKey::new("SERVICE_SECRET", &secret)?;
+        let mut builder = Self::default().allow_callers(callers);
+        builder.keys.add_shared(secret_key)?;
+        Ok(builder)
+    }
+
+    /// Adds a secret that every caller may sign with. Call it again to accept a second secret
+    /// while rotating (at most 4 at once). Secrets must be at least 32 bytes.
+    pub fn secret(mut self, secret: &str) -> Self {
+        let added = SigningKey::new("secret", secret).and_then(|k| self.keys.add_shared(k));
+        self.keep_first_error(added)
+    }
+
+    /// Adds a secret for one caller only. A caller with its own secrets may no longer use the
+    /// shared ones. Call it again to rotate (at most 4 at once).
+    pub fn caller_secret(mut self, caller: &str, secret: &str) -> Self {
+        let added = check_caller(caller)
+            .and_then(|()| SigningKey::new("caller secret", secret))
+            .and_then(|k| self.keys.add_for_caller(caller, k));
+        self.keep_first_error(added)
+    }
+
+    /// Accepts only these callers; others get 403 "Service not authorized" once their signature
+    /// has been verified. An empty list refuses everyone.
+    pub fn allow_callers<I, C>(mut self, callers: I) -> Self
+    where
+        I: IntoIterator<Item = C>,
+        C: Into<String>,
+    {
+        let callers: HashSet<String> = callers.into_iter().map(Into::into).collect();
+        let checked = callers.iter().try_for_each(|c| check_caller(c));
+        self.allowed_callers = Some(callers);
+        self.keep_first_error(checked)
+    }
+
+    /// Accepts any caller that holds a valid secret (the default of [`HmacConfig::builder`]).
+    pub fn allow_any_caller(mut self) -> Self {
+        self.allowed_callers = None;
+        self
+    }
+
+    /// How far a request's `X-Timestamp` may be from now, either way (default 30 s).
+    pub fn timestamp_window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// How long a nonce is remembered (default 60 s). It must be at least twice the timestamp
+    /// window; see [`build`](Self::build).
+    pub fn nonce_ttl(mut self, ttl: Duration) -> Self {
+        self.nonce_ttl = ttl;
+        self
+    }
+
+    /// A path (exact match, such as `/health`) that passes without credentials.
+    pub fn public_path(mut self, path: impl Into<String>) -> Self {
+        self.public_paths.insert(path.into());
+        self
+    }
+
+    /// Lets requests without any HMAC header through without a principal, so that another
+    /// authentication layer can prove them. Requests with some or bad headers are still
+    /// refused.
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    ///
+    /// * a secret shorter than 32 bytes or a malformed caller id;
+    /// * [`ConfigError::NoKeys`] when no secret was given;
+    /// * [`ConfigError::ReplayGap`] when the nonce TTL is shorter than twice the window. A
+    ///   request is accepted while `|now - timestamp| <= window`, so a request recorded at
+    ///   time `t` can carry a timestamp as late as `t + window` and stays acceptable until
+    ///   `timestamp + window`, that is up to `2 × window` after it was recorded. Its nonce must
+    ///   be remembered that long, or the same request could be replayed once it is forgotten.
+    ///   For the seed's ±30 s window that makes 60 s exactly the minimum.
+    pub fn build(self) -> Result<HmacConfig, ConfigError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        if self.keys.is_empty() {
+            return Err(ConfigError::NoKeys);
+        }
+        if self.window.is_zero() || self.window > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::Invalid {
+                what: "timestamp window",
+                reason: "must be between 1 ms and 24 h".into(),
+            });
+        }
+        if self.nonce_ttl < self.window * 2 {
+            return Err(ConfigError::ReplayGap {
+                window: self.window,
+                ttl: self.nonce_ttl,
+            });
+        }
+        Ok(HmacConfig {
+            inner: Arc::new(Settings {
+                keys: self.keys,
+                allowed_callers: self.allowed_callers,
+                window_millis: u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX),
+                nonce_ttl: self.nonce_ttl,
+                public_paths: self.public_paths,
+                optional: self.optional,
+            }),
+        })
+    }
+
+    fn keep_first_error(mut self, result: Result<(), ConfigError>) -> Self {
+        if let Err(e) = result {
+            self.error.get_or_insert(e);
+        }
+        self
+    }
+}
+
+fn check_caller(caller: &str) -> Result<(), ConfigError> {
+    if is_valid_field(caller) {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            what: "caller id",
+            reason: format!(
+                "{caller:?}: 1 to 128 visible ASCII characters without ':' are required"
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn defaults_match_the_seed() {
+        let config = HmacConfig::builder().secret(SECRET).build().unwrap();
+        assert_eq!(config.inner.window_millis, 30_000);
+        assert_eq!(config.inner.nonce_ttl, Duration::from_secs(60));
+        assert!(config.inner.allowed_callers.is_none());
+    }
+
+    #[test]
+    fn short_secret_is_refused() {
+        let err = HmacConfig::builder().secret("short").build().unwrap_err();
+        assert!(matches!(err, ConfigError::SecretTooShort { actual: 5, .. }));
+        assert!(!err.to_string().contains("short\""), "{err}");
+    }
+
+    #[test]
+    fn replay_gap_is_refused_and_exact_minimum_accepted() {
+        let gap = HmacConfig::builder()
+            .secret(SECRET)
+            .nonce_ttl(Duration::from_secs(59))
+            .build();
+        assert!(matches!(gap, Err(ConfigError::ReplayGap { .. })));
+        let wider = HmacConfig::builder()
+            .secret(SECRET)
+            .timestamp_window(Duration::from_secs(300))
+            .build();
+        assert!(matches!(wider, Err(ConfigError::ReplayGap { .. })));
+        assert!(
+            HmacConfig::builder()
+                .secret(SECRET)
+                .nonce_ttl(Duration::from_secs(60))
+                .build()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn no_keys_and_bad_callers_are_refused() {
+        assert!(matches!(
+            HmacConfig::builder().build(),
+            Err(ConfigError::NoKeys)
+        ));
+        let bad = HmacConfig::builder()
+            .secret(SECRET)
+            .allow_callers(["ok", "not:ok"])
+            .build();
+        assert!(matches!(bad, Err(ConfigError::Invalid { .. })));
+    }
+
+    #[test]
+    fn key_count_is_bounded() {
+        let mut builder = HmacConfig::builder();
+        for _ in 0..5 {
+            builder = builder.secret(SECRET);
+        }
+        assert!(matches!(
+            builder.build(),
+            Err(ConfigError::TooManyKeys { .. })
+        ));
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let config = HmacConfig::builder()
+            .secret(SECRET)
+            .caller_secret("gateway", SECRET)
+            .build()
+            .unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains(SECRET), "{debug}");
+        assert!(debug.contains("<redacted>"));
+    }
+}

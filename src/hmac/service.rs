@@ -1,0 +1,87 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::layer::Shared;
+use super::verify::{Verdict, verify};
+use crate::body::ResponseBody;
+use crate::clock::{Clock, SystemClock};
+use crate::nonce::{MemoryNonceStore, NonceStore};
+use crate::principal::{AuthMethod, Principal};
+use crate::reject::Pending;
+
+/// The service made by [`VerifyHmacLayer`](super::VerifyHmacLayer).
+#[derive(Debug)]
+pub struct VerifyHmac<S, N = MemoryNonceStore> {
+    inner: S,
+    shared: Arc<Shared<N>>,
+}
+
+impl<S, N> VerifyHmac<S, N> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared<N>>) -> Self {
+        Self { inner, shared }
+    }
+
+    inner_service_accessors!();
+}
+
+impl<S: Clone, N> Clone for VerifyHmac<S, N> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S, N, ReqBody, ResBody> Service<Request<ReqBody>> for VerifyHmac<S, N>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    N: NonceStore,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, N, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let settings = &*self.shared.config.inner;
+        let path = req.uri().path();
+        if settings.public_paths.contains(path) {
+            return ResponseFuture::call(self.inner.call(req));
+        }
+        let verdict = verify(
+            settings,
+            SystemClock.now_millis(),
+            req.method().as_str(),
+            path,
+            req.headers(),
+        );
+        match verdict {
+            Ok(Verdict::Anonymous) => ResponseFuture::call(self.inner.call(req)),
+            Ok(Verdict::Caller { id, nonce }) => {
+                let check = self
+                    .shared
+                    .store
+                    .check_and_record(id, nonce, settings.nonce_ttl);
+                let principal = Principal::new(id, AuthMethod::Hmac);
+                // The inner service is called only once the nonce is recorded; take the one
+                // that is ready and leave a clone in its place.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::check(check, inner, req, principal)
+            }
+            Err(rejection) => {
+                let caller = req.headers().get(&super::SERVICE_ID);
+                super::log_rejection(&rejection, caller.and_then(|v| v.to_str().ok()), &req);
+                ResponseFuture::reject(Pending::new(rejection, req.headers()))
+            }
+        }
+    }
+}

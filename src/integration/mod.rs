@@ -1,0 +1,4 @@
+//! Glue for web frameworks, each behind its feature.
+
+#[cfg(feature = "axum")]
+mod axum;

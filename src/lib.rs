@@ -1,0 +1,79 @@
+//! Zero-trust service-to-service security as composable [`tower`](https://docs.rs/tower) layers
+//! for axum routers, tonic services and any other `tower` HTTP service.
+//!
+//! "Never trust, always verify": every request proves who sent it before it reaches your code.
+//!
+//! ```text
+//! request ─▶ Audit ─▶ RateLimit ─▶ Authorize ─▶ authenticate (HMAC | JWT | mTLS) ─▶ your service
+//!                         ▲            ▲                     │
+//!                         │            └──── reads Principal ┤ (request extensions)
+//!                         └───────────────── reads Principal ┘
+//! ```
+//!
+//! * **Authentication layers** turn credentials into a [`Principal`] in the request's
+//!   extensions. Today: [`hmac::VerifyHmacLayer`] (HMAC-SHA256 signed requests with replay
+//!   protection).
+//! * **Rejections** ([`Rejection`]) become 401/403/429/503 `application/problem+json` responses,
+//!   or trailers-only gRPC statuses when the request is gRPC, so the same layer serves axum and
+//!   tonic.
+//! * **Client side** ([`sign`]): layers that sign outgoing requests, for a tonic `Channel`, a
+//!   hyper-util client or anything else.
+//! * **Shared state** ([`nonce`]) sits behind a trait, with a bounded in-memory default.
+//!
+//! # Quick start (axum)
+//!
+//! ```
+//! use axum::{Router, routing::{get, post}};
+//! use tower_zerotrust::Principal;
+//! use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
+//!
+//! # fn main() -> Result<(), tower_zerotrust::ConfigError> {
+//! let config = HmacConfig::builder()
+//!     .secret("a secret of at least thirty-two bytes")
+//!     .allow_callers(["gateway", "heartbeat"])
+//!     .public_path("/health")
+//!     .build()?;
+//! let app: Router = Router::new()
+//!     .route("/execute", post(|caller: Principal| async move { caller.id().to_owned() }))
+//!     .route("/health", get(|| async { "ok" }))
+//!     .layer(VerifyHmacLayer::new(config));
+//! # Ok(()) }
+//! ```
+//!
+//! With tonic, put the same layer on the server (`Server::builder().layer(...)`) and read the
+//! caller in a handler with `request.extensions().get::<Principal>()`.
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---------|---------|--------------|
+//! | `hmac`  | yes     | [`hmac`] verify layer, [`sign`] client layer, [`nonce`] stores |
+//! | `axum`  | yes     | `Principal` extractor, `IntoResponse` for `Rejection` |
+//! | `full`  | no      | everything |
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+#[macro_use]
+mod macros;
+
+pub mod body;
+pub mod clock;
+#[cfg(feature = "hmac")]
+mod env;
+mod error;
+mod integration;
+mod principal;
+pub mod reject;
+
+#[cfg(feature = "hmac")]
+pub mod hmac;
+#[cfg(feature = "hmac")]
+pub mod nonce;
+#[cfg(feature = "hmac")]
+pub mod sign;
+
+pub use error::ConfigError;
+pub use principal::{AuthMethod, Principal};
+pub use reject::{Rejection, RejectionKind};

@@ -1,0 +1,102 @@
+//! Who is calling: the one contract shared by every layer.
+//!
+//! Authentication layers (HMAC today; JWT and mTLS next) insert exactly one [`Principal`] into the
+//! request's extensions. Authorization, rate limiting, audit and your handlers read it from there:
+//! in axum with the `Principal` extractor (feature `axum`), in tonic with
+//! `request.extensions().get::<Principal>()`, anywhere else with
+//! `http::Request::extensions`.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// How a [`Principal`] proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// An HMAC-signed request (`X-Service-ID`, `X-Signature`, ...).
+    Hmac,
+    /// A verified JSON Web Token.
+    Jwt,
+    /// A client certificate verified during the TLS handshake.
+    Mtls,
+}
+
+impl AuthMethod {
+    /// The lower-case name used in JSON and logs: `hmac`, `jwt` or `mtls`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Hmac => "hmac",
+            AuthMethod::Jwt => "jwt",
+            AuthMethod::Mtls => "mtls",
+        }
+    }
+}
+
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A proven caller: its id, how it was proven, and its roles.
+///
+/// Cheap to clone (the id and roles are shared), so extractors and layers copy it freely.
+///
+/// ```
+/// use tower_zerotrust::{AuthMethod, Principal};
+///
+/// let p = Principal::new("gateway", AuthMethod::Hmac).with_roles(["orchestrator"]);
+/// assert_eq!(p.id(), "gateway");
+/// assert_eq!(p.method(), AuthMethod::Hmac);
+/// assert!(p.has_role("orchestrator"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    id: Arc<str>,
+    method: AuthMethod,
+    /// `None` for no roles, so that a principal without roles costs one allocation.
+    roles: Option<Arc<[String]>>,
+}
+
+impl Principal {
+    /// A principal with no roles.
+    pub fn new(id: impl Into<Arc<str>>, method: AuthMethod) -> Self {
+        Self {
+            id: id.into(),
+            method,
+            roles: None,
+        }
+    }
+
+    /// Replaces the roles.
+    #[must_use]
+    pub fn with_roles<I, R>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = R>,
+        R: Into<String>,
+    {
+        let roles: Arc<[String]> = roles.into_iter().map(Into::into).collect();
+        self.roles = (!roles.is_empty()).then_some(roles);
+        self
+    }
+
+    /// The caller's identity: a service id, a token subject, a certificate name.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// How the caller was proven.
+    pub fn method(&self) -> AuthMethod {
+        self.method
+    }
+
+    /// The caller's roles, in the order they were given.
+    pub fn roles(&self) -> &[String] {
+        self.roles.as_deref().unwrap_or_default()
+    }
+
+    /// Whether the caller holds `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles().iter().any(|r| r == role)
+    }
+}

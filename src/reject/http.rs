@@ -1,0 +1,90 @@
+//! The HTTP form of a rejection: status, headers and an RFC 9457 problem body.
+
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+
+use super::{Rejection, RejectionKind};
+use crate::body::ResponseBody;
+
+pub(super) fn status(kind: RejectionKind) -> StatusCode {
+    match kind {
+        RejectionKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        RejectionKind::Forbidden => StatusCode::FORBIDDEN,
+        RejectionKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        RejectionKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+pub(super) fn response<B>(rejection: Rejection) -> Response<ResponseBody<B>> {
+    let status = status(rejection.kind);
+    // Written directly rather than through a JSON tree: rejections are the cheap path that
+    // floods of bad traffic take.
+    let body = format!(
+        r#"{{"type":"about:blank","title":"{}","status":{},"detail":{},"code":{}}}"#,
+        status.canonical_reason().unwrap_or("Error"),
+        status.as_u16(),
+        json_string(rejection.message()),
+        json_string(rejection.code),
+    );
+    let mut response = Response::new(ResponseBody::full(body.into()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if status == StatusCode::UNAUTHORIZED {
+        // RFC 9110 requires a challenge on every 401.
+        let challenge = rejection.challenge.unwrap_or("Signature");
+        headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    }
+    if let Some(after) = rejection.retry_after {
+        // Round up: retrying early would only be refused again.
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    response.extensions_mut().insert(rejection);
+    response
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn problem_body_is_valid_json_with_escaping() {
+        let rejection = Rejection::new(RejectionKind::Forbidden, "x.y", "quote \" and \\ é");
+        let response = response::<Empty<Bytes>>(rejection);
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
+        assert!(response.headers().get(WWW_AUTHENTICATE).is_none());
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "type": "about:blank",
+                "title": "Forbidden",
+                "status": 403,
+                "detail": "quote \" and \\ é",
+                "code": "x.y",
+            })
+        );
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        let rejection = Rejection::new(RejectionKind::RateLimited, "rate.limited", "Too many")
+            .with_retry_after(std::time::Duration::from_millis(1500));
+        let response = response::<()>(rejection);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[RETRY_AFTER], "2");
+    }
+}
