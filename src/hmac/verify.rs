@@ -25,14 +25,13 @@ pub(crate) fn verify<'a>(
     path: &str,
     headers: &'a HeaderMap,
 ) -> Result<Verdict<'a>, Rejection> {
-    let [service_id, timestamp, nonce, signature] =
-        [SERVICE_ID, TIMESTAMP, NONCE, SIGNATURE].map(|name| single(headers, name));
-    let (service_id, timestamp, nonce, signature) =
-        match (service_id?, timestamp?, nonce?, signature?) {
-            (Some(s), Some(t), Some(n), Some(sig)) => (s, t, n, sig),
-            (None, None, None, None) if settings.optional => return Ok(Verdict::Anonymous),
-            _ => return Err(missing_headers()),
-        };
+    let [service_id, timestamp, nonce, signature] = signed_headers(headers)?;
+    let (service_id, timestamp, nonce, signature) = match (service_id, timestamp, nonce, signature)
+    {
+        (Some(s), Some(t), Some(n), Some(sig)) => (s, t, n, sig),
+        (None, None, None, None) if settings.optional => return Ok(Verdict::Anonymous),
+        _ => return Err(missing_headers()),
+    };
     if !is_valid_field(service_id) || !is_valid_field(nonce) {
         return Err(malformed_headers());
     }
@@ -68,17 +67,22 @@ pub(crate) fn verify<'a>(
     })
 }
 
-/// The header's only value as text: `Ok(None)` when absent, an error when repeated or not
-/// visible ASCII (header values may carry any byte; ours may not).
-fn single(headers: &HeaderMap, name: HeaderName) -> Result<Option<&str>, Rejection> {
-    let mut values = headers.get_all(name).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(malformed_headers());
+/// The four signed headers' values as text, in one pass over the request's headers (several
+/// times cheaper than four lookups). `None` where absent; an error where repeated (which value
+/// was signed?) or not visible ASCII (header values may carry any byte; ours may not).
+fn signed_headers(headers: &HeaderMap) -> Result<[Option<&str>; 4], Rejection> {
+    const NAMES: [HeaderName; 4] = [SERVICE_ID, TIMESTAMP, NONCE, SIGNATURE];
+    let mut found = [None; 4];
+    for (name, value) in headers {
+        let Some(slot) = NAMES.iter().position(|n| n == name) else {
+            continue;
+        };
+        if found[slot].is_some() {
+            return Err(malformed_headers());
+        }
+        found[slot] = Some(value.to_str().map_err(|_| malformed_headers())?);
     }
-    value.to_str().map(Some).map_err(|_| malformed_headers())
+    Ok(found)
 }
 
 /// Whether `timestamp` (Unix seconds, digits only) is within `window` of now. Compared in
@@ -96,28 +100,41 @@ fn within_window(timestamp: &str, now_millis: u64, window_millis: u64) -> bool {
     seconds.saturating_mul(1000).abs_diff(now_millis) <= window_millis
 }
 
-/// `sha256=<64 hex digits>` → 32 bytes. Hand-rolled: on the hot path of every request,
-/// and several times faster than a general-purpose decoder.
+/// `sha256=<64 hex digits>` → 32 bytes. Hand-rolled and branch-free: it runs on every
+/// request, and random hex digits defeat a branch predictor.
 fn decode_signature(value: &str) -> Option<[u8; 32]> {
     let hex = value.strip_prefix(SIGNATURE_PREFIX)?.as_bytes();
     if hex.len() != 64 {
         return None;
     }
     let mut out = [0u8; 32];
+    let mut invalid = 0u8;
     for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        let (high, low) = (HEX[usize::from(pair[0])], HEX[usize::from(pair[1])]);
+        invalid |= (high | low) & INVALID;
+        *byte = (high << 4) | (low & 0x0f);
     }
-    Some(out)
+    (invalid == 0).then_some(out)
 }
 
-fn nibble(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
+const INVALID: u8 = 0x80;
+
+/// Hex digit → value; `INVALID` for anything else.
+static HEX: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 fn unauthenticated(code: &'static str, message: &'static str) -> Rejection {
     Rejection::new(RejectionKind::Unauthenticated, code, message).with_challenge("HMAC-SHA256")

@@ -1,5 +1,7 @@
 //! The HTTP form of a rejection: status, headers and an RFC 9457 problem body.
 
+use std::fmt::Write;
+
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
@@ -19,13 +21,17 @@ pub(super) fn response<B>(rejection: Rejection) -> Response<ResponseBody<B>> {
     let status = status(rejection.kind);
     // Written directly rather than through a JSON tree: rejections are the cheap path that
     // floods of bad traffic take.
-    let body = format!(
-        r#"{{"type":"about:blank","title":"{}","status":{},"detail":{},"code":{}}}"#,
-        status.canonical_reason().unwrap_or("Error"),
-        status.as_u16(),
-        json_string(rejection.message()),
-        json_string(rejection.code),
-    );
+    let title = status.canonical_reason().unwrap_or("Error");
+    let mut body = String::with_capacity(96 + rejection.message().len());
+    body.push_str(r#"{"type":"about:blank","title":"#);
+    push_json_string(&mut body, title);
+    body.push_str(r#","status":"#);
+    body.push_str(status.as_str());
+    body.push_str(r#","detail":"#);
+    push_json_string(&mut body, rejection.message());
+    body.push_str(r#","code":"#);
+    push_json_string(&mut body, rejection.code);
+    body.push('}');
     let mut response = Response::new(ResponseBody::full(body.into()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -47,8 +53,20 @@ pub(super) fn response<B>(rejection: Rejection) -> Response<ResponseBody<B>> {
     response
 }
 
-fn json_string(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
+/// Appends `text` as a JSON string literal.
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 #[cfg(test)]
@@ -60,7 +78,7 @@ mod tests {
 
     #[tokio::test]
     async fn problem_body_is_valid_json_with_escaping() {
-        let rejection = Rejection::new(RejectionKind::Forbidden, "x.y", "quote \" and \\ é");
+        let rejection = Rejection::new(RejectionKind::Forbidden, "x.y", "quote \" and \\ é\n\u{1}");
         let response = response::<Empty<Bytes>>(rejection);
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
         assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
@@ -73,7 +91,7 @@ mod tests {
                 "type": "about:blank",
                 "title": "Forbidden",
                 "status": 403,
-                "detail": "quote \" and \\ é",
+                "detail": "quote \" and \\ é\n\u{1}",
                 "code": "x.y",
             })
         );
