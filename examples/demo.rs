@@ -22,7 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_zerotrust::hmac::HmacConfig;
-use tower_zerotrust::sign::{HmacSigner, SignHmacLayer};
+use tower_zerotrust::sign::{HmacSigner, SignHmacLayer, SignedHeaders};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
@@ -66,115 +66,86 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let mut table = Table::default();
 
-    // Accepted.
+    // Through the client-side layer, as a service would call another.
     let response = signed_client
         .ready()
         .await?
         .call(request("POST", &base, "/execute"))
         .await?;
+    let case = "signed call from gateway (SignHmacLayer)";
     table
-        .row(
-            "signed call from gateway (SignHmacLayer)",
-            "POST /execute",
-            StatusCode::OK,
-            response,
-        )
+        .row(case, "POST /execute", Expect::Accepted, response)
         .await;
+
+    // Hand-made requests, good and bad, sent in this order.
     let heartbeat = HmacSigner::new("heartbeat", &secret)?;
-    let mut req = request("GET", &base, "/whoami");
-    heartbeat.sign_request(&mut req);
-    table
-        .row(
-            "any signed caller may ask who it is",
-            "GET /whoami",
-            StatusCode::OK,
-            client.request(req).await?,
-        )
-        .await;
-    table
-        .row(
-            "public health check, no signature",
-            "GET /health",
-            StatusCode::OK,
-            client.request(request("GET", &base, "/health")).await?,
-        )
-        .await;
-
-    // Rejected.
-    let captured = gateway.sign("POST", "/execute");
-    let mut first = request("POST", &base, "/execute");
-    captured.apply_to(first.headers_mut());
-    let mut replay = request("POST", &base, "/execute");
-    captured.apply_to(replay.headers_mut());
-    client.request(first).await?;
-    table
-        .row(
-            "replayed request (same nonce)",
-            "POST /execute",
-            StatusCode::UNAUTHORIZED,
-            client.request(replay).await?,
-        )
-        .await;
-
-    let mut tampered = request("POST", &base, "/execute");
-    gateway
-        .sign("POST", "/status")
-        .apply_to(tampered.headers_mut());
-    table
-        .row(
-            "tampered: signed for /status, sent to /execute",
-            "POST /execute",
-            StatusCode::UNAUTHORIZED,
-            client.request(tampered).await?,
-        )
-        .await;
-
     let impostor = HmacSigner::new("gateway", &random_secret())?;
-    let mut req = request("POST", &base, "/execute");
-    impostor.sign_request(&mut req);
-    table
-        .row(
-            "impostor: right id, wrong secret",
-            "POST /execute",
-            StatusCode::UNAUTHORIZED,
-            client.request(req).await?,
-        )
-        .await;
-
-    let stale_time = now() - 300;
-    let mut stale = request("POST", &base, "/execute");
-    gateway
-        .sign_at("POST", "/execute", stale_time, "stale-1")?
-        .apply_to(stale.headers_mut());
-    table
-        .row(
-            "stale: signed 5 minutes ago",
-            "POST /execute",
-            StatusCode::UNAUTHORIZED,
-            client.request(stale).await?,
-        )
-        .await;
-
     let external = HmacSigner::new("external", &secret)?;
-    let mut req = request("POST", &base, "/execute");
-    external.sign_request(&mut req);
-    table
-        .row(
+    let captured = gateway.sign("POST", "/execute");
+    let signed = |signer: &HmacSigner, method: &str, path: &str| {
+        let mut req = request(method, &base, path);
+        signer.sign_request(&mut req);
+        req
+    };
+    let with = |headers: &SignedHeaders, method: &str, path: &str| {
+        let mut req = request(method, &base, path);
+        headers.apply_to(req.headers_mut());
+        req
+    };
+    let stale = gateway.sign_at("POST", "/execute", now() - 300, "stale-1")?;
+    let cases = [
+        (
+            "any signed caller may ask who it is",
+            signed(&heartbeat, "GET", "/whoami"),
+            Expect::Accepted,
+        ),
+        (
+            "public health check, no signature",
+            request("GET", &base, "/health"),
+            Expect::Accepted,
+        ),
+        (
+            "captured request, first use",
+            with(&captured, "POST", "/execute"),
+            Expect::Accepted,
+        ),
+        (
+            "replayed request (same nonce)",
+            with(&captured, "POST", "/execute"),
+            Expect::Refused(401, "hmac.replayed"),
+        ),
+        (
+            "tampered: signed for /status, sent to /execute",
+            with(&gateway.sign("POST", "/status"), "POST", "/execute"),
+            Expect::Refused(401, "hmac.invalid_signature"),
+        ),
+        (
+            "impostor: right id, wrong secret",
+            signed(&impostor, "POST", "/execute"),
+            Expect::Refused(401, "hmac.invalid_signature"),
+        ),
+        (
+            "stale: signed 5 minutes ago",
+            with(&stale, "POST", "/execute"),
+            Expect::Refused(401, "hmac.timestamp_expired"),
+        ),
+        (
             "unknown caller \"external\" (valid signature)",
-            "POST /execute",
-            StatusCode::FORBIDDEN,
-            client.request(req).await?,
-        )
-        .await;
-
-    table
-        .row(
+            signed(&external, "POST", "/execute"),
+            Expect::Refused(403, "hmac.caller_not_allowed"),
+        ),
+        (
             "unsigned request",
-            "POST /execute",
-            StatusCode::UNAUTHORIZED,
-            client.request(request("POST", &base, "/execute")).await?,
-        )
-        .await;
+            request("POST", &base, "/execute"),
+            Expect::Refused(401, "hmac.missing_headers"),
+        ),
+    ];
+    for (case, req, expect) in cases {
+        let label = format!("{} {}", req.method(), req.uri().path());
+        table
+            .row(case, &label, expect, client.request(req).await?)
+            .await;
+    }
 
     println!("\nrejection log (what the service recorded for each refusal):");
     for line in log.text().lines() {
@@ -182,7 +153,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if table.failures > 0 {
         eprintln!(
-            "\n{} outcome(s) differed from the expected status",
+            "\n{} outcome(s) differed from the expected one",
             table.failures
         );
         std::process::exit(1);
@@ -199,6 +170,13 @@ fn request(method: &str, base: &str, path: &str) -> Request<Body> {
         .expect("a valid request")
 }
 
+/// What a case should get: a 200, or a refusal with this status and reason code.
+#[derive(Clone, Copy)]
+enum Expect {
+    Accepted,
+    Refused(u16, &'static str),
+}
+
 #[derive(Default)]
 struct Table {
     rows: usize,
@@ -210,7 +188,7 @@ impl Table {
         &mut self,
         case: &str,
         request: &str,
-        expected: StatusCode,
+        expected: Expect,
         response: http::Response<hyper::body::Incoming>,
     ) {
         let status = response.status();
@@ -221,17 +199,18 @@ impl Table {
             .map(|b| b.to_bytes())
             .unwrap_or_default();
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let code = json.get("code").and_then(|c| c.as_str());
         let outcome = match json.get("detail").and_then(|d| d.as_str()) {
             Some(reason) => format!("rejected: {reason}"),
             None => format!("accepted: {}", String::from_utf8_lossy(&body)),
         };
-        let mark = if status == expected {
-            "ok"
-        } else {
-            "UNEXPECTED"
+        let as_expected = match expected {
+            Expect::Accepted => status == StatusCode::OK,
+            Expect::Refused(want, want_code) => status.as_u16() == want && code == Some(want_code),
         };
+        let mark = if as_expected { "ok" } else { "UNEXPECTED" };
         self.rows += 1;
-        self.failures += usize::from(status != expected);
+        self.failures += usize::from(!as_expected);
         println!(
             "  {case:<48} {request:<14} {:>6}  {outcome} [{mark}]",
             status.as_u16()

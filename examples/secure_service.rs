@@ -12,6 +12,7 @@
 //! | `BIND`            | address to listen on (default `127.0.0.1:8080`)                |
 //! | `SERVICE_ID`      | this service's id (default `secure-service`), used in logs     |
 //! | `SERVICE_SECRET`  | shared HMAC secret, at least 32 bytes (required)               |
+//! | `SERVICE_SECRET_PREVIOUS` | a second accepted secret while rotating (optional)     |
 //! | `ALLOWED_CALLERS` | comma-separated callers allowed on `POST /execute`             |
 //!
 //! Routes: `GET /health` (public), `POST /execute` (allowed callers), `GET /whoami` (any

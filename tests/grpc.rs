@@ -8,7 +8,7 @@ use std::future::{Ready, ready};
 use std::pin::Pin;
 
 use http::uri::PathAndQuery;
-use support::{OTHER_SECRET, SECRET};
+use support::{OTHER_SECRET, ProbeStore, SECRET, formula_headers, now};
 use tonic::body::Body;
 use tonic::server::{NamedService, UnaryService};
 use tonic::transport::{Channel, Endpoint, Server};
@@ -16,6 +16,7 @@ use tonic::{Code, Status};
 use tonic_prost::ProstCodec;
 use tower::ServiceBuilder;
 use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
+use tower_zerotrust::nonce::{MemoryNonceStore, NonceStore};
 use tower_zerotrust::sign::{HmacSigner, SignHmac, SignHmacLayer};
 use tower_zerotrust::{AuthMethod, Principal};
 
@@ -65,6 +66,10 @@ impl tower::Service<http::Request<Body>> for WhoServer {
 }
 
 async fn start() -> Channel {
+    start_with(MemoryNonceStore::default()).await
+}
+
+async fn start_with(store: impl NonceStore) -> Channel {
     let config = HmacConfig::builder()
         .secret(SECRET)
         .allow_callers(["gateway"])
@@ -74,7 +79,7 @@ async fn start() -> Channel {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
         Server::builder()
-            .layer(VerifyHmacLayer::new(config))
+            .layer(VerifyHmacLayer::with_nonce_store(config, store))
             .add_service(WhoServer)
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
@@ -93,12 +98,39 @@ where
     <S::ResponseBody as http_body::Body>::Error:
         Into<Box<dyn std::error::Error + Send + Sync>> + Send,
 {
+    call(channel, tonic::Request::new(())).await
+}
+
+/// A call carrying the four headers as metadata, signed by seed 003's formula.
+fn formula_call(timestamp: u64, nonce: &str) -> tonic::Request<()> {
+    let mut request = tonic::Request::new(());
+    for (name, value) in
+        formula_headers(SECRET, "gateway", timestamp, nonce, "POST", "/test.Who/AmI")
+    {
+        request.metadata_mut().insert(
+            name.to_ascii_lowercase()
+                .parse::<tonic::metadata::MetadataKey<_>>()
+                .unwrap(),
+            value.parse().unwrap(),
+        );
+    }
+    request
+}
+
+async fn call<S>(channel: S, request: tonic::Request<()>) -> Result<String, Status>
+where
+    S: tonic::client::GrpcService<Body>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    <S::ResponseBody as http_body::Body>::Error:
+        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready()
         .await
         .map_err(|e| Status::unknown(e.into().to_string()))?;
     grpc.unary(
-        tonic::Request::new(()),
+        request,
         PathAndQuery::from_static("/test.Who/AmI"),
         ProstCodec::<(), String>::default(),
     )
@@ -147,4 +179,37 @@ async fn a_caller_outside_the_list_is_permission_denied() {
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(status.message(), "Service not authorized");
+}
+
+#[tokio::test]
+async fn metadata_signed_by_the_seed_formula_is_accepted_once_then_replay_is_unauthenticated() {
+    let channel = start().await;
+    let first = formula_call(now(), "grpc-nonce-1");
+    let replay = formula_call(now(), "grpc-nonce-1");
+    assert_eq!(call(channel.clone(), first).await.unwrap(), "gateway");
+    let status = call(channel, replay).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), "Replayed request");
+}
+
+#[tokio::test]
+async fn a_stale_call_is_unauthenticated() {
+    let status = call(start().await, formula_call(now() - 120, "stale"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), "Request timestamp expired");
+}
+
+#[tokio::test]
+async fn a_failing_nonce_store_is_unavailable() {
+    let store = ProbeStore {
+        broken: true,
+        ..ProbeStore::default()
+    };
+    let status = who_am_i(signed(start_with(store).await, "gateway", SECRET))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(status.message(), "Replay protection unavailable");
 }

@@ -66,6 +66,7 @@ impl SecureService {
         let mut command = Command::new(Self::binary());
         command
             .env_remove("ALLOWED_CALLERS")
+            .env_remove("SERVICE_SECRET_PREVIOUS")
             .env("BIND", "127.0.0.1:0")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -172,6 +173,36 @@ async fn secure_service_keeps_its_contract() {
     *again.headers_mut() = first.headers().clone();
     assert_eq!(send(first).await.status, StatusCode::OK);
     assert_eq!(send(again).await.detail(), "Replayed request");
+}
+
+#[tokio::test]
+async fn secure_service_accepts_the_previous_secret_while_rotating() {
+    let service = SecureService::start(&[
+        ("SERVICE_SECRET", OTHER_SECRET),
+        ("SERVICE_SECRET_PREVIOUS", SECRET),
+        ("ALLOWED_CALLERS", "gateway"),
+    ]);
+    for secret in [SECRET, OTHER_SECRET] {
+        let reply = send(formula_request(
+            secret,
+            "gateway",
+            "POST",
+            service.addr,
+            "/execute",
+        ))
+        .await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let stranger = "a-third-secret-that-nobody-configured-here";
+    let reply = send(formula_request(
+        stranger,
+        "gateway",
+        "POST",
+        service.addr,
+        "/execute",
+    ))
+    .await;
+    assert_eq!(reply.detail(), "Invalid signature");
 }
 
 #[test]

@@ -13,7 +13,11 @@ use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
 use tower_zerotrust::sign::{HmacSigner, SignHmacLayer};
 
 async fn server() -> std::net::SocketAddr {
-    let config = HmacConfig::builder().secret(SECRET).build().unwrap();
+    let config = HmacConfig::builder()
+        .secret(SECRET)
+        .allow_any_caller()
+        .build()
+        .unwrap();
     let app = Router::new()
         .route(
             "/{*path}",

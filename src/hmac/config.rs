@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::canonical::is_valid_field;
 use super::keys::{KeyRing, SigningKey};
+use crate::clock::{Clock, SystemClock};
 use crate::env;
 use crate::error::ConfigError;
 
@@ -30,11 +31,24 @@ pub(crate) struct Settings {
     pub(crate) nonce_ttl: Duration,
     pub(crate) public_paths: HashSet<String>,
     pub(crate) optional: bool,
+    pub(crate) clock: SharedClock,
+}
+
+/// The layer's clock; `Debug` without requiring it of every `Clock`.
+#[derive(Clone)]
+pub(crate) struct SharedClock(pub(crate) Arc<dyn Clock>);
+
+impl std::fmt::Debug for SharedClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
 }
 
 impl HmacConfig {
-    /// A builder with the seed's defaults: ±30 s timestamp window, nonces kept 60 s, any
-    /// caller that holds a valid secret, no public paths, credentials required.
+    /// A builder with the seed's defaults: ±30 s timestamp window, nonces kept 60 s, no public
+    /// paths, credentials required. Add at least one secret, and say who may call with
+    /// [`allow_callers`](HmacConfigBuilder::allow_callers) or
+    /// [`allow_any_caller`](HmacConfigBuilder::allow_any_caller).
     pub fn builder() -> HmacConfigBuilder {
         HmacConfigBuilder::default()
     }
@@ -54,11 +68,13 @@ impl HmacConfig {
 #[must_use]
 pub struct HmacConfigBuilder {
     keys: KeyRing,
-    allowed_callers: Option<HashSet<String>>,
+    /// `None` until chosen; `Some(None)` for any caller.
+    allowed_callers: Option<Option<HashSet<String>>>,
     window: Duration,
     nonce_ttl: Duration,
     public_paths: HashSet<String>,
     optional: bool,
+    clock: SharedClock,
     error: Option<ConfigError>,
 }
 
@@ -71,6 +87,7 @@ impl Default for HmacConfigBuilder {
             nonce_ttl: DEFAULT_NONCE_TTL,
             public_paths: HashSet::new(),
             optional: false,
+            clock: SharedClock(Arc::new(SystemClock)),
             error: None,
         }
     }
@@ -80,6 +97,8 @@ impl HmacConfigBuilder {
     /// A builder from the environment variables of seed 003's services:
     ///
     /// * `SERVICE_SECRET` (required, at least 32 bytes): the shared secret.
+    /// * `SERVICE_SECRET_PREVIOUS` (optional): a second secret accepted while every signer
+    ///   moves to a new `SERVICE_SECRET`, so a secret rotates without a flag day.
     /// * `ALLOWED_CALLERS`: comma-separated service ids, trimmed. When it is unset or empty,
     ///   **no caller is allowed** (every signed request gets 403), as in the services it
     ///   replaces; call [`allow_any_caller`](Self::allow_any_caller) to accept every caller
@@ -108,9 +127,14 @@ impl HmacConfigBuilder {
                 "ALLOWED_CALLERS is unset or empty: every caller will be refused with 403"
             );
         }
-        let secret_key = SigningKey::new("SERVICE_SECRET", &secret)?;
         let mut builder = Self::default().allow_callers(callers);
-        builder.keys.add_shared(secret_key)?;
+        builder
+            .keys
+            .add_shared(SigningKey::new("SERVICE_SECRET", &secret)?)?;
+        if let Some(previous) = env::var("SERVICE_SECRET_PREVIOUS")?.filter(|s| !s.is_empty()) {
+            let key = SigningKey::new("SERVICE_SECRET_PREVIOUS", &previous)?;
+            builder.keys.add_shared(key)?;
+        }
         Ok(builder)
     }
 
@@ -139,13 +163,13 @@ impl HmacConfigBuilder {
     {
         let callers: HashSet<String> = callers.into_iter().map(Into::into).collect();
         let checked = callers.iter().try_for_each(|c| check_caller(c));
-        self.allowed_callers = Some(callers);
+        self.allowed_callers = Some(Some(callers));
         self.keep_first_error(checked)
     }
 
-    /// Accepts any caller that holds a valid secret (the default of [`HmacConfig::builder`]).
+    /// Accepts any caller that holds a valid secret: the secret itself is the only check.
     pub fn allow_any_caller(mut self) -> Self {
-        self.allowed_callers = None;
+        self.allowed_callers = Some(None);
         self
     }
 
@@ -164,7 +188,22 @@ impl HmacConfigBuilder {
 
     /// A path (exact match, such as `/health`) that passes without credentials.
     pub fn public_path(mut self, path: impl Into<String>) -> Self {
-        self.public_paths.insert(path.into());
+        let path = path.into();
+        let checked = if path.starts_with('/') {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                what: "public path",
+                reason: format!("{path:?} must start with '/'"),
+            })
+        };
+        self.public_paths.insert(path);
+        self.keep_first_error(checked)
+    }
+
+    /// Reads time from `clock` instead of the system clock (for tests).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = SharedClock(Arc::new(clock));
         self
     }
 
@@ -182,6 +221,8 @@ impl HmacConfigBuilder {
     ///
     /// * a secret shorter than 32 bytes or a malformed caller id;
     /// * [`ConfigError::NoKeys`] when no secret was given;
+    /// * [`ConfigError::Invalid`] when neither `allow_callers` nor `allow_any_caller` was
+    ///   called, or a public path does not start with `/`;
     /// * [`ConfigError::ReplayGap`] when the nonce TTL is shorter than twice the window. A
     ///   request is accepted while `|now - timestamp| <= window`, so a request recorded at
     ///   time `t` can carry a timestamp as late as `t + window` and stays acceptable until
@@ -195,6 +236,12 @@ impl HmacConfigBuilder {
         if self.keys.is_empty() {
             return Err(ConfigError::NoKeys);
         }
+        let Some(allowed_callers) = self.allowed_callers else {
+            return Err(ConfigError::Invalid {
+                what: "callers",
+                reason: "say who may call: allow_callers([...]) or allow_any_caller()".into(),
+            });
+        };
         if self.window.is_zero() || self.window > Duration::from_secs(24 * 3600) {
             return Err(ConfigError::Invalid {
                 what: "timestamp window",
@@ -210,11 +257,12 @@ impl HmacConfigBuilder {
         Ok(HmacConfig {
             inner: Arc::new(Settings {
                 keys: self.keys,
-                allowed_callers: self.allowed_callers,
+                allowed_callers,
                 window_millis: u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX),
                 nonce_ttl: self.nonce_ttl,
                 public_paths: self.public_paths,
                 optional: self.optional,
+                clock: self.clock,
             }),
         })
     }
@@ -246,9 +294,13 @@ mod tests {
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
+    fn builder() -> HmacConfigBuilder {
+        HmacConfig::builder().allow_any_caller()
+    }
+
     #[test]
     fn defaults_match_the_seed() {
-        let config = HmacConfig::builder().secret(SECRET).build().unwrap();
+        let config = builder().secret(SECRET).build().unwrap();
         assert_eq!(config.inner.window_millis, 30_000);
         assert_eq!(config.inner.nonce_ttl, Duration::from_secs(60));
         assert!(config.inner.allowed_callers.is_none());
@@ -256,25 +308,25 @@ mod tests {
 
     #[test]
     fn short_secret_is_refused() {
-        let err = HmacConfig::builder().secret("short").build().unwrap_err();
+        let err = builder().secret("short").build().unwrap_err();
         assert!(matches!(err, ConfigError::SecretTooShort { actual: 5, .. }));
         assert!(!err.to_string().contains("short\""), "{err}");
     }
 
     #[test]
     fn replay_gap_is_refused_and_exact_minimum_accepted() {
-        let gap = HmacConfig::builder()
+        let gap = builder()
             .secret(SECRET)
             .nonce_ttl(Duration::from_secs(59))
             .build();
         assert!(matches!(gap, Err(ConfigError::ReplayGap { .. })));
-        let wider = HmacConfig::builder()
+        let wider = builder()
             .secret(SECRET)
             .timestamp_window(Duration::from_secs(300))
             .build();
         assert!(matches!(wider, Err(ConfigError::ReplayGap { .. })));
         assert!(
-            HmacConfig::builder()
+            builder()
                 .secret(SECRET)
                 .nonce_ttl(Duration::from_secs(60))
                 .build()
@@ -284,11 +336,8 @@ mod tests {
 
     #[test]
     fn no_keys_and_bad_callers_are_refused() {
-        assert!(matches!(
-            HmacConfig::builder().build(),
-            Err(ConfigError::NoKeys)
-        ));
-        let bad = HmacConfig::builder()
+        assert!(matches!(builder().build(), Err(ConfigError::NoKeys)));
+        let bad = builder()
             .secret(SECRET)
             .allow_callers(["ok", "not:ok"])
             .build();
@@ -296,8 +345,28 @@ mod tests {
     }
 
     #[test]
+    fn callers_must_be_chosen_and_paths_absolute() {
+        let unchosen = HmacConfig::builder().secret(SECRET).build();
+        assert!(matches!(
+            unchosen,
+            Err(ConfigError::Invalid {
+                what: "callers",
+                ..
+            })
+        ));
+        let relative = builder().secret(SECRET).public_path("health").build();
+        assert!(matches!(
+            relative,
+            Err(ConfigError::Invalid {
+                what: "public path",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn key_count_is_bounded() {
-        let mut builder = HmacConfig::builder();
+        let mut builder = builder();
         for _ in 0..5 {
             builder = builder.secret(SECRET);
         }
@@ -309,7 +378,7 @@ mod tests {
 
     #[test]
     fn debug_never_shows_secrets() {
-        let config = HmacConfig::builder()
+        let config = builder()
             .secret(SECRET)
             .caller_secret("gateway", SECRET)
             .build()

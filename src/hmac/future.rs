@@ -6,9 +6,9 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::verify::{replayed, store_failed};
+use super::verify::nonce_refusal;
 use crate::body::ResponseBody;
-use crate::nonce::{NonceError, NonceStore};
+use crate::nonce::NonceStore;
 use crate::principal::Principal;
 use crate::reject::Pending;
 
@@ -103,17 +103,9 @@ where
                                 future: inner.call(request),
                             }
                         }
-                        Err(error) => {
-                            let rejection = match &error {
-                                NonceError::Replayed => replayed(),
-                                NonceError::Full => store_failed(true),
-                                _ => store_failed(false),
-                            };
-                            super::log_rejection(&rejection, Some(principal.id()), &request);
-                            State::Rejected {
-                                rejection: Some(Pending::new(rejection, request.headers())),
-                            }
-                        }
+                        Err(error) => State::Rejected {
+                            rejection: Some(nonce_refusal(&error, principal.id(), &request)),
+                        },
                     };
                     this.state.set(next);
                 }

@@ -105,14 +105,17 @@ pub(crate) use canonical::{Fields, SIGNATURE_PREFIX, is_valid_field};
 pub(crate) use keys::SigningKey;
 
 /// Records a refusal the way the services this replaces did: caller, endpoint and reason.
+/// `proven` says whether the caller id was verified or merely claimed by the request.
 fn log_rejection<B>(
     rejection: &crate::Rejection,
     caller: Option<&str>,
+    proven: bool,
     request: &http::Request<B>,
 ) {
     tracing::debug!(
         target: "tower_zerotrust::hmac",
         caller,
+        proven,
         method = request.method().as_str(),
         path = request.uri().path(),
         code = rejection.code(),

@@ -1,17 +1,18 @@
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::layer::Shared;
-use super::verify::{Verdict, verify};
+use super::verify::{Verdict, nonce_refusal, verify};
 use crate::body::ResponseBody;
-use crate::clock::{Clock, SystemClock};
 use crate::nonce::{MemoryNonceStore, NonceStore};
 use crate::principal::{AuthMethod, Principal};
-use crate::reject::Pending;
+use crate::reject::{Pending, RejectionKind};
 
 /// The service made by [`VerifyHmacLayer`](super::VerifyHmacLayer).
 #[derive(Debug)]
@@ -50,7 +51,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let settings = &*self.shared.config.inner;
         let path = req.uri().path();
         if settings.public_paths.contains(path) {
@@ -58,7 +59,7 @@ where
         }
         let verdict = verify(
             settings,
-            SystemClock.now_millis(),
+            settings.clock.0.now_millis(),
             req.method().as_str(),
             path,
             req.headers(),
@@ -66,20 +67,38 @@ where
         match verdict {
             Ok(Verdict::Anonymous) => ResponseFuture::call(self.inner.call(req)),
             Ok(Verdict::Caller { id, nonce }) => {
-                let check = self
+                let principal = Principal::new(id, AuthMethod::Hmac);
+                let mut check = self
                     .shared
                     .store
                     .check_and_record(id, nonce, settings.nonce_ttl);
-                let principal = Principal::new(id, AuthMethod::Hmac);
-                // The inner service is called only once the nonce is recorded; take the one
-                // that is ready and leave a clone in its place.
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::check(check, inner, req, principal)
+                // In-process stores answer at once: finish here rather than park the request
+                // in the future. Polling with a no-op waker is fine: a store that is not ready
+                // is polled again, with the real waker, by the response future.
+                let noop = &mut Context::from_waker(Waker::noop());
+                match Pin::new(&mut check).poll(noop) {
+                    Poll::Ready(Ok(())) => {
+                        req.extensions_mut().insert(principal);
+                        ResponseFuture::call(self.inner.call(req))
+                    }
+                    Poll::Ready(Err(error)) => {
+                        ResponseFuture::reject(nonce_refusal(&error, principal.id(), &req))
+                    }
+                    Poll::Pending => {
+                        // Call the inner service once the nonce is recorded; take the one that
+                        // is ready and leave a clone in its place.
+                        let clone = self.inner.clone();
+                        let inner = std::mem::replace(&mut self.inner, clone);
+                        ResponseFuture::check(check, inner, req, principal)
+                    }
+                }
             }
             Err(rejection) => {
                 let caller = req.headers().get(&super::SERVICE_ID);
-                super::log_rejection(&rejection, caller.and_then(|v| v.to_str().ok()), &req);
+                let caller = caller.and_then(|v| v.to_str().ok());
+                // Only a caller refusal (403) comes after the signature was verified.
+                let proven = rejection.kind() == RejectionKind::Forbidden;
+                super::log_rejection(&rejection, caller, proven, &req);
                 ResponseFuture::reject(Pending::new(rejection, req.headers()))
             }
         }

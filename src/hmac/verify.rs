@@ -2,12 +2,13 @@
 //! The nonce is recorded afterwards, by the service, only for requests that pass all of them.
 
 use hmac::Mac;
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, Request};
 
 use super::canonical::{Fields, MAX_TIMESTAMP_LEN, SIGNATURE_PREFIX, is_valid_field};
 use super::config::Settings;
 use super::{NONCE, SERVICE_ID, SIGNATURE, TIMESTAMP};
-use crate::reject::{Rejection, RejectionKind};
+use crate::nonce::NonceError;
+use crate::reject::{Pending, Rejection, RejectionKind};
 
 /// What the checks found.
 #[derive(Debug, PartialEq, Eq)]
@@ -100,7 +101,8 @@ fn within_window(timestamp: &str, now_millis: u64, window_millis: u64) -> bool {
     seconds.saturating_mul(1000).abs_diff(now_millis) <= window_millis
 }
 
-/// `sha256=<64 hex digits>` → 32 bytes. Hand-rolled and branch-free: it runs on every
+/// `sha256=<64 lowercase hex digits>` → 32 bytes. Lowercase only, as the scheme specifies and
+/// as Python's `hmac.compare_digest` of the header strings enforces. Hand-rolled and branch-free: it runs on every
 /// request, and random hex digits defeat a branch predictor.
 fn decode_signature(value: &str) -> Option<[u8; 32]> {
     let hex = value.strip_prefix(SIGNATURE_PREFIX)?.as_bytes();
@@ -130,7 +132,6 @@ static HEX: [u8; 256] = {
     let mut i = 0;
     while i < 6 {
         table[b'a' as usize + i] = 10 + i as u8;
-        table[b'A' as usize + i] = 10 + i as u8;
         i += 1;
     }
     table
@@ -164,16 +165,18 @@ fn caller_not_allowed() -> Rejection {
     )
 }
 
-pub(crate) fn replayed() -> Rejection {
-    unauthenticated("hmac.replayed", "Replayed request")
+/// The refusal for a nonce the store would not record, logged.
+pub(crate) fn nonce_refusal<B>(error: &NonceError, caller: &str, request: &Request<B>) -> Pending {
+    let rejection = match error {
+        NonceError::Replayed => unauthenticated("hmac.replayed", "Replayed request"),
+        NonceError::Full => store_failed("nonce.store_full"),
+        _ => store_failed("nonce.store_unavailable"),
+    };
+    super::log_rejection(&rejection, Some(caller), true, request);
+    Pending::new(rejection, request.headers())
 }
 
-pub(crate) fn store_failed(full: bool) -> Rejection {
-    let code = if full {
-        "nonce.store_full"
-    } else {
-        "nonce.store_unavailable"
-    };
+fn store_failed(code: &'static str) -> Rejection {
     Rejection::new(
         RejectionKind::Unavailable,
         code,
@@ -211,18 +214,16 @@ mod tests {
 
     #[test]
     fn signature_format_is_strict() {
-        let good = format!(
-            "sha256={}",
-            "0123456789abcdefABCDEF".repeat(3)[..64].to_owned()
-        );
+        let good = format!("sha256={}", &"0123456789abcdef".repeat(4));
         let decoded = decode_signature(&good).unwrap();
-        assert_eq!(hex::encode(decoded), good[7..].to_lowercase());
+        assert_eq!(hex::encode(decoded), good[7..]);
         for bad in [
             "ab".repeat(32),
             format!("sha1={}", "ab".repeat(32)),
             format!("sha256={}", "ab".repeat(31)),
             format!("sha256={}", "zz".repeat(32)),
             format!("sha256={}0", "ab".repeat(32)),
+            format!("sha256={}", "AB".repeat(32)),
         ] {
             assert!(decode_signature(&bad).is_none(), "{bad}");
         }

@@ -27,8 +27,9 @@ const MIN_SLOTS: usize = 64;
 ///   Nothing is ever scanned or removed entry by entry. A pair is therefore remembered for at
 ///   least its TTL and at most twice its TTL; remembering longer is always safe, since it can
 ///   only refuse a nonce that its owner reused.
-/// * **Bounded**: at most `capacity` pairs are held (rounded up to a multiple of the shard
-///   count), counting both generations, so a burst of more than `capacity` requests within two
+/// * **Bounded**: at most `capacity` pairs are held, counting both generations. The bound
+///   applies per shard (`capacity` divided by the shard count, rounded up), so with uneven
+///   luck a shard can fill slightly before the whole store does; so a burst of more than `capacity` requests within two
 ///   TTLs is refused with [`NonceError::Full`] (the layer answers 503) rather than evicting
 ///   anything: evicting a live nonce would let its request be replayed. Size it for twice your
 ///   peak requests per TTL.
@@ -174,10 +175,11 @@ impl Shard {
             return;
         }
         if age < self.span.saturating_mul(2) {
-            // Start the next generation at the size the last one reached: no regrowth. It
-            // starts where the last one ended, not now, so a quiet spell cannot stretch a
-            // generation past one span.
-            let next = Generation::with_slots(self.current.slots.len());
+            // Size the next generation for as many pairs as the last one took, so steady
+            // traffic never regrows it and a past burst does not keep its size. It starts
+            // where the last one ended, not now, so a quiet spell cannot stretch a generation
+            // past one span.
+            let next = Generation::with_slots((self.current.len * 2).next_power_of_two());
             self.previous = std::mem::replace(&mut self.current, next);
             self.started += self.span;
         } else {
@@ -385,6 +387,21 @@ mod tests {
         }
         // One generation of 1000 and the one before it, however long the traffic runs.
         assert!(store.len() <= 2000, "{}", store.len());
+    }
+
+    #[test]
+    fn concurrent_records_of_one_pair_succeed_exactly_once() {
+        let store = MemoryNonceStore::new(1_000_000);
+        for round in 0..200 {
+            let nonce = format!("n{round}");
+            let wins: usize = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..4)
+                    .map(|_| scope.spawn(|| usize::from(store.record("a", &nonce, TTL).is_ok())))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).sum()
+            });
+            assert_eq!(wins, 1, "round {round}");
+        }
     }
 
     #[test]

@@ -53,8 +53,10 @@ pub enum NonceError {
 /// Implementations must make the check and the record one atomic step: of many concurrent
 /// calls with the same pair, exactly one may succeed.
 pub trait NonceStore: Send + Sync + 'static {
-    /// The future returned by [`check_and_record`](Self::check_and_record).
-    type Future: Future<Output = Result<(), NonceError>> + Send + 'static;
+    /// The future returned by [`check_and_record`](Self::check_and_record). `Unpin`, so the
+    /// layer can poll it in place: a store that answers at once (like [`MemoryNonceStore`])
+    /// costs no extra step; a networked one returns a boxed future.
+    type Future: Future<Output = Result<(), NonceError>> + Send + Unpin + 'static;
 
     /// Records `(caller, nonce)` for `ttl` and succeeds, or fails with
     /// [`NonceError::Replayed`] if the pair is already recorded and live.

@@ -9,10 +9,13 @@ use super::{Rejection, RejectionKind};
 use crate::body::ResponseBody;
 
 /// Whether the request speaks gRPC (`application/grpc`, `application/grpc+proto`, ...).
+/// gRPC-Web (`application/grpc-web*`) is not: its responses differ, so it gets HTTP ones.
 pub(super) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    headers.get(CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes()
+            .strip_prefix(b"application/grpc")
+            .is_some_and(|rest| matches!(rest.first(), None | Some(b'+' | b';')))
+    })
 }
 
 /// The gRPC status code for a kind.
@@ -74,5 +77,20 @@ mod tests {
             HeaderValue::from_static("application/grpc+proto"),
         );
         assert!(is_grpc(&headers));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        assert!(is_grpc(&headers));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc-web+proto"),
+        );
+        assert!(!is_grpc(&headers));
+    }
+
+    #[test]
+    fn every_kind_has_its_grpc_code() {
+        assert_eq!(code(RejectionKind::Unauthenticated), 16);
+        assert_eq!(code(RejectionKind::Forbidden), 7);
+        assert_eq!(code(RejectionKind::RateLimited), 8);
+        assert_eq!(code(RejectionKind::Unavailable), 14);
     }
 }

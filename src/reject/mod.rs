@@ -24,7 +24,7 @@
 //! use tower_zerotrust::{Rejection, RejectionKind};
 //!
 //! let rejection = Rejection::new(RejectionKind::Forbidden, "demo.forbidden", "Service not authorized");
-//! let response = rejection.into_response::<()>(&HeaderMap::new());
+//! let response = rejection.into_response_for::<()>(&HeaderMap::new());
 //! assert_eq!(response.status(), StatusCode::FORBIDDEN);
 //! assert_eq!(response.extensions().get::<Rejection>().unwrap().code(), "demo.forbidden");
 //! ```
@@ -126,7 +126,7 @@ impl Rejection {
     /// The response for a request with these headers: a trailers-only gRPC response when the
     /// request's `content-type` is `application/grpc*`, an HTTP problem response otherwise. The
     /// rejection itself is placed in the response's extensions.
-    pub fn into_response<B>(self, request_headers: &HeaderMap) -> Response<ResponseBody<B>> {
+    pub fn into_response_for<B>(self, request_headers: &HeaderMap) -> Response<ResponseBody<B>> {
         Pending::new(self, request_headers).into_response()
     }
 

@@ -138,13 +138,25 @@ impl fmt::Debug for HmacSigner {
     }
 }
 
-/// The four headers of one signed request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The four headers of one signed request. Its `Debug` hides the signature, which is a
+/// credential until its nonce is spent.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SignedHeaders {
     service_id: String,
     timestamp: String,
     nonce: String,
     signature: String,
+}
+
+impl fmt::Debug for SignedHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedHeaders")
+            .field("service_id", &self.service_id)
+            .field("timestamp", &self.timestamp)
+            .field("nonce", &self.nonce)
+            .field("signature", &"<redacted>")
+            .finish()
+    }
 }
 
 impl SignedHeaders {

@@ -3,6 +3,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -13,6 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use sha2::Sha256;
+use tower_zerotrust::nonce::{NonceError, NonceStore};
 
 /// A 64-character secret, as `secrets.token_hex(32)` makes.
 pub const SECRET: &str = "3f8a2c9d1e7b4f60a5c8d2e9f1b3a7c4d6e8f0a2b4c6d8e0f2a4b6c8d0e2f4a6";
@@ -130,4 +133,24 @@ pub fn formula_request(
 /// Sets or replaces one header.
 pub fn set(req: &mut Request<Body>, name: &'static str, value: &str) {
     req.headers_mut().insert(name, value.parse().unwrap());
+}
+
+/// A store that counts calls and can be told to fail.
+#[derive(Clone, Default)]
+pub struct ProbeStore {
+    pub calls: Arc<AtomicUsize>,
+    pub broken: bool,
+}
+
+impl NonceStore for ProbeStore {
+    type Future = std::future::Ready<Result<(), NonceError>>;
+
+    fn check_and_record(&self, _: &str, _: &str, _: std::time::Duration) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(if self.broken {
+            Err(NonceError::Unavailable("connection refused".into()))
+        } else {
+            Ok(())
+        })
+    }
 }
