@@ -23,3 +23,38 @@ impl Clock for SystemClock {
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 }
+
+#[cfg(any(feature = "hmac", feature = "jwt"))]
+pub(crate) use shared::SharedClock;
+
+#[cfg(any(feature = "hmac", feature = "jwt"))]
+mod shared {
+    use super::{Clock, SystemClock};
+
+    /// A clock shared by a layer's clones, with a `Debug` that does not require one of every
+    /// `Clock`.
+    #[derive(Clone)]
+    pub(crate) struct SharedClock(std::sync::Arc<dyn Clock>);
+
+    impl SharedClock {
+        pub(crate) fn new(clock: impl Clock) -> Self {
+            Self(std::sync::Arc::new(clock))
+        }
+
+        pub(crate) fn now_millis(&self) -> u64 {
+            self.0.now_millis()
+        }
+    }
+
+    impl Default for SharedClock {
+        fn default() -> Self {
+            Self::new(SystemClock)
+        }
+    }
+
+    impl std::fmt::Debug for SharedClock {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Clock")
+        }
+    }
+}

@@ -60,20 +60,27 @@ mod macros;
 
 pub mod body;
 pub mod clock;
-#[cfg(feature = "hmac")]
+#[cfg(any(feature = "hmac", feature = "jwt"))]
 mod env;
 mod error;
 mod integration;
 mod principal;
+#[cfg(any(feature = "hmac", feature = "jwt"))]
+mod public;
 pub mod reject;
 
 #[cfg(feature = "hmac")]
 pub mod hmac;
+#[cfg(feature = "jwt")]
+pub mod jwt;
 #[cfg(feature = "hmac")]
 pub mod nonce;
-#[cfg(feature = "hmac")]
+#[cfg(any(feature = "hmac", feature = "jwt"))]
 pub mod sign;
 
 pub use error::ConfigError;
+
+/// A boxed error, as `tower` uses them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub use principal::{AuthMethod, Principal};
 pub use reject::{Rejection, RejectionKind};

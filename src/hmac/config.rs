@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use super::canonical::is_valid_field;
 use super::keys::{KeyRing, SigningKey};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SharedClock};
 use crate::env;
 use crate::error::ConfigError;
+use crate::public::PublicPaths;
 
 const DEFAULT_WINDOW: Duration = Duration::from_secs(30);
 const DEFAULT_NONCE_TTL: Duration = Duration::from_secs(60);
@@ -29,19 +30,9 @@ pub(crate) struct Settings {
     pub(crate) allowed_callers: Option<HashSet<String>>,
     pub(crate) window_millis: u64,
     pub(crate) nonce_ttl: Duration,
-    pub(crate) public_paths: HashSet<String>,
+    pub(crate) public_paths: PublicPaths,
     pub(crate) optional: bool,
     pub(crate) clock: SharedClock,
-}
-
-/// The layer's clock; `Debug` without requiring it of every `Clock`.
-#[derive(Clone)]
-pub(crate) struct SharedClock(pub(crate) Arc<dyn Clock>);
-
-impl std::fmt::Debug for SharedClock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Clock")
-    }
 }
 
 impl HmacConfig {
@@ -72,7 +63,7 @@ pub struct HmacConfigBuilder {
     allowed_callers: Option<Option<HashSet<String>>>,
     window: Duration,
     nonce_ttl: Duration,
-    public_paths: HashSet<String>,
+    public_paths: PublicPaths,
     optional: bool,
     clock: SharedClock,
     error: Option<ConfigError>,
@@ -85,9 +76,9 @@ impl Default for HmacConfigBuilder {
             allowed_callers: None,
             window: DEFAULT_WINDOW,
             nonce_ttl: DEFAULT_NONCE_TTL,
-            public_paths: HashSet::new(),
+            public_paths: PublicPaths::default(),
             optional: false,
-            clock: SharedClock(Arc::new(SystemClock)),
+            clock: SharedClock::default(),
             error: None,
         }
     }
@@ -188,22 +179,13 @@ impl HmacConfigBuilder {
 
     /// A path (exact match, such as `/health`) that passes without credentials.
     pub fn public_path(mut self, path: impl Into<String>) -> Self {
-        let path = path.into();
-        let checked = if path.starts_with('/') {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid {
-                what: "public path",
-                reason: format!("{path:?} must start with '/'"),
-            })
-        };
-        self.public_paths.insert(path);
+        let checked = self.public_paths.insert(path.into());
         self.keep_first_error(checked)
     }
 
     /// Reads time from `clock` instead of the system clock (for tests).
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = SharedClock(Arc::new(clock));
+        self.clock = SharedClock::new(clock);
         self
     }
 

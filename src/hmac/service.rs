@@ -59,7 +59,7 @@ where
         }
         let verdict = verify(
             settings,
-            settings.clock.0.now_millis(),
+            settings.clock.now_millis(),
             req.method().as_str(),
             path,
             req.headers(),

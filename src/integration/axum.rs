@@ -37,6 +37,36 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
     }
 }
 
+/// Extracts the verified [`Claims`](crate::jwt::Claims) of a bearer token; 401 when the request
+/// was not authenticated by a token.
+#[cfg(feature = "jwt")]
+impl<S: Send + Sync> FromRequestParts<S> for crate::jwt::Claims {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Self>().cloned().ok_or_else(|| {
+            Rejection::new(
+                RejectionKind::Unauthenticated,
+                "jwt.missing_token",
+                "Missing bearer token",
+            )
+            .with_challenge("Bearer")
+        })
+    }
+}
+
+#[cfg(feature = "jwt")]
+impl<S: Send + Sync> OptionalFromRequestParts<S> for crate::jwt::Claims {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Self>().cloned())
+    }
+}
+
 /// The HTTP problem response (axum's error paths do not see the request, so no gRPC form).
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {

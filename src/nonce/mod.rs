@@ -29,8 +29,7 @@ use std::time::Duration;
 
 pub use memory::MemoryNonceStore;
 
-/// A boxed error from a store's backend.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 /// Why a nonce was not recorded.
 #[derive(Debug, thiserror::Error)]

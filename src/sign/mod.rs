@@ -1,9 +1,12 @@
-//! The client side: sign outgoing requests so that a [`VerifyHmacLayer`](crate::hmac::VerifyHmacLayer)
-//! (or a service of the scheme it replaces) accepts them.
+//! The client side: credentials on outgoing requests, so that the server layers accept them.
 //!
-//! * [`SignHmacLayer`] signs every request that passes through a `tower` client stack: a tonic
-//!   `Channel`, a hyper-util `Client`, or any `Service<http::Request<B>>`.
-//! * [`HmacSigner::sign`] returns the four headers for any other client (reqwest, curl, ...).
+//! * [`SignHmacLayer`] signs every request that passes through a `tower` client stack (a tonic
+//!   `Channel`, a hyper-util `Client`, or any `Service<http::Request<B>>`) for a
+//!   [`VerifyHmacLayer`](crate::hmac::VerifyHmacLayer); [`HmacSigner::sign`] returns the four
+//!   headers for any other client (reqwest, curl, ...). Feature `hmac`.
+//! * [`AddBearerLayer`] attaches `Authorization: Bearer` from a [`TokenSource`]: a static token,
+//!   tokens a [`TokenIssuer`] mints and [`MintedToken`] caches until 80 % of their lifetime, or
+//!   any async function. Feature `jwt`.
 //!
 //! # Example
 //!
@@ -38,8 +41,22 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "jwt")]
+mod add_bearer;
+#[cfg(feature = "jwt")]
+mod bearer;
+#[cfg(feature = "hmac")]
 mod hmac;
+#[cfg(feature = "hmac")]
 mod layer;
 
+#[cfg(feature = "hmac")]
 pub use self::hmac::{HmacSigner, SignedHeaders};
+#[cfg(feature = "jwt")]
+pub use add_bearer::{AddBearer, AddBearerLayer, BearerFuture};
+#[cfg(feature = "jwt")]
+pub use bearer::{
+    MintError, MintedToken, StaticToken, TokenFn, TokenIssuer, TokenSource, token_fn,
+};
+#[cfg(feature = "hmac")]
 pub use layer::{SignHmac, SignHmacLayer};

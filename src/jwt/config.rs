@@ -1,0 +1,413 @@
+//! What a verifier accepts: keys, issuers, audiences, time leeway, size and claim rules.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::claims::RolesPath;
+use super::keys::{Algorithm, JwtKey};
+use crate::clock::{Clock, SharedClock};
+use crate::env;
+use crate::error::ConfigError;
+use crate::public::PublicPaths;
+
+const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Most static keys valid at once.
+const MAX_KEYS: usize = 16;
+
+/// The validated configuration of a [`RequireJwtLayer`](super::RequireJwtLayer).
+///
+/// Build it with [`JwtConfig::builder`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub(crate) inner: Arc<Settings>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) keys: Vec<JwtKey>,
+    #[cfg(feature = "jwks")]
+    pub(crate) jwks: Option<super::JwksSource>,
+    /// One `jsonwebtoken` validation per algorithm, built once: iss, aud and the pinned
+    /// algorithm. Time claims are checked by us, against our clock.
+    pub(crate) validations: Vec<(Algorithm, jsonwebtoken::Validation)>,
+    pub(crate) leeway_secs: u64,
+    pub(crate) required_claims: Vec<String>,
+    pub(crate) max_token_bytes: usize,
+    pub(crate) roles: RolesPath,
+    pub(crate) public_paths: PublicPaths,
+    pub(crate) optional: bool,
+    pub(crate) clock: SharedClock,
+}
+
+impl Settings {
+    pub(crate) fn validation(&self, algorithm: Algorithm) -> &jsonwebtoken::Validation {
+        self.validations
+            .iter()
+            .find(|(a, _)| *a == algorithm)
+            .map(|(_, v)| v)
+            .expect("a validation exists for every algorithm")
+    }
+
+    /// Whether a single static key, without a key id, can verify everything, so the token's
+    /// header need not be read to choose one.
+    pub(crate) fn single_key(&self) -> Option<&JwtKey> {
+        #[cfg(feature = "jwks")]
+        if self.jwks.is_some() {
+            return None;
+        }
+        match self.keys.as_slice() {
+            [key] if key.kid().is_none() => Some(key),
+            _ => None,
+        }
+    }
+}
+
+impl JwtConfig {
+    /// A builder: add keys, the accepted issuer(s) and audience(s).
+    pub fn builder() -> JwtConfigBuilder {
+        JwtConfigBuilder::default()
+    }
+}
+
+/// Builds a [`JwtConfig`]; [`build`](Self::build) checks it.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct JwtConfigBuilder {
+    keys: Vec<JwtKey>,
+    #[cfg(feature = "jwks")]
+    jwks: Option<super::JwksSource>,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    leeway: Duration,
+    required_claims: Vec<String>,
+    max_token_bytes: usize,
+    roles_claim: String,
+    public_paths: PublicPaths,
+    optional: bool,
+    clock: SharedClock,
+    error: Option<ConfigError>,
+}
+
+impl Default for JwtConfigBuilder {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            #[cfg(feature = "jwks")]
+            jwks: None,
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            leeway: DEFAULT_LEEWAY,
+            required_claims: Vec::new(),
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            roles_claim: "roles".to_owned(),
+            public_paths: PublicPaths::default(),
+            optional: false,
+            clock: SharedClock::default(),
+            error: None,
+        }
+    }
+}
+
+impl JwtConfigBuilder {
+    /// A builder from the environment, or `None` when no key variable is set:
+    ///
+    /// * `JWT_SECRET`: an HS256 shared secret (at least 32 bytes);
+    /// * `JWT_PUBLIC_KEY_FILE`: a PEM public key; its type decides the algorithm (RSA → RS256,
+    ///   P-256 → ES256, P-384 → ES384, Ed25519 → EdDSA);
+    /// * `JWT_JWKS_URL`: a JSON Web Key Set URL (feature `jwks`);
+    /// * `JWT_ISSUER`, `JWT_AUDIENCE` (required with any of the above; comma-separated to accept
+    ///   several);
+    /// * `JWT_ROLES_CLAIM`: where the roles are (default `roles`; `realm_access.roles`, `scope`,
+    ///   `permissions`, ...).
+    ///
+    /// # Errors
+    ///
+    /// Unreadable or invalid variables and files, or `JWT_JWKS_URL` without the `jwks` feature.
+    pub fn from_env() -> Result<Option<Self>, ConfigError> {
+        let secret = env::var("JWT_SECRET")?.filter(|v| !v.is_empty());
+        let key_file = env::var("JWT_PUBLIC_KEY_FILE")?.filter(|v| !v.is_empty());
+        let jwks_url = env::var("JWT_JWKS_URL")?.filter(|v| !v.is_empty());
+        if secret.is_none() && key_file.is_none() && jwks_url.is_none() {
+            return Ok(None);
+        }
+        let mut builder = Self::default();
+        if let Some(secret) = secret {
+            builder = builder.key(JwtKey::hmac(Algorithm::HS256, &secret).map_err(|e| {
+                ConfigError::InvalidEnv {
+                    name: "JWT_SECRET",
+                    reason: e.to_string(),
+                }
+            })?);
+        }
+        if let Some(file) = key_file {
+            let pem = std::fs::read(&file).map_err(|e| ConfigError::InvalidEnv {
+                name: "JWT_PUBLIC_KEY_FILE",
+                reason: format!("cannot read {file}: {e}"),
+            })?;
+            let key = JwtKey::from_public_pem(&pem).map_err(|e| ConfigError::InvalidEnv {
+                name: "JWT_PUBLIC_KEY_FILE",
+                reason: e.to_string(),
+            })?;
+            builder = builder.key(key);
+        }
+        if let Some(url) = jwks_url {
+            builder = builder.jwks_from_env(&url)?;
+        }
+        for issuer in env::required("JWT_ISSUER")?.split(',') {
+            builder = builder.issuer(issuer.trim());
+        }
+        for audience in env::required("JWT_AUDIENCE")?.split(',') {
+            builder = builder.audience(audience.trim());
+        }
+        if let Some(path) = env::var("JWT_ROLES_CLAIM")?.filter(|v| !v.is_empty()) {
+            builder = builder.roles_claim(path);
+        }
+        Ok(Some(builder))
+    }
+
+    #[cfg(feature = "jwks")]
+    fn jwks_from_env(self, url: &str) -> Result<Self, ConfigError> {
+        let source =
+            super::JwksSource::builder(url)
+                .build()
+                .map_err(|e| ConfigError::InvalidEnv {
+                    name: "JWT_JWKS_URL",
+                    reason: e.to_string(),
+                })?;
+        Ok(self.jwks(source))
+    }
+
+    #[cfg(not(feature = "jwks"))]
+    fn jwks_from_env(self, _url: &str) -> Result<Self, ConfigError> {
+        Err(ConfigError::InvalidEnv {
+            name: "JWT_JWKS_URL",
+            reason: "key sets need the `jwks` cargo feature".into(),
+        })
+    }
+
+    /// Adds a key (at most 16). Tokens naming a `kid` are checked against the key with that id;
+    /// tokens without one, against the keys of their algorithm.
+    pub fn key(mut self, key: JwtKey) -> Self {
+        if self.keys.len() >= MAX_KEYS {
+            self.error.get_or_insert(ConfigError::TooManyKeys {
+                scope: "JWT keys".into(),
+                max: MAX_KEYS,
+            });
+        } else {
+            self.keys.push(key);
+        }
+        self
+    }
+
+    /// Verifies tokens with the keys of a JSON Web Key Set, fetched and refreshed as needed.
+    #[cfg(feature = "jwks")]
+    pub fn jwks(mut self, source: super::JwksSource) -> Self {
+        self.jwks = Some(source);
+        self
+    }
+
+    /// An accepted `iss`. At least one is required; call again to accept several.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
+        self
+    }
+
+    /// An accepted `aud`: a token is accepted when its `aud` (a string or an array) contains
+    /// one of them. At least one is required; call again to accept several.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Clock skew tolerated on `exp` and `nbf` (default 30 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// A claim every token must carry, besides `sub`, `exp`, `iss` and `aud` (always required).
+    pub fn require_claim(mut self, name: impl Into<String>) -> Self {
+        self.required_claims.push(name.into());
+        self
+    }
+
+    /// The longest token accepted, in bytes (default 8 KiB). Longer ones are refused before any
+    /// parsing.
+    pub fn max_token_size(mut self, bytes: usize) -> Self {
+        self.max_token_bytes = bytes;
+        self
+    }
+
+    /// Where the principal's roles are in the claims: a dotted path such as `roles` (the
+    /// default), `realm_access.roles`, `scope` or `permissions`.
+    pub fn roles_claim(mut self, path: impl Into<String>) -> Self {
+        self.roles_claim = path.into();
+        self
+    }
+
+    /// A path (exact match, such as `/health`) that passes without a token.
+    pub fn public_path(mut self, path: impl Into<String>) -> Self {
+        if let Err(e) = self.public_paths.insert(path.into()) {
+            self.error.get_or_insert(e);
+        }
+        self
+    }
+
+    /// Lets requests without a bearer token through without a principal, so that another
+    /// authentication layer can prove them. A token that is present but bad is still refused.
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+
+    /// Reads time from `clock` instead of the system clock (for tests).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = SharedClock::new(clock);
+        self
+    }
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    ///
+    /// No key (static or key set), no issuer or audience, an invalid roles path or size, or an
+    /// invalid key given earlier.
+    pub fn build(self) -> Result<JwtConfig, ConfigError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        #[cfg(feature = "jwks")]
+        let has_keys = !self.keys.is_empty() || self.jwks.is_some();
+        #[cfg(not(feature = "jwks"))]
+        let has_keys = !self.keys.is_empty();
+        if !has_keys {
+            return Err(ConfigError::NoKeys);
+        }
+        let required = |what: &'static str, values: &[String]| {
+            if values.is_empty() || values.iter().any(String::is_empty) {
+                Err(ConfigError::Invalid {
+                    what,
+                    reason: "at least one non-empty value is required".into(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        required("issuer", &self.issuers)?;
+        required("audience", &self.audiences)?;
+        let roles = RolesPath::parse(&self.roles_claim).ok_or_else(|| ConfigError::Invalid {
+            what: "roles claim",
+            reason: format!("{:?} is not a dotted claim path", self.roles_claim),
+        })?;
+        if self.max_token_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                what: "max token size",
+                reason: "must be at least 1 byte".into(),
+            });
+        }
+        let validations = ALL_ALGORITHMS
+            .iter()
+            .map(|&alg| (alg, validation(alg, &self.issuers, &self.audiences)))
+            .collect();
+        Ok(JwtConfig {
+            inner: Arc::new(Settings {
+                keys: self.keys,
+                #[cfg(feature = "jwks")]
+                jwks: self.jwks,
+                validations,
+                leeway_secs: self.leeway.as_secs(),
+                required_claims: self.required_claims,
+                max_token_bytes: self.max_token_bytes,
+                roles,
+                public_paths: self.public_paths,
+                optional: self.optional,
+                clock: self.clock,
+            }),
+        })
+    }
+}
+
+const ALL_ALGORITHMS: [Algorithm; 12] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// `jsonwebtoken`'s part: the signature with exactly this algorithm, and `iss`, `aud` and
+/// `sub` present and `iss`/`aud` matching. `exp`/`nbf` are ours (our clock, our leeway).
+fn validation(
+    alg: Algorithm,
+    issuers: &[String],
+    audiences: &[String],
+) -> jsonwebtoken::Validation {
+    let mut v = jsonwebtoken::Validation::new(alg.to_jsonwebtoken());
+    v.algorithms = vec![alg.to_jsonwebtoken()];
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.leeway = 0;
+    // Presence is required here because `set_issuer`/`set_audience` alone accept a token that
+    // simply omits the claim.
+    v.set_required_spec_claims(&["iss", "aud", "sub"]);
+    v.set_issuer(issuers);
+    v.set_audience(audiences);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> JwtKey {
+        JwtKey::hmac(Algorithm::HS256, "0123456789abcdef0123456789abcdef").unwrap()
+    }
+
+    #[test]
+    fn issuer_and_audience_are_required() {
+        let none = JwtConfig::builder().key(key()).audience("a").build();
+        assert!(matches!(
+            none,
+            Err(ConfigError::Invalid { what: "issuer", .. })
+        ));
+        let none = JwtConfig::builder().key(key()).issuer("i").build();
+        assert!(matches!(
+            none,
+            Err(ConfigError::Invalid {
+                what: "audience",
+                ..
+            })
+        ));
+        assert!(matches!(
+            JwtConfig::builder().issuer("i").audience("a").build(),
+            Err(ConfigError::NoKeys)
+        ));
+        assert!(
+            JwtConfig::builder()
+                .key(key())
+                .issuer("i")
+                .audience("a")
+                .build()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn bad_roles_paths_and_key_counts_are_refused() {
+        let base = || JwtConfig::builder().key(key()).issuer("i").audience("a");
+        assert!(base().roles_claim("a..b").build().is_err());
+        let mut many = base();
+        for _ in 0..MAX_KEYS {
+            many = many.key(key());
+        }
+        assert!(matches!(many.build(), Err(ConfigError::TooManyKeys { .. })));
+    }
+}

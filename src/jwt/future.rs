@@ -1,0 +1,137 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::JwtConfig;
+use super::validate::{Verdict, authenticate, key_not_found};
+use crate::body::ResponseBody;
+use crate::reject::Pending;
+
+type Refresh = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+pin_project! {
+    /// The response future of [`RequireJwt`](super::RequireJwt).
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        // The token names a key the key set may have gained: refresh it, then check again.
+        Refreshing {
+            refresh: Refresh,
+            call: Option<(JwtConfig, S, Request<ReqBody>)>,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+        },
+        Rejected {
+            rejection: Option<Pending>,
+        },
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn call(future: S::Future) -> Self {
+        Self {
+            state: State::Calling { future },
+        }
+    }
+
+    pub(crate) fn reject(rejection: Pending) -> Self {
+        Self {
+            state: State::Rejected {
+                rejection: Some(rejection),
+            },
+        }
+    }
+
+    pub(crate) fn refresh(config: JwtConfig, inner: S, request: Request<ReqBody>) -> Self {
+        Self {
+            state: State::Refreshing {
+                refresh: refresh_future(&config),
+                call: Some((config, inner, request)),
+            },
+        }
+    }
+}
+
+#[cfg(feature = "jwks")]
+fn refresh_future(config: &JwtConfig) -> Refresh {
+    match &config.inner.jwks {
+        Some(jwks) => Box::pin(jwks.clone().refresh_unknown_key()),
+        None => Box::pin(std::future::ready(())),
+    }
+}
+
+#[cfg(not(feature = "jwks"))]
+fn refresh_future(_config: &JwtConfig) -> Refresh {
+    Box::pin(std::future::ready(()))
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Refreshing { refresh, call } => {
+                    ready!(refresh.as_mut().poll(cx));
+                    let (config, mut inner, mut request) =
+                        call.take().expect("polled after completion");
+                    let next = match authenticate(&config.inner, request.headers()) {
+                        Ok(Verdict::Verified(principal, claims)) => {
+                            request.extensions_mut().insert(principal);
+                            request.extensions_mut().insert(claims);
+                            State::Calling {
+                                future: inner.call(request),
+                            }
+                        }
+                        Ok(Verdict::Anonymous) => State::Calling {
+                            future: inner.call(request),
+                        },
+                        outcome => {
+                            let rejection = outcome
+                                .err()
+                                .unwrap_or_else(|| key_not_found(&config.inner));
+                            super::log_rejection(&rejection, &request);
+                            State::Rejected {
+                                rejection: Some(Pending::new(rejection, request.headers())),
+                            }
+                        }
+                    };
+                    this.state.set(next);
+                }
+                StateProj::Calling { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::new)));
+                }
+                StateProj::Rejected { rejection } => {
+                    let rejection = rejection.take().expect("polled after completion");
+                    return Poll::Ready(Ok(rejection.into_response()));
+                }
+            }
+        }
+    }
+}

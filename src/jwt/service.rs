@@ -1,0 +1,64 @@
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::JwtConfig;
+use super::future::ResponseFuture;
+use super::validate::{Verdict, authenticate};
+use crate::body::ResponseBody;
+use crate::reject::Pending;
+
+/// The service made by [`RequireJwtLayer`](super::RequireJwtLayer).
+#[derive(Debug, Clone)]
+pub struct RequireJwt<S> {
+    inner: S,
+    config: JwtConfig,
+}
+
+impl<S> RequireJwt<S> {
+    pub(crate) fn new(inner: S, config: JwtConfig) -> Self {
+        Self { inner, config }
+    }
+
+    inner_service_accessors!();
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireJwt<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let settings = &self.config.inner;
+        if settings.public_paths.contains(req.uri().path()) {
+            return ResponseFuture::call(self.inner.call(req));
+        }
+        match authenticate(settings, req.headers()) {
+            Ok(Verdict::Anonymous) => ResponseFuture::call(self.inner.call(req)),
+            Ok(Verdict::Verified(principal, claims)) => {
+                req.extensions_mut().insert(principal);
+                req.extensions_mut().insert(claims);
+                ResponseFuture::call(self.inner.call(req))
+            }
+            Ok(Verdict::UnknownKey) => {
+                // Learn the key set's new keys, then check again; take the inner service that
+                // is ready and leave a clone in its place.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::refresh(self.config.clone(), inner, req)
+            }
+            Err(rejection) => {
+                super::log_rejection(&rejection, &req);
+                ResponseFuture::reject(Pending::new(rejection, req.headers()))
+            }
+        }
+    }
+}

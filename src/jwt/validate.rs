@@ -1,0 +1,239 @@
+//! The checks, in order: a bearer token is present and small; a key is chosen by the key's
+//! rules, never the token's; the signature, issuer and audience; then time and claims.
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use jsonwebtoken::errors::ErrorKind;
+use serde_json::{Map, Value};
+
+use super::claims::Claims;
+use super::config::Settings;
+use super::keys::{Algorithm, JwtKey};
+use crate::principal::{AuthMethod, Principal};
+use crate::reject::{Rejection, RejectionKind};
+
+/// Longest `kid` looked up; anything longer is not a key id.
+const MAX_KID_LEN: usize = 256;
+
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// No bearer token, in optional mode.
+    Anonymous,
+    Verified(Principal, Claims),
+    /// The token names a key the key set does not have (yet): refresh, then check again.
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
+    UnknownKey,
+}
+
+pub(crate) fn authenticate(settings: &Settings, headers: &HeaderMap) -> Result<Verdict, Rejection> {
+    let Some(token) = bearer_token(headers)? else {
+        return if settings.optional {
+            Ok(Verdict::Anonymous)
+        } else {
+            Err(Rejection::new(
+                RejectionKind::Unauthenticated,
+                "jwt.missing_token",
+                "Missing bearer token",
+            )
+            .with_challenge("Bearer"))
+        };
+    };
+    if token.len() > settings.max_token_bytes {
+        return Err(invalid("jwt.token_too_large", "Token too large"));
+    }
+    let claims = match settings.single_key() {
+        Some(key) => decode(settings, key, token)?,
+        None => {
+            let header = jsonwebtoken::decode_header(token)
+                .map_err(|_| invalid("jwt.malformed", "Malformed token"))?;
+            let algorithm = Algorithm::from_jsonwebtoken(header.alg).ok_or_else(|| {
+                invalid("jwt.algorithm_not_allowed", "Token algorithm not allowed")
+            })?;
+            let Some(key) = choose_key(settings, header.kid.as_deref(), algorithm)? else {
+                return Ok(Verdict::UnknownKey);
+            };
+            decode(settings, &key, token)?
+        }
+    };
+    let now = settings.clock.now_millis() / 1000;
+    check_time(&claims, now, settings.leeway_secs)?;
+    for name in &settings.required_claims {
+        if !claims.contains_key(name) {
+            return Err(missing_claim());
+        }
+    }
+    let subject = match claims.get("sub") {
+        Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
+        _ => return Err(missing_claim()),
+    };
+    let roles = settings.roles.roles(&claims);
+    let principal = Principal::new(subject, AuthMethod::Jwt).with_roles(roles);
+    Ok(Verdict::Verified(principal, Claims::new(claims)))
+}
+
+/// The token of `Authorization: Bearer <token>`; `None` when there is no such header or it
+/// carries another scheme. The scheme is case-insensitive (RFC 7235).
+fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(invalid("jwt.malformed", "Malformed authorization header"));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| invalid("jwt.malformed", "Malformed authorization header"))?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = rest.trim_matches(' ');
+    if token.is_empty() {
+        return Err(invalid("jwt.malformed", "Malformed token"));
+    }
+    Ok(Some(token))
+}
+
+/// The key for a token: by `kid` when it names one, else the static key of its algorithm.
+/// `Ok(None)` when a key set may learn the key on refresh. Whatever the header says, the
+/// chosen key's own algorithm is the only one `decode` will accept.
+fn choose_key(
+    settings: &Settings,
+    kid: Option<&str>,
+    algorithm: Algorithm,
+) -> Result<Option<JwtKey>, Rejection> {
+    let unknown = || invalid("jwt.unknown_key", "Unknown signing key");
+    match kid {
+        Some(kid) if kid.len() > MAX_KID_LEN => Err(unknown()),
+        Some(kid) => {
+            if let Some(key) = settings.keys.iter().find(|k| k.kid() == Some(kid)) {
+                return Ok(Some(key.clone()));
+            }
+            #[cfg(feature = "jwks")]
+            if let Some(jwks) = &settings.jwks {
+                return Ok(jwks.key(kid));
+            }
+            Err(unknown())
+        }
+        None => settings
+            .keys
+            .iter()
+            .find(|k| k.algorithm() == algorithm)
+            .or_else(|| settings.keys.first())
+            .cloned()
+            .map(Some)
+            .ok_or_else(unknown),
+    }
+}
+
+fn decode(settings: &Settings, key: &JwtKey, token: &str) -> Result<Map<String, Value>, Rejection> {
+    let validation = settings.validation(key.algorithm());
+    jsonwebtoken::decode::<Map<String, Value>>(token, key.decoding_key(), validation)
+        .map(|data| data.claims)
+        .map_err(|e| match e.kind() {
+            ErrorKind::InvalidAlgorithm => {
+                invalid("jwt.algorithm_not_allowed", "Token algorithm not allowed")
+            }
+            ErrorKind::InvalidSignature => {
+                invalid("jwt.invalid_signature", "Invalid token signature")
+            }
+            ErrorKind::InvalidIssuer => invalid("jwt.invalid_issuer", "Invalid token issuer"),
+            ErrorKind::InvalidAudience => invalid("jwt.invalid_audience", "Invalid token audience"),
+            ErrorKind::MissingRequiredClaim(_) => missing_claim(),
+            _ => invalid("jwt.malformed", "Malformed token"),
+        })
+}
+
+/// `exp` is required; `nbf` is checked when present. Both are NumericDates (seconds, possibly
+/// fractional).
+fn check_time(claims: &Map<String, Value>, now: u64, leeway: u64) -> Result<(), Rejection> {
+    let seconds = |name: &str| -> Result<Option<u64>, Rejection> {
+        match claims.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+                .map(Some)
+                .ok_or_else(|| invalid("jwt.malformed", "Malformed token")),
+        }
+    };
+    let exp = seconds("exp")?.ok_or_else(missing_claim)?;
+    if now > exp.saturating_add(leeway) {
+        return Err(invalid("jwt.expired", "Token expired"));
+    }
+    if let Some(nbf) = seconds("nbf")?
+        && nbf > now.saturating_add(leeway)
+    {
+        return Err(invalid("jwt.not_yet_valid", "Token not yet valid"));
+    }
+    Ok(())
+}
+
+fn missing_claim() -> Rejection {
+    invalid("jwt.missing_claim", "Token is missing a required claim")
+}
+
+/// A present but unacceptable token: 401 with the RFC 6750 `invalid_token` challenge.
+fn invalid(code: &'static str, message: &'static str) -> Rejection {
+    Rejection::new(RejectionKind::Unauthenticated, code, message)
+        .with_challenge(r#"Bearer error="invalid_token""#)
+}
+
+/// After a refresh the key is still unknown: the token's fault, unless no key set has ever
+/// loaded, in which case nothing could be verified and the layer fails closed with 503.
+pub(crate) fn key_not_found(settings: &Settings) -> Rejection {
+    #[cfg(feature = "jwks")]
+    if settings.jwks.as_ref().is_some_and(|jwks| !jwks.is_loaded()) {
+        return Rejection::new(
+            RejectionKind::Unavailable,
+            "jwt.keys_unavailable",
+            "Signing keys unavailable",
+        );
+    }
+    let _ = settings;
+    invalid("jwt.unknown_key", "Unknown signing key")
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn token_of(value: &str) -> Result<Option<String>, &'static str> {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        bearer_token(&headers)
+            .map(|t| t.map(str::to_owned))
+            .map_err(|r| r.code())
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_other_schemes_are_not_ours() {
+        assert_eq!(token_of("Bearer abc"), Ok(Some("abc".into())));
+        assert_eq!(token_of("bearer abc"), Ok(Some("abc".into())));
+        assert_eq!(token_of("BEARER  abc "), Ok(Some("abc".into())));
+        assert_eq!(token_of("Basic dXNlcjpwYXNz"), Ok(None));
+        assert_eq!(token_of("Bearer"), Err("jwt.malformed"));
+        assert_eq!(token_of("Bearer   "), Err("jwt.malformed"));
+    }
+
+    #[test]
+    fn time_claims_with_leeway() {
+        let claims = |v: serde_json::Value| match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let now = 1_000;
+        assert!(check_time(&claims(serde_json::json!({"exp": 1_000})), now, 0).is_ok());
+        assert!(check_time(&claims(serde_json::json!({"exp": 999})), now, 0).is_err());
+        assert!(check_time(&claims(serde_json::json!({"exp": 990})), now, 10).is_ok());
+        assert!(check_time(&claims(serde_json::json!({"exp": 1_500.5})), now, 0).is_ok());
+        assert!(check_time(&claims(serde_json::json!({"exp": "2000"})), now, 0).is_err());
+        assert!(check_time(&claims(serde_json::json!({})), now, 0).is_err());
+        let future = claims(serde_json::json!({"exp": 2_000, "nbf": 1_011}));
+        assert!(check_time(&future, now, 10).is_err());
+        assert!(check_time(&future, now, 11).is_ok());
+    }
+}
