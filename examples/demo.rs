@@ -21,15 +21,19 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_zerotrust::clock::{Clock, SystemClock};
 use tower_zerotrust::hmac::HmacConfig;
-use tower_zerotrust::sign::{HmacSigner, SignHmacLayer, SignedHeaders};
+use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey};
+use tower_zerotrust::sign::{
+    AddBearerLayer, HmacSigner, MintedToken, SignHmacLayer, SignedHeaders, TokenIssuer,
+};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
 type Body = Full<Bytes>;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), tower_zerotrust::BoxError> {
     let log = LogBuffer::default();
     tracing_subscriber::registry()
         .with(
@@ -46,7 +50,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .secret(&secret)
         .allow_callers(["gateway", "heartbeat"])
         .public_path("/health");
-    let app = secure_app::router(hmac)?;
+    // ...and which accepts bearer tokens from the platform's token issuer on /whoami.
+    let jwt_secret = random_secret();
+    let jwt = JwtConfig::builder()
+        .key(JwtKey::hmac(Algorithm::HS256, &jwt_secret)?)
+        .issuer(ISSUER)
+        .audience(AUDIENCE);
+    let app = secure_app::router(hmac, Some(jwt))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -58,7 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .service(client.clone());
 
     println!(
-        "tower-zerotrust demo: service \"vault\" on {base}, allowed callers: gateway, heartbeat\n"
+        "tower-zerotrust demo: service \"vault\" on {base}\n  HMAC callers allowed on /execute: gateway, heartbeat; bearer tokens from \"{ISSUER}\" accepted on /whoami\n"
     );
     println!(
         "  {:<48} {:<14} {:>6}  outcome",
@@ -138,6 +148,73 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "unsigned request",
             request("POST", &base, "/execute"),
             Expect::Refused(401, "hmac.missing_headers"),
+        ),
+    ];
+    for (case, req, expect) in cases {
+        let label = format!("{} {}", req.method(), req.uri().path());
+        table
+            .row(case, &label, expect, client.request(req).await?)
+            .await;
+    }
+
+    // Bearer tokens: minted and attached by the client-side layer...
+    let issuer = TokenIssuer::hmac(Algorithm::HS256, &jwt_secret, ISSUER, AUDIENCE)?;
+    let minted = MintedToken::new(issuer.clone(), "router_core", ["route_requests"]);
+    let mut bearer_client = ServiceBuilder::new()
+        .layer(AddBearerLayer::new(minted))
+        .service(client.clone());
+    let response = bearer_client
+        .ready()
+        .await?
+        .call(request("GET", &base, "/whoami"))
+        .await?;
+    let case = "service token (TokenIssuer + AddBearerLayer)";
+    table
+        .row(case, "GET /whoami", Expect::Accepted, response)
+        .await;
+
+    // ...and bad ones, sent by hand.
+    let expired = issuer
+        .clone()
+        .with_clock(HoursAgo(2))
+        .mint("router_core", &["route_requests"])?;
+    let token = issuer.mint("router_core", &["route_requests"])?;
+    let tampered = tamper(&token);
+    let foreign = TokenIssuer::hmac(Algorithm::HS256, &random_secret(), ISSUER, AUDIENCE)?
+        .mint("router_core", &["route_requests"])?;
+    let with_bearer = |method: &str, path: &str, token: &str| {
+        let mut req = request(method, &base, path);
+        let value = format!("Bearer {token}")
+            .parse()
+            .expect("a token is a header value");
+        req.headers_mut().insert(http::header::AUTHORIZATION, value);
+        req
+    };
+    let cases = [
+        (
+            "expired token (minted 2 hours ago)",
+            with_bearer("GET", "/whoami", &expired),
+            Expect::Refused(401, "jwt.expired"),
+        ),
+        (
+            "tampered token (roles edited)",
+            with_bearer("GET", "/whoami", &tampered),
+            Expect::Refused(401, "jwt.invalid_signature"),
+        ),
+        (
+            "token signed with another key",
+            with_bearer("GET", "/whoami", &foreign),
+            Expect::Refused(401, "jwt.invalid_signature"),
+        ),
+        (
+            "valid token on the HMAC-only route",
+            with_bearer("POST", "/execute", &token),
+            Expect::Refused(401, "hmac.missing_headers"),
+        ),
+        (
+            "no credentials at all",
+            request("GET", &base, "/whoami"),
+            Expect::Refused(401, "principal.missing"),
         ),
     ];
     for (case, req, expect) in cases {
@@ -245,6 +322,28 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
     }
+}
+
+const ISSUER: &str = "intellirouter";
+const AUDIENCE: &str = "intellirouter-services";
+
+/// A clock set some hours back, to mint a token that has already expired.
+struct HoursAgo(u64);
+
+impl Clock for HoursAgo {
+    fn now_millis(&self) -> u64 {
+        SystemClock.now_millis() - self.0 * 3_600_000
+    }
+}
+
+/// The token with its payload's roles edited and the signature left as it was.
+fn tamper(token: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = token.split('.').collect();
+    let payload = String::from_utf8(b64.decode(parts[1]).expect("base64")).expect("utf-8");
+    let forged = payload.replace("route_requests", "admin");
+    format!("{}.{}.{}", parts[0], b64.encode(forged), parts[2])
 }
 
 /// A 256-bit secret as hex, as seed 003's setup step makes one.

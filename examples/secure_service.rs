@@ -14,9 +14,15 @@
 //! | `SERVICE_SECRET`  | shared HMAC secret, at least 32 bytes (required)               |
 //! | `SERVICE_SECRET_PREVIOUS` | a second accepted secret while rotating (optional)     |
 //! | `ALLOWED_CALLERS` | comma-separated callers allowed on `POST /execute`             |
+//! | `JWT_SECRET`      | HS256 secret for bearer tokens on `/whoami` (at least 32 bytes) |
+//! | `JWT_PUBLIC_KEY_FILE` | PEM public key for bearer tokens (RS256/ES256/ES384/EdDSA by key type) |
+//! | `JWT_JWKS_URL`    | JSON Web Key Set URL for bearer tokens (build with `--features jwks`) |
+//! | `JWT_ISSUER`, `JWT_AUDIENCE` | accepted `iss` and `aud` (required with any JWT key) |
+//! | `JWT_ROLES_CLAIM` | where the roles are in the token (default `roles`)            |
 //!
-//! Routes: `GET /health` (public), `POST /execute` (allowed callers), `GET /whoami` (any
-//! authenticated caller). Rejections are logged to stderr with the caller, path and reason.
+//! Routes: `GET /health` (public), `POST /execute` (allowed callers, HMAC only), `GET /whoami`
+//! (any caller proven by HMAC or, when a JWT key is configured, by a bearer token). Rejections
+//! are logged to stderr with the caller, path and reason.
 
 #[path = "support/secure_app.rs"]
 mod secure_app;
@@ -24,6 +30,7 @@ mod secure_app;
 use std::process::ExitCode;
 
 use tower_zerotrust::hmac::HmacConfigBuilder;
+use tower_zerotrust::jwt::JwtConfigBuilder;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
@@ -42,7 +49,7 @@ async fn main() -> ExitCode {
     let service_id = std::env::var("SERVICE_ID").unwrap_or_else(|_| "secure-service".into());
     let app = match HmacConfigBuilder::from_env()
         .map(|hmac| hmac.public_path("/health"))
-        .and_then(secure_app::router)
+        .and_then(|hmac| secure_app::router(hmac, JwtConfigBuilder::from_env()?))
     {
         Ok(app) => app,
         Err(error) => {

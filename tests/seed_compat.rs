@@ -312,3 +312,151 @@ fn a_python_client_signing_per_seed_003_talks_to_secure_service_unchanged() {
         ]
     );
 }
+
+fn fixture_path(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+const JWT_SECRET: &str = "a-jwt-secret-for-tests-that-is-long-enough";
+
+/// `secure_service` with HMAC and bearer tokens (HS256 secret plus a PEM public key).
+fn vault_with_jwt(public_key: &str) -> SecureService {
+    SecureService::start(&[
+        ("SERVICE_SECRET", SECRET),
+        ("ALLOWED_CALLERS", "gateway"),
+        ("JWT_SECRET", JWT_SECRET),
+        ("JWT_PUBLIC_KEY_FILE", &fixture_path(public_key)),
+        ("JWT_ISSUER", "intellirouter"),
+        ("JWT_AUDIENCE", "intellirouter-services"),
+    ])
+}
+
+#[tokio::test]
+async fn secure_service_accepts_hmac_or_jwt_on_whoami_and_only_hmac_on_execute() {
+    use tower_zerotrust::jwt::Algorithm;
+    use tower_zerotrust::sign::TokenIssuer;
+
+    let service = vault_with_jwt("rsa-public.pem");
+    let addr = service.addr;
+    let issuer = TokenIssuer::hmac(
+        Algorithm::HS256,
+        JWT_SECRET,
+        "intellirouter",
+        "intellirouter-services",
+    )
+    .unwrap();
+    let token = issuer.mint("router_core", &["route_requests"]).unwrap();
+    let with_token = |method: &str, path: &str| {
+        let mut req = request(method, addr, path);
+        set(&mut req, "authorization", &format!("Bearer {token}"));
+        req
+    };
+    let reply = send(with_token("GET", "/whoami")).await;
+    assert_eq!(
+        (reply.status, reply.json()),
+        (
+            StatusCode::OK,
+            json!({"id": "router_core", "method": "jwt", "roles": ["route_requests"]})
+        )
+    );
+    let reply = send(formula_request(SECRET, "gateway", "GET", addr, "/whoami")).await;
+    assert_eq!(reply.json()["method"], "hmac");
+    let reply = send(with_token("POST", "/execute")).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.detail(), "Missing authentication headers");
+    let reply = send(request("GET", addr, "/whoami")).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let mut bad = request("GET", addr, "/whoami");
+    set(&mut bad, "authorization", "Bearer not.a.token");
+    assert_eq!(send(bad).await.code(), "jwt.malformed");
+}
+
+#[test]
+fn secure_service_refuses_a_jwt_key_without_issuer_and_audience() {
+    let (code, stderr) =
+        SecureService::run_to_exit(&[("SERVICE_SECRET", SECRET), ("JWT_SECRET", JWT_SECRET)]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("JWT_ISSUER is not set"), "{stderr}");
+    assert!(!stderr.contains(JWT_SECRET), "the secret leaked: {stderr}");
+}
+
+/// Tokens minted by PyJWT, the library Python services use, including its attacks.
+const PYJWT_CLIENT: &str = r#"
+import json, sys, time, urllib.error, urllib.request
+import jwt
+
+base, secret, rsa_key, ec_key = sys.argv[1], sys.argv[2], open(sys.argv[3]).read(), open(sys.argv[4]).read()
+now = int(time.time())
+claims = {"sub": "py-service", "iss": "intellirouter", "aud": "intellirouter-services",
+          "iat": now, "exp": now + 300, "roles": ["models:read"]}
+
+def call(name, base, token):
+    request = urllib.request.Request(base + "/whoami", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request) as response:
+            status, body = response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        status, body = error.code, json.loads(error.read())
+    print(name, status, body.get("method") or body.get("code"))
+
+call("hs256", base[0], jwt.encode(claims, secret, algorithm="HS256"))
+call("rs256", base[0], jwt.encode(claims, rsa_key, algorithm="RS256"))
+call("es256", base[1], jwt.encode(claims, ec_key, algorithm="ES256"))
+call("none", base[0], jwt.encode(claims, None, algorithm="none"))
+call("expired", base[0], jwt.encode({**claims, "exp": now - 3600}, secret, algorithm="HS256"))
+call("wrong_aud", base[0], jwt.encode({**claims, "aud": "other"}, secret, algorithm="HS256"))
+call("no_iss", base[0], jwt.encode({k: v for k, v in claims.items() if k != "iss"}, secret, algorithm="HS256"))
+call("confused", base[0], jwt.encode(claims, secret, algorithm="HS512"))
+"#;
+
+#[test]
+fn tokens_minted_by_pyjwt_are_accepted_and_its_attacks_refused() {
+    let has_pyjwt = Command::new("python3")
+        .args(["-c", "import jwt, cryptography"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_pyjwt {
+        println!(
+            "SKIP: python3 with PyJWT and cryptography not found (pip install pyjwt cryptography)"
+        );
+        return;
+    }
+    let rsa = vault_with_jwt("rsa-public.pem");
+    let ec = vault_with_jwt("ec256-public.pem");
+    let script = PYJWT_CLIENT.replace(
+        "base, secret",
+        "base = [sys.argv[1], sys.argv[5]]\n_, secret",
+    );
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            &script,
+            &format!("http://{}", rsa.addr),
+            JWT_SECRET,
+            &fixture_path("rsa-private.pem"),
+            &fixture_path("ec256-private.pem"),
+            &format!("http://{}", ec.addr),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "hs256 200 jwt",
+            "rs256 200 jwt",
+            "es256 200 jwt",
+            "none 401 jwt.malformed",
+            "expired 401 jwt.expired",
+            "wrong_aud 401 jwt.invalid_audience",
+            "no_iss 401 jwt.missing_claim",
+            "confused 401 jwt.algorithm_not_allowed",
+        ]
+    );
+}

@@ -5,6 +5,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tower_zerotrust::hmac::{HmacConfigBuilder, VerifyHmacLayer};
+use tower_zerotrust::jwt::{JwtConfigBuilder, RequireJwtLayer};
 use tower_zerotrust::nonce::MemoryNonceStore;
 use tower_zerotrust::{ConfigError, Principal};
 
@@ -12,16 +13,34 @@ use tower_zerotrust::{ConfigError, Principal};
 ///
 /// * `GET /health`: public, `{"status":"healthy"}`;
 /// * `POST /execute`: signed by a caller in the allowed list, `{"caller":"<id>"}`;
-/// * `GET /whoami`: any authenticated caller, `{"id":..., "method":..., "roles":[...]}`.
-pub fn router(hmac: HmacConfigBuilder) -> Result<Router, ConfigError> {
+/// * `GET /whoami`: any caller proven by HMAC, or by a bearer token when `jwt` is given,
+///   `{"id":..., "method":..., "roles":[...]}`.
+pub fn router(
+    hmac: HmacConfigBuilder,
+    jwt: Option<JwtConfigBuilder>,
+) -> Result<Router, ConfigError> {
     // One nonce store for every route: a nonce used on one route is spent on all of them.
     let nonces = MemoryNonceStore::default();
     let allowed_callers = VerifyHmacLayer::with_nonce_store(hmac.clone().build()?, nonces.clone());
-    let any_caller = VerifyHmacLayer::with_nonce_store(hmac.allow_any_caller().build()?, nonces);
+    let any_caller = hmac.allow_any_caller();
+    let whoami = match jwt {
+        None => get(whoami).route_layer(VerifyHmacLayer::with_nonce_store(
+            any_caller.build()?,
+            nonces,
+        )),
+        // Either proof will do: both layers let anonymous requests through, refuse bad
+        // credentials, and the `Principal` extractor refuses requests nobody proved.
+        Some(jwt) => get(whoami)
+            .route_layer(VerifyHmacLayer::with_nonce_store(
+                any_caller.optional().build()?,
+                nonces,
+            ))
+            .route_layer(RequireJwtLayer::new(jwt.optional().build()?)),
+    };
     Ok(Router::new()
         .route("/health", get(health))
         .route("/execute", post(execute).route_layer(allowed_callers))
-        .route("/whoami", get(whoami).route_layer(any_caller)))
+        .route("/whoami", whoami))
 }
 
 async fn health() -> Json<Value> {

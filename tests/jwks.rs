@@ -1,0 +1,328 @@
+//! Key sets from a real key server on loopback: rotation, outages, `kid` storms, OIDC discovery.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use http::StatusCode;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{DecodingKey, EncodingKey, Header};
+use serde_json::{Value, json};
+use support::*;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_zerotrust::Rejection;
+use tower_zerotrust::jwt::{JwksSource, JwtConfig, RequireJwtLayer};
+
+const AUD: &str = "models-api";
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// Signing material for one `kid`: ES256 (`ec256`) or EdDSA (`ed25519`).
+struct Signer {
+    kid: &'static str,
+    alg: jsonwebtoken::Algorithm,
+    private: EncodingKey,
+    jwk: Jwk,
+}
+
+fn signer(kid: &'static str, name: &str) -> Signer {
+    let public = fixture(&format!("{name}-public.pem"));
+    let private = fixture(&format!("{name}-private.pem"));
+    let (alg, decoding, private) = if name.starts_with("ec") {
+        (
+            jsonwebtoken::Algorithm::ES256,
+            DecodingKey::from_ec_pem(&public).unwrap(),
+            EncodingKey::from_ec_pem(&private).unwrap(),
+        )
+    } else {
+        (
+            jsonwebtoken::Algorithm::EdDSA,
+            DecodingKey::from_ed_pem(&public).unwrap(),
+            EncodingKey::from_ed_pem(&private).unwrap(),
+        )
+    };
+    let mut jwk = Jwk::from_decoding_key(&decoding, Some(alg)).unwrap();
+    jwk.common.key_id = Some(kid.to_owned());
+    Signer {
+        kid,
+        alg,
+        private,
+        jwk,
+    }
+}
+
+impl Signer {
+    fn token(&self, issuer: &str) -> String {
+        let mut header = Header::new(self.alg);
+        header.kid = Some(self.kid.to_owned());
+        let claims = json!({
+            "sub": "svc", "iss": issuer, "aud": AUD, "exp": now() + 600, "roles": ["models:read"],
+        });
+        jsonwebtoken::encode(&header, &claims, &self.private).unwrap()
+    }
+
+    fn token_with_kid(&self, issuer: &str, kid: &str) -> String {
+        let mut header = Header::new(self.alg);
+        header.kid = Some(kid.to_owned());
+        let claims = json!({"sub": "svc", "iss": issuer, "aud": AUD, "exp": now() + 600});
+        jsonwebtoken::encode(&header, &claims, &self.private).unwrap()
+    }
+}
+
+/// An identity provider on loopback: a key set that tests can change or take down, and an
+/// OIDC discovery document.
+#[derive(Clone)]
+struct KeyServer {
+    addr: SocketAddr,
+    keys: Arc<Mutex<Vec<Jwk>>>,
+    fetches: Arc<AtomicUsize>,
+    down: Arc<AtomicBool>,
+}
+
+impl KeyServer {
+    async fn start(keys: Vec<Jwk>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = KeyServer {
+            addr: listener.local_addr().unwrap(),
+            keys: Arc::new(Mutex::new(keys)),
+            fetches: Arc::default(),
+            down: Arc::default(),
+        };
+        let app = Router::new()
+            .route("/jwks.json", get(jwks))
+            .route("/.well-known/openid-configuration", get(discovery))
+            .with_state(server.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        server
+    }
+
+    fn issuer(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/jwks.json", self.addr)
+    }
+
+    fn set_keys(&self, keys: Vec<Jwk>) {
+        *self.keys.lock().unwrap() = keys;
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+async fn jwks(State(server): State<KeyServer>) -> Result<axum::Json<JwkSet>, StatusCode> {
+    if server.down.load(Ordering::SeqCst) {
+        return Err(StatusCode::SERVICE_UNAVAILABLE);
+    }
+    server.fetches.fetch_add(1, Ordering::SeqCst);
+    let keys = server.keys.lock().unwrap().clone();
+    Ok(axum::Json(JwkSet { keys }))
+}
+
+async fn discovery(State(server): State<KeyServer>) -> axum::Json<Value> {
+    axum::Json(json!({
+        "issuer": server.issuer(),
+        "jwks_uri": server.url(),
+        "id_token_signing_alg_values_supported": ["ES256", "EdDSA"],
+    }))
+}
+
+async fn protected(source: JwksSource, issuer: &str) -> SocketAddr {
+    let config = JwtConfig::builder()
+        .jwks(source)
+        .issuer(issuer)
+        .audience(AUD)
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .fallback(|p: tower_zerotrust::Principal| async move { p.id().to_owned() })
+        .layer(RequireJwtLayer::new(config));
+    serve(app).await
+}
+
+async fn bearer(addr: SocketAddr, token: &str) -> Reply {
+    let mut req = request("GET", addr, "/");
+    set(&mut req, "authorization", &format!("Bearer {token}"));
+    send(req).await
+}
+
+#[tokio::test]
+async fn rotation_new_kid_accepted_after_refresh_removed_kid_refused() {
+    let (k1, k2) = (signer("k1", "ec256"), signer("k2", "ed25519"));
+    let idp = KeyServer::start(vec![k1.jwk.clone()]).await;
+    let source = JwksSource::builder(idp.url())
+        .min_refresh_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    let addr = protected(source.clone(), &idp.issuer()).await;
+
+    // First use loads the set.
+    assert_eq!(
+        bearer(addr, &k1.token(&idp.issuer())).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(idp.fetches(), 1);
+    // Known keys are served from the cache.
+    assert_eq!(
+        bearer(addr, &k1.token(&idp.issuer())).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(idp.fetches(), 1);
+
+    // The provider rotates: k2 in, k1 out.
+    idp.set_keys(vec![k2.jwk.clone()]);
+    assert_eq!(
+        bearer(addr, &k2.token(&idp.issuer())).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(idp.fetches(), 2);
+    let reply = bearer(addr, &k1.token(&idp.issuer())).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.code(), "jwt.unknown_key");
+}
+
+#[tokio::test]
+async fn cached_keys_keep_working_while_the_key_server_is_down() {
+    let k1 = signer("k1", "ec256");
+    let idp = KeyServer::start(vec![k1.jwk.clone()]).await;
+    // A zero TTL: every request finds the set stale and refreshes in the background.
+    let source = JwksSource::builder(idp.url())
+        .ttl(Duration::ZERO)
+        .build()
+        .unwrap();
+    let addr = protected(source.clone(), &idp.issuer()).await;
+    assert_eq!(
+        bearer(addr, &k1.token(&idp.issuer())).await.status,
+        StatusCode::OK
+    );
+
+    idp.down.store(true, Ordering::SeqCst);
+    for _ in 0..5 {
+        assert_eq!(
+            bearer(addr, &k1.token(&idp.issuer())).await.status,
+            StatusCode::OK
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        source.fetch_count() > 1,
+        "background refreshes were attempted"
+    );
+    assert!(source.is_loaded());
+}
+
+#[tokio::test]
+async fn a_key_set_that_never_loaded_fails_closed_with_503() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/jwks.json", closed.local_addr().unwrap());
+    drop(closed);
+    let source = JwksSource::builder(url)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let addr = protected(source, "https://idp.example").await;
+    let reply = bearer(addr, &signer("k1", "ec256").token("https://idp.example")).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.code(), "jwt.keys_unavailable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_storm_of_unknown_kids_causes_at_most_a_handful_of_fetches() {
+    let k1 = signer("k1", "ec256");
+    let idp = KeyServer::start(vec![k1.jwk.clone()]).await;
+    let source = JwksSource::builder(idp.url()).build().unwrap();
+    source.refresh().await.unwrap();
+    let config = JwtConfig::builder()
+        .jwks(source.clone())
+        .issuer(idp.issuer())
+        .audience(AUD)
+        .build()
+        .unwrap();
+    let service = ServiceBuilder::new()
+        .layer(RequireJwtLayer::new(config))
+        .service_fn(|_req: http::Request<String>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+        });
+    let before = idp.fetches();
+    let tasks: Vec<_> = (0..1000)
+        .map(|i| {
+            let token = k1.token_with_kid(&idp.issuer(), &format!("bogus-{i}"));
+            let service = service.clone();
+            tokio::spawn(async move {
+                let req = http::Request::get("/")
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(String::new())
+                    .unwrap();
+                let response = service.oneshot(req).await.unwrap();
+                response.extensions().get::<Rejection>().map(|r| r.code())
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), Some("jwt.unknown_key"));
+    }
+    let storm_fetches = idp.fetches() - before;
+    assert!(
+        storm_fetches <= 2,
+        "{storm_fetches} fetches for 1000 bogus kids"
+    );
+}
+
+#[tokio::test]
+async fn oidc_discovery_finds_the_key_set() {
+    let k1 = signer("k1", "ec256");
+    let idp = KeyServer::start(vec![k1.jwk.clone()]).await;
+    let source = JwksSource::discover(&idp.issuer()).await.unwrap();
+    let addr = protected(source, &idp.issuer()).await;
+    let reply = bearer(addr, &k1.token(&idp.issuer())).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, "svc");
+    // A discovery document for another issuer is refused.
+    let other = format!("{}/", idp.issuer()) + "realms/other";
+    assert!(JwksSource::discover(&other).await.is_err());
+}
+
+#[test]
+fn key_set_urls_must_be_https_or_loopback() {
+    assert!(
+        JwksSource::builder("https://idp.example/jwks")
+            .build()
+            .is_ok()
+    );
+    assert!(
+        JwksSource::builder("http://127.0.0.1:9/jwks")
+            .build()
+            .is_ok()
+    );
+    assert!(
+        JwksSource::builder("http://localhost:9/jwks")
+            .build()
+            .is_ok()
+    );
+    assert!(
+        JwksSource::builder("http://idp.example/jwks")
+            .build()
+            .is_err()
+    );
+    assert!(
+        JwksSource::builder("ftp://idp.example/jwks")
+            .build()
+            .is_err()
+    );
+    assert!(JwksSource::builder("not a url").build().is_err());
+}
