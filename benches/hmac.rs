@@ -2,17 +2,18 @@
 //!
 //! `cargo bench --bench hmac`. Numbers and how to read them: `benches/README.md`.
 
+mod support;
+
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hmac::{Hmac, Mac};
 use http::{Request, Response, StatusCode};
 use sha2::Sha256;
+use support::{complete, in_chunks};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_zerotrust::clock::{Clock, SystemClock};
 use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
@@ -47,40 +48,6 @@ fn steady_store(factor: u64) -> MemoryNonceStore {
         factor,
     };
     MemoryNonceStore::with_clock(8_000_000, clock)
-}
-
-/// Polls a future that completes without waiting (everything measured here does), so the
-/// numbers carry no executor overhead.
-fn complete<F: Future>(future: F) -> F::Output {
-    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("benchmarked futures complete at once"),
-    }
-}
-
-/// Times `routine` over `iters` inputs made by `setup`, 64 at a time: the inputs are made
-/// untimed just before they are used, so they are in cache, as a request a server has just
-/// parsed is. Outputs are dropped untimed.
-fn in_chunks<I, O>(
-    iters: u64,
-    mut setup: impl FnMut() -> I,
-    mut routine: impl FnMut(I) -> O,
-) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut outputs = Vec::with_capacity(64);
-    let mut left = iters;
-    while left > 0 {
-        let n = left.min(64);
-        let inputs: Vec<I> = (0..n).map(|_| setup()).collect();
-        let start = Instant::now();
-        for input in inputs {
-            outputs.push(routine(input));
-        }
-        total += start.elapsed();
-        outputs.clear();
-        left -= n;
-    }
-    total
 }
 
 fn floor(c: &mut Criterion) {

@@ -460,3 +460,58 @@ fn tokens_minted_by_pyjwt_are_accepted_and_its_attacks_refused() {
         ]
     );
 }
+
+#[cfg(feature = "jwks")]
+#[tokio::test]
+async fn secure_service_takes_keys_from_a_jwks_url() {
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    use jsonwebtoken::{DecodingKey, EncodingKey, Header};
+
+    let public = std::fs::read(fixture_path("ec256-public.pem")).unwrap();
+    let private = std::fs::read(fixture_path("ec256-private.pem")).unwrap();
+    let mut jwk = Jwk::from_decoding_key(
+        &DecodingKey::from_ec_pem(&public).unwrap(),
+        Some(jsonwebtoken::Algorithm::ES256),
+    )
+    .unwrap();
+    jwk.common.key_id = Some("idp-1".into());
+    let key_set = JwkSet { keys: vec![jwk] };
+    let idp = serve(axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let key_set = key_set.clone();
+            async move { axum::Json(key_set) }
+        }),
+    ))
+    .await;
+
+    let service = SecureService::start(&[
+        ("SERVICE_SECRET", SECRET),
+        ("JWT_JWKS_URL", &format!("http://{idp}/jwks.json")),
+        ("JWT_ISSUER", "https://idp.example"),
+        ("JWT_AUDIENCE", "models-api"),
+        ("JWT_ROLES_CLAIM", "realm_access.roles"),
+    ]);
+    let mut header = Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("idp-1".into());
+    let claims = json!({
+        "sub": "alice", "iss": "https://idp.example", "aud": ["models-api", "account"],
+        "exp": now() + 300, "realm_access": {"roles": ["developer"]},
+    });
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_ec_pem(&private).unwrap(),
+    )
+    .unwrap();
+    let mut req = request("GET", service.addr, "/whoami");
+    set(&mut req, "authorization", &format!("Bearer {token}"));
+    let reply = send(req).await;
+    assert_eq!(
+        (reply.status, reply.json()),
+        (
+            StatusCode::OK,
+            json!({"id": "alice", "method": "jwt", "roles": ["developer"]})
+        )
+    );
+}
