@@ -63,6 +63,8 @@ pub mod clock;
 #[cfg(any(feature = "hmac", feature = "jwt"))]
 mod env;
 mod error;
+#[cfg(any(feature = "hmac", feature = "jwt"))]
+mod future;
 mod integration;
 mod principal;
 #[cfg(any(feature = "hmac", feature = "jwt"))]

@@ -8,6 +8,7 @@ use tower_service::Service;
 
 use super::verify::nonce_refusal;
 use crate::body::ResponseBody;
+use crate::future::RejectOr;
 use crate::nonce::NonceStore;
 use crate::principal::Principal;
 use crate::reject::Pending;
@@ -37,12 +38,9 @@ pin_project! {
             check: N::Future,
             call: Option<(S, Request<ReqBody>, Principal)>,
         },
-        Calling {
+        Done {
             #[pin]
-            future: S::Future,
-        },
-        Rejected {
-            rejection: Option<Pending>,
+            outcome: RejectOr<S::Future>,
         },
     }
 }
@@ -53,8 +51,12 @@ where
     N: NonceStore,
 {
     pub(crate) fn call(future: S::Future) -> Self {
+        Self::done(RejectOr::call(future))
+    }
+
+    fn done(outcome: RejectOr<S::Future>) -> Self {
         Self {
-            state: State::Calling { future },
+            state: State::Done { outcome },
         }
     }
 
@@ -73,11 +75,7 @@ where
     }
 
     pub(crate) fn reject(rejection: Pending) -> Self {
-        Self {
-            state: State::Rejected {
-                rejection: Some(rejection),
-            },
-        }
+        Self::done(RejectOr::reject(rejection))
     }
 }
 
@@ -96,27 +94,18 @@ where
                     let checked = ready!(check.poll(cx));
                     let (mut inner, mut request, principal) =
                         call.take().expect("polled after completion");
-                    let next = match checked {
+                    let outcome = match checked {
                         Ok(()) => {
                             request.extensions_mut().insert(principal);
-                            State::Calling {
-                                future: inner.call(request),
-                            }
+                            RejectOr::call(inner.call(request))
                         }
-                        Err(error) => State::Rejected {
-                            rejection: Some(nonce_refusal(&error, principal.id(), &request)),
-                        },
+                        Err(error) => {
+                            RejectOr::reject(nonce_refusal(&error, principal.id(), &request))
+                        }
                     };
-                    this.state.set(next);
+                    this.state.set(State::Done { outcome });
                 }
-                StateProj::Calling { future } => {
-                    let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::new)));
-                }
-                StateProj::Rejected { rejection } => {
-                    let rejection = rejection.take().expect("polled after completion");
-                    return Poll::Ready(Ok(rejection.into_response()));
-                }
+                StateProj::Done { outcome } => return outcome.poll(cx),
             }
         }
     }

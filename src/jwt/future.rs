@@ -9,6 +9,7 @@ use tower_service::Service;
 use super::JwtConfig;
 use super::validate::{Verdict, authenticate, key_not_found};
 use crate::body::ResponseBody;
+use crate::future::RejectOr;
 use crate::reject::Pending;
 
 type Refresh = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -35,12 +36,9 @@ pin_project! {
             refresh: Refresh,
             call: Option<(JwtConfig, S, Request<ReqBody>)>,
         },
-        Calling {
+        Done {
             #[pin]
-            future: S::Future,
-        },
-        Rejected {
-            rejection: Option<Pending>,
+            outcome: RejectOr<S::Future>,
         },
     }
 }
@@ -50,16 +48,16 @@ where
     S: Service<Request<ReqBody>>,
 {
     pub(crate) fn call(future: S::Future) -> Self {
-        Self {
-            state: State::Calling { future },
-        }
+        Self::done(RejectOr::call(future))
     }
 
     pub(crate) fn reject(rejection: Pending) -> Self {
+        Self::done(RejectOr::reject(rejection))
+    }
+
+    fn done(outcome: RejectOr<S::Future>) -> Self {
         Self {
-            state: State::Rejected {
-                rejection: Some(rejection),
-            },
+            state: State::Done { outcome },
         }
     }
 
@@ -100,37 +98,24 @@ where
                     ready!(refresh.as_mut().poll(cx));
                     let (config, mut inner, mut request) =
                         call.take().expect("polled after completion");
-                    let next = match authenticate(&config.inner, request.headers()) {
+                    let outcome = match authenticate(&config.inner, request.headers()) {
                         Ok(Verdict::Verified(principal, claims)) => {
                             request.extensions_mut().insert(principal);
                             request.extensions_mut().insert(claims);
-                            State::Calling {
-                                future: inner.call(request),
-                            }
+                            RejectOr::call(inner.call(request))
                         }
-                        Ok(Verdict::Anonymous) => State::Calling {
-                            future: inner.call(request),
-                        },
+                        Ok(Verdict::Anonymous) => RejectOr::call(inner.call(request)),
                         outcome => {
                             let rejection = outcome
                                 .err()
                                 .unwrap_or_else(|| key_not_found(&config.inner));
                             super::log_rejection(&rejection, &request);
-                            State::Rejected {
-                                rejection: Some(Pending::new(rejection, request.headers())),
-                            }
+                            RejectOr::reject(Pending::new(rejection, request.headers()))
                         }
                     };
-                    this.state.set(next);
+                    this.state.set(State::Done { outcome });
                 }
-                StateProj::Calling { future } => {
-                    let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::new)));
-                }
-                StateProj::Rejected { rejection } => {
-                    let rejection = rejection.take().expect("polled after completion");
-                    return Poll::Ready(Ok(rejection.into_response()));
-                }
+                StateProj::Done { outcome } => return outcome.poll(cx),
             }
         }
     }
