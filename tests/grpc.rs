@@ -15,10 +15,10 @@ use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Code, Status};
 use tonic_prost::ProstCodec;
 use tower::ServiceBuilder;
+use tower_zerotrust::Principal;
 use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
 use tower_zerotrust::nonce::{MemoryNonceStore, NonceStore};
 use tower_zerotrust::sign::{HmacSigner, SignHmac, SignHmacLayer};
-use tower_zerotrust::{AuthMethod, Principal};
 
 /// `test.Who/AmI`: answers the caller's principal id, read from the tonic request's extensions.
 #[derive(Clone)]
@@ -36,10 +36,12 @@ impl UnaryService<()> for AmI {
 
     fn call(&mut self, request: tonic::Request<()>) -> Self::Future {
         let answer = match request.extensions().get::<Principal>() {
-            Some(p) if p.method() == AuthMethod::Hmac => {
-                Ok(tonic::Response::new(p.id().to_owned()))
-            }
-            _ => Err(Status::internal("no principal")),
+            Some(p) => Ok(tonic::Response::new(format!(
+                "{} via {}",
+                p.id(),
+                p.method()
+            ))),
+            None => Err(Status::internal("no principal")),
         };
         ready(answer)
     }
@@ -152,7 +154,7 @@ async fn a_signed_tonic_channel_is_accepted_and_the_handler_sees_the_principal()
     let signed = signed(channel, "gateway", SECRET);
     // Each call is signed afresh: repeated calls are not replays.
     for _ in 0..3 {
-        assert_eq!(who_am_i(signed.clone()).await.unwrap(), "gateway");
+        assert_eq!(who_am_i(signed.clone()).await.unwrap(), "gateway via hmac");
     }
 }
 
@@ -186,7 +188,10 @@ async fn metadata_signed_by_the_seed_formula_is_accepted_once_then_replay_is_una
     let channel = start().await;
     let first = formula_call(now(), "grpc-nonce-1");
     let replay = formula_call(now(), "grpc-nonce-1");
-    assert_eq!(call(channel.clone(), first).await.unwrap(), "gateway");
+    assert_eq!(
+        call(channel.clone(), first).await.unwrap(),
+        "gateway via hmac"
+    );
     let status = call(channel, replay).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(status.message(), "Replayed request");
@@ -212,4 +217,51 @@ async fn a_failing_nonce_store_is_unavailable() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(status.message(), "Replay protection unavailable");
+}
+
+/// Bearer tokens on a tonic channel: `AddBearerLayer` on the client, `RequireJwtLayer` on the
+/// server.
+#[tokio::test]
+async fn a_tonic_channel_with_minted_bearer_tokens_is_accepted() {
+    use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey, RequireJwtLayer};
+    use tower_zerotrust::sign::{AddBearerLayer, MintedToken, TokenIssuer};
+
+    let secret = "a-jwt-secret-for-grpc-tests-long-enough";
+    let config = JwtConfig::builder()
+        .key(JwtKey::hmac(Algorithm::HS256, secret).unwrap())
+        .issuer("intellirouter")
+        .audience("intellirouter-services")
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::builder()
+            .layer(RequireJwtLayer::new(config))
+            .add_service(WhoServer)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let issuer = TokenIssuer::hmac(
+        Algorithm::HS256,
+        secret,
+        "intellirouter",
+        "intellirouter-services",
+    )
+    .unwrap();
+    let with_token = ServiceBuilder::new()
+        .layer(AddBearerLayer::new(MintedToken::new(
+            issuer,
+            "router_core",
+            ["route_requests"],
+        )))
+        .service(channel.clone());
+    assert_eq!(who_am_i(with_token).await.unwrap(), "router_core via jwt");
+    let status = who_am_i(channel).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), "Missing bearer token");
 }
