@@ -48,6 +48,9 @@
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
 //! | `hmac`  | yes     | [`hmac`] verify layer, [`sign`] client layer, [`nonce`] stores |
+//! | `jwt`   | yes     | [`jwt`] validation layer, token issuer and bearer client layer |
+//! | `jwks`  | no      | key sets by URL and OIDC discovery for [`jwt`] |
+//! | `mtls`  | no      | [`mtls`]: rustls configs, TLS serving, certificate principals |
 //! | `axum`  | yes     | `Principal` extractor, `IntoResponse` for `Rejection` |
 //! | `full`  | no      | everything |
 
@@ -63,7 +66,7 @@ pub mod clock;
 #[cfg(any(feature = "hmac", feature = "jwt"))]
 mod env;
 mod error;
-#[cfg(any(feature = "hmac", feature = "jwt"))]
+#[cfg(any(feature = "hmac", feature = "jwt", feature = "mtls"))]
 mod future;
 mod integration;
 mod principal;
@@ -75,6 +78,8 @@ pub mod reject;
 pub mod hmac;
 #[cfg(feature = "jwt")]
 pub mod jwt;
+#[cfg(feature = "mtls")]
+pub mod mtls;
 #[cfg(feature = "hmac")]
 pub mod nonce;
 #[cfg(any(feature = "hmac", feature = "jwt"))]

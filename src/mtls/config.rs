@@ -1,0 +1,184 @@
+//! rustls server and client configurations from PEM: mutual TLS with a private CA.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// Why TLS material could not be used. Messages name files, never key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No certificate in a PEM that should hold some.
+    #[error("no certificate found in {0}")]
+    NoCertificate(String),
+    /// No usable private key (PKCS#8, PKCS#1 or SEC1) in the key PEM.
+    #[error("no usable private key found in {0}")]
+    NoPrivateKey(String),
+    /// A trusted root is not a CA certificate.
+    #[error("{0} is not a CA certificate (basicConstraints CA:TRUE is required for a root)")]
+    NotCa(String),
+    /// rustls refused the material (for example, a key that does not match the certificate).
+    #[error("TLS configuration refused: {0}")]
+    Rustls(String),
+}
+
+/// A certificate chain, its private key and the CA that peers must be signed by: the three
+/// files of seed 000's `TlsConfig::new(cert, key, ca)`.
+///
+/// [`server_config`](Self::server_config) requires client certificates signed by the CA
+/// (mutual TLS); [`client_config`](Self::client_config) presents the certificate and trusts
+/// only the CA. Both use TLS 1.2 and 1.3 only, ALPN `h2` and `http/1.1`, and the aws-lc-rs
+/// provider passed explicitly (no process-wide default is relied on).
+#[derive(Clone)]
+pub struct TlsConfig {
+    chain: Vec<CertificateDer<'static>>,
+    key: Arc<PrivateKeyDer<'static>>,
+    roots: Vec<CertificateDer<'static>>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("chain", &self.chain.len())
+            .field("roots", &self.roots.len())
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl TlsConfig {
+    /// Reads the certificate chain, private key and CA certificate(s) from PEM files.
+    ///
+    /// # Errors
+    ///
+    /// Unreadable files, missing certificates or key, or a CA file whose certificates are not
+    /// CAs.
+    pub fn new(
+        cert_file: impl AsRef<Path>,
+        key_file: impl AsRef<Path>,
+        ca_file: impl AsRef<Path>,
+    ) -> Result<Self, TlsError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| TlsError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        let (cert, key, ca) = (cert_file.as_ref(), key_file.as_ref(), ca_file.as_ref());
+        Self::from_pem_named(
+            (&read(cert)?, &cert.display().to_string()),
+            (&read(key)?, &key.display().to_string()),
+            (&read(ca)?, &ca.display().to_string()),
+        )
+    }
+
+    /// The same from PEM bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8], ca_pem: &[u8]) -> Result<Self, TlsError> {
+        Self::from_pem_named((cert_pem, "certificate"), (key_pem, "key"), (ca_pem, "CA"))
+    }
+
+    fn from_pem_named(
+        (cert_pem, cert_name): (&[u8], &str),
+        (key_pem, key_name): (&[u8], &str),
+        (ca_pem, ca_name): (&[u8], &str),
+    ) -> Result<Self, TlsError> {
+        let chain = certificates(cert_pem, cert_name)?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|_| TlsError::NoPrivateKey(key_name.to_owned()))?;
+        let roots = certificates(ca_pem, ca_name)?;
+        for root in &roots {
+            let is_ca = X509Certificate::from_der(root).is_ok_and(|(_, cert)| cert.is_ca());
+            if !is_ca {
+                return Err(TlsError::NotCa(ca_name.to_owned()));
+            }
+        }
+        Ok(Self {
+            chain,
+            key: Arc::new(key),
+            roots,
+        })
+    }
+
+    /// A server configuration that requires a client certificate signed by the CA.
+    ///
+    /// # Errors
+    ///
+    /// Material rustls refuses, such as a key that does not match the certificate.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let provider = provider();
+        let verifier = WebPkiClientVerifier::builder_with_provider(
+            Arc::new(self.root_store()?),
+            provider.clone(),
+        )
+        .build()
+        .map_err(rustls_error)?;
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(rustls_error)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(rustls_error)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// A client configuration that presents this certificate and trusts only the CA.
+    ///
+    /// # Errors
+    ///
+    /// Material rustls refuses.
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(rustls_error)?
+            .with_root_certificates(self.root_store()?)
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(rustls_error)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    fn root_store(&self) -> Result<RootCertStore, TlsError> {
+        let mut store = RootCertStore::empty();
+        for root in &self.roots {
+            store.add(root.clone()).map_err(rustls_error)?;
+        }
+        Ok(store)
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn rustls_error(e: impl std::fmt::Display) -> TlsError {
+    TlsError::Rustls(e.to_string())
+}
+
+fn certificates(pem: &[u8], name: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|_| TlsError::NoCertificate(name.to_owned()))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(name.to_owned()));
+    }
+    Ok(certs)
+}

@@ -1,0 +1,245 @@
+//! Certificate identity → `Principal`: which name counts, which trust domain, which roles.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::PeerIdentity;
+use crate::body::ResponseBody;
+use crate::error::ConfigError;
+use crate::future::RejectOr;
+use crate::principal::{AuthMethod, Principal};
+use crate::reject::{Pending, Rejection, RejectionKind};
+
+/// Which name in the certificate is the principal's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdentityRule {
+    /// The subject's common name, as seed 002 (RustMQ) and most private-CA setups use.
+    CommonName,
+    /// The SPIFFE ID in the URI SAN (`spiffe://trust-domain/path`).
+    SpiffeId,
+    /// The first DNS SAN.
+    FirstDnsName,
+}
+
+/// The validated configuration of an [`MtlsPrincipalLayer`].
+#[derive(Debug, Clone)]
+pub struct MtlsPrincipalConfig {
+    inner: Arc<Settings>,
+}
+
+#[derive(Debug)]
+struct Settings {
+    rule: IdentityRule,
+    trust_domain: Option<String>,
+    roles: HashMap<String, Vec<String>>,
+    optional: bool,
+}
+
+/// Builds an [`MtlsPrincipalConfig`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct MtlsPrincipalConfigBuilder {
+    rule: IdentityRule,
+    trust_domain: Option<String>,
+    roles: HashMap<String, Vec<String>>,
+    optional: bool,
+}
+
+impl MtlsPrincipalConfig {
+    /// A builder: the principal is the subject CN unless [`rule`](MtlsPrincipalConfigBuilder::rule)
+    /// says otherwise; no roles.
+    pub fn builder() -> MtlsPrincipalConfigBuilder {
+        MtlsPrincipalConfigBuilder {
+            rule: IdentityRule::CommonName,
+            trust_domain: None,
+            roles: HashMap::new(),
+            optional: false,
+        }
+    }
+}
+
+impl MtlsPrincipalConfigBuilder {
+    /// Which certificate name is the principal's id.
+    pub fn rule(mut self, rule: IdentityRule) -> Self {
+        self.rule = rule;
+        self
+    }
+
+    /// Accepts only certificates whose SPIFFE ID is in this trust domain (403 otherwise).
+    pub fn trust_domain(mut self, domain: impl Into<String>) -> Self {
+        self.trust_domain = Some(domain.into());
+        self
+    }
+
+    /// Gives a principal these roles (seed 000's `RoleConfig::add_role`, by certificate name).
+    pub fn roles<I, R>(mut self, principal: impl Into<String>, roles: I) -> Self
+    where
+        I: IntoIterator<Item = R>,
+        R: Into<String>,
+    {
+        self.roles
+            .entry(principal.into())
+            .or_default()
+            .extend(roles.into_iter().map(Into::into));
+        self
+    }
+
+    /// Lets requests without a client certificate through without a principal.
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    ///
+    /// An empty trust domain.
+    pub fn build(self) -> Result<MtlsPrincipalConfig, ConfigError> {
+        if self.trust_domain.as_deref().is_some_and(str::is_empty) {
+            return Err(ConfigError::Invalid {
+                what: "trust domain",
+                reason: "must not be empty".into(),
+            });
+        }
+        Ok(MtlsPrincipalConfig {
+            inner: Arc::new(Settings {
+                rule: self.rule,
+                trust_domain: self.trust_domain,
+                roles: self.roles,
+                optional: self.optional,
+            }),
+        })
+    }
+}
+
+impl Settings {
+    fn principal(&self, peer: Option<&PeerIdentity>) -> Result<Option<Principal>, Rejection> {
+        let Some(peer) = peer else {
+            return if self.optional {
+                Ok(None)
+            } else {
+                Err(Rejection::new(
+                    RejectionKind::Unauthenticated,
+                    "mtls.missing_certificate",
+                    "Client certificate required",
+                )
+                .with_challenge("Mutual-TLS"))
+            };
+        };
+        if let Some(domain) = &self.trust_domain
+            && peer.spiffe_trust_domain() != Some(domain.as_str())
+        {
+            return Err(Rejection::new(
+                RejectionKind::Forbidden,
+                "mtls.trust_domain",
+                "Certificate trust domain not allowed",
+            ));
+        }
+        let id = match self.rule {
+            IdentityRule::CommonName => peer.common_name(),
+            IdentityRule::SpiffeId => peer.spiffe_id(),
+            IdentityRule::FirstDnsName => peer.dns_names().first().map(String::as_str),
+        };
+        let id = id.filter(|id| !id.is_empty()).ok_or_else(|| {
+            Rejection::new(
+                RejectionKind::Unauthenticated,
+                "mtls.no_identity",
+                "Client certificate has no usable identity",
+            )
+            .with_challenge("Mutual-TLS")
+        })?;
+        let roles = self.roles.get(id).cloned().unwrap_or_default();
+        Ok(Some(Principal::new(id, AuthMethod::Mtls).with_roles(roles)))
+    }
+}
+
+/// Turns the verified client certificate of the connection ([`PeerIdentity`] in the request's
+/// extensions, put there by [`serve_tls`](super::serve_tls) or your own acceptor) into a
+/// [`Principal`]. Nothing is parsed per request.
+#[derive(Debug, Clone)]
+pub struct MtlsPrincipalLayer {
+    config: MtlsPrincipalConfig,
+}
+
+impl MtlsPrincipalLayer {
+    /// A layer with `config`.
+    pub fn new(config: MtlsPrincipalConfig) -> Self {
+        Self { config }
+    }
+}
+
+impl<S> Layer<S> for MtlsPrincipalLayer {
+    type Service = MtlsPrincipal<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MtlsPrincipal {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service made by [`MtlsPrincipalLayer`].
+#[derive(Debug, Clone)]
+pub struct MtlsPrincipal<S> {
+    inner: S,
+    config: MtlsPrincipalConfig,
+}
+
+impl<S> MtlsPrincipal<S> {
+    inner_service_accessors!();
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MtlsPrincipal<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let peer = req.extensions().get::<Arc<PeerIdentity>>().map(Arc::as_ref);
+        let inner = match self.config.inner.principal(peer) {
+            Ok(principal) => {
+                if let Some(principal) = principal {
+                    req.extensions_mut().insert(principal);
+                }
+                RejectOr::call(self.inner.call(req))
+            }
+            Err(rejection) => RejectOr::reject(Pending::new(rejection, req.headers())),
+        };
+        ResponseFuture { inner }
+    }
+}
+
+pin_project! {
+    /// The response future of [`MtlsPrincipal`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: RejectOr<F>,
+    }
+}
+
+impl<F, B, E> std::future::Future for ResponseFuture<F>
+where
+    F: std::future::Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}

@@ -1,0 +1,342 @@
+//! Mutual TLS over real TCP with certificates made in the test: who gets in, and what their
+//! certificate says about them.
+
+mod support;
+
+use axum::Router;
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    SanType,
+};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tower_zerotrust::Principal;
+use tower_zerotrust::mtls::{
+    IdentityRule, MtlsPrincipalConfig, MtlsPrincipalLayer, PeerIdentity, TlsConfig, serve_tls,
+};
+
+/// A private CA that issues server and client certificates.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+/// A certificate and its key, in PEM.
+struct Leaf {
+    cert: String,
+    key: String,
+}
+
+impl Ca {
+    fn new(name: &str) -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let pem = params.self_signed(&key).unwrap().pem();
+        Self {
+            issuer: Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    fn issue(&self, common_name: &str, sans: Vec<SanType>, client: bool) -> Leaf {
+        self.issue_with(common_name, sans, client, |_| {})
+    }
+
+    fn issue_with(
+        &self,
+        common_name: &str,
+        sans: Vec<SanType>,
+        client: bool,
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.subject_alt_names = sans;
+        params.extended_key_usages = vec![if client {
+            ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        adjust(&mut params);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    fn server(&self) -> Leaf {
+        self.issue(
+            "secure-service",
+            vec![
+                SanType::DnsName("localhost".try_into().unwrap()),
+                SanType::IpAddress("127.0.0.1".parse().unwrap()),
+            ],
+            false,
+        )
+    }
+}
+
+fn spiffe(id: &str) -> SanType {
+    SanType::URI(id.try_into().unwrap())
+}
+
+/// An axum app behind `MtlsPrincipalLayer`, served over TLS.
+async fn start(ca: &Ca, config: MtlsPrincipalConfig) -> SocketAddr {
+    let server = ca.server();
+    let tls = TlsConfig::from_pem(
+        server.cert.as_bytes(),
+        server.key.as_bytes(),
+        ca.pem.as_bytes(),
+    )
+    .unwrap()
+    .server_config()
+    .unwrap();
+    let app = Router::new()
+        .fallback(|p: Principal| async move {
+            axum::Json(json!({"id": p.id(), "method": p.method().as_str(), "roles": p.roles()}))
+        })
+        .layer(MtlsPrincipalLayer::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
+    addr
+}
+
+/// GET /whoami over HTTPS, presenting `leaf` (issued by `client_ca`) and trusting `server_ca`.
+async fn get(
+    addr: SocketAddr,
+    server_ca: &Ca,
+    leaf: &Leaf,
+) -> Result<(StatusCode, serde_json::Value), String> {
+    let client_tls = TlsConfig::from_pem(
+        leaf.cert.as_bytes(),
+        leaf.key.as_bytes(),
+        server_ca.pem.as_bytes(),
+    )
+    .unwrap()
+    .client_config()
+    .unwrap();
+    let mut config = (*client_tls).clone();
+    config.alpn_protocols.clear();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+    let uri = format!("https://localhost:{}/whoami", addr.port());
+    let response = client
+        .get(uri.parse().unwrap())
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Ok((status, serde_json::from_slice(&body).unwrap_or_default()))
+}
+
+fn cn_config() -> MtlsPrincipalConfig {
+    MtlsPrincipalConfig::builder()
+        .roles("model-registry", ["read_models", "write_models"])
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_client_certificate_from_the_ca_is_the_principal() {
+    let ca = Ca::new("Test CA");
+    let addr = start(&ca, cn_config()).await;
+    let client = ca.issue("model-registry", vec![], true);
+    let (status, body) = get(addr, &ca, &client).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"id": "model-registry", "method": "mtls", "roles": ["read_models", "write_models"]})
+    );
+}
+
+#[tokio::test]
+async fn certificates_from_another_ca_even_with_the_same_name_are_refused_at_the_handshake() {
+    let ca = Ca::new("Test CA");
+    let addr = start(&ca, cn_config()).await;
+    let rogue = Ca::new("Test CA");
+    let impostor = rogue.issue("model-registry", vec![], true);
+    assert!(get(addr, &ca, &impostor).await.is_err());
+}
+
+#[tokio::test]
+async fn an_expired_client_certificate_is_refused() {
+    let ca = Ca::new("Test CA");
+    let addr = start(&ca, cn_config()).await;
+    let expired = ca.issue_with("model-registry", vec![], true, |p| {
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    });
+    assert!(get(addr, &ca, &expired).await.is_err());
+}
+
+#[tokio::test]
+async fn the_client_refuses_a_server_whose_name_does_not_match() {
+    let ca = Ca::new("Test CA");
+    let server = ca.issue(
+        "elsewhere",
+        vec![SanType::DnsName("elsewhere.example".try_into().unwrap())],
+        false,
+    );
+    let tls = TlsConfig::from_pem(
+        server.cert.as_bytes(),
+        server.key.as_bytes(),
+        ca.pem.as_bytes(),
+    )
+    .unwrap()
+    .server_config()
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().fallback(|| async { "hello" });
+    tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
+    let client = ca.issue("model-registry", vec![], true);
+    let error = get(addr, &ca, &client).await.unwrap_err();
+    assert!(
+        error.contains("NotValidForName") || error.contains("certificate"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn spiffe_ids_and_trust_domains() {
+    let ca = Ca::new("Test CA");
+    let config = MtlsPrincipalConfig::builder()
+        .rule(IdentityRule::SpiffeId)
+        .trust_domain("prod.example")
+        .build()
+        .unwrap();
+    let addr = start(&ca, config).await;
+    let good = ca.issue(
+        "whatever",
+        vec![spiffe("spiffe://prod.example/ns/models/sa/registry")],
+        true,
+    );
+    let (status, body) = get(addr, &ca, &good).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["id"], "spiffe://prod.example/ns/models/sa/registry");
+    let other = ca.issue(
+        "whatever",
+        vec![spiffe("spiffe://staging.example/ns/models/sa/registry")],
+        true,
+    );
+    let (status, body) = get(addr, &ca, &other).await.unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["code"], "mtls.trust_domain");
+    let none = ca.issue("no-spiffe", vec![], true);
+    let (status, body) = get(addr, &ca, &none).await.unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
+
+#[test]
+fn peer_identity_reads_every_name() {
+    let ca = Ca::new("Test CA");
+    let leaf = ca.issue(
+        "model-registry",
+        vec![
+            SanType::DnsName("registry.internal".try_into().unwrap()),
+            SanType::DnsName("registry".try_into().unwrap()),
+            SanType::IpAddress("10.1.2.3".parse().unwrap()),
+            spiffe("spiffe://prod.example/registry"),
+        ],
+        true,
+    );
+    let der = pem_to_der(&leaf.cert);
+    let id = PeerIdentity::from_der(&der).unwrap();
+    assert_eq!(id.common_name(), Some("model-registry"));
+    assert_eq!(id.dns_names(), ["registry.internal", "registry"]);
+    assert_eq!(
+        id.ip_addresses(),
+        ["10.1.2.3".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(id.spiffe_id(), Some("spiffe://prod.example/registry"));
+    assert_eq!(id.spiffe_trust_domain(), Some("prod.example"));
+    assert!(id.not_after() > 1_700_000_000);
+    assert!(!id.serial().is_empty());
+    use sha2::Digest;
+    assert_eq!(id.fingerprint_sha256()[..], sha2::Sha256::digest(&der)[..]);
+    assert!(PeerIdentity::from_der(b"not a certificate").is_err());
+}
+
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
+
+#[test]
+fn tls_config_errors_are_clear() {
+    let ca = Ca::new("Test CA");
+    let leaf = ca.server();
+    assert!(TlsConfig::from_pem(b"", leaf.key.as_bytes(), ca.pem.as_bytes()).is_err());
+    assert!(TlsConfig::from_pem(leaf.cert.as_bytes(), b"", ca.pem.as_bytes()).is_err());
+    // A leaf is not a CA.
+    let err = TlsConfig::from_pem(
+        leaf.cert.as_bytes(),
+        leaf.key.as_bytes(),
+        leaf.cert.as_bytes(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("not a CA"), "{err}");
+    // A key that does not match the certificate.
+    let other = ca.server();
+    let mismatched = TlsConfig::from_pem(
+        leaf.cert.as_bytes(),
+        other.key.as_bytes(),
+        ca.pem.as_bytes(),
+    )
+    .unwrap()
+    .server_config();
+    assert!(mismatched.is_err());
+    let missing = TlsConfig::new(
+        "/nonexistent/cert.pem",
+        "/nonexistent/key.pem",
+        "/nonexistent/ca.pem",
+    )
+    .unwrap_err();
+    assert!(
+        missing.to_string().contains("/nonexistent/cert.pem"),
+        "{missing}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_without_a_certificate_is_refused_at_the_handshake() {
+    let ca = Ca::new("Test CA");
+    let addr = start(&ca, cn_config()).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pem_to_der(&ca.pem).into()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+    let uri = format!("https://localhost:{}/whoami", addr.port());
+    assert!(client.get(uri.parse().unwrap()).await.is_err());
+}
