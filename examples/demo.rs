@@ -24,6 +24,7 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_zerotrust::clock::{Clock, SystemClock};
 use tower_zerotrust::hmac::HmacConfig;
 use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey};
+use tower_zerotrust::mtls::{MtlsPrincipalConfig, TlsConfig, serve_tls};
 use tower_zerotrust::sign::{
     AddBearerLayer, HmacSigner, MintedToken, SignHmacLayer, SignedHeaders, TokenIssuer,
 };
@@ -56,7 +57,7 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
         .key(JwtKey::hmac(Algorithm::HS256, &jwt_secret)?)
         .issuer(ISSUER)
         .audience(AUDIENCE);
-    let app = secure_app::router(hmac, Some(jwt))?;
+    let app = secure_app::router(hmac.clone(), Some(jwt.clone()), None)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -224,6 +225,33 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
             .await;
     }
 
+    // Mutual TLS: the same routes served over TLS, where a client certificate signed by the
+    // service's CA is enough to be known.
+    let ca = DemoCa::new("vault CA");
+    let server = ca.issue("vault", true);
+    let tls = TlsConfig::from_pem(server.0.as_bytes(), server.1.as_bytes(), ca.pem.as_bytes())?;
+    let mtls_app = secure_app::router(hmac, Some(jwt), Some(MtlsPrincipalConfig::builder()))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let tls_port = listener.local_addr()?.port();
+    tokio::spawn(serve_tls(
+        listener,
+        tls.server_config()?,
+        mtls_app,
+        std::future::pending(),
+    ));
+    let agent = ca.issue("agent-7", false);
+    let call = |leaf: &(String, String)| {
+        let client = TlsConfig::from_pem(leaf.0.as_bytes(), leaf.1.as_bytes(), ca.pem.as_bytes());
+        https_whoami(client, tls_port)
+    };
+    let case = "client certificate from the vault's CA (mTLS)";
+    table
+        .row(case, "GET /whoami", Expect::Accepted, call(&agent).await?)
+        .await;
+    let rogue = DemoCa::new("vault CA").issue("agent-7", false);
+    let case = "same name, certificate from another CA";
+    table.handshake_refused(case, "GET /whoami", call(&rogue).await.is_err());
+
     println!("\nrejection log (what the service recorded for each refusal):");
     for line in log.text().lines() {
         println!("  {line}");
@@ -293,6 +321,74 @@ impl Table {
             status.as_u16()
         );
     }
+}
+
+impl Table {
+    /// A row for a connection the TLS handshake refused: no HTTP status at all.
+    fn handshake_refused(&mut self, case: &str, request: &str, refused: bool) {
+        let mark = if refused { "ok" } else { "UNEXPECTED" };
+        self.rows += 1;
+        self.failures += usize::from(!refused);
+        println!(
+            "  {case:<48} {request:<14} {:>6}  refused at the TLS handshake [{mark}]",
+            "-"
+        );
+    }
+}
+
+/// A private CA for the demo, made on the spot with rcgen.
+struct DemoCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pem: String,
+}
+
+impl DemoCa {
+    fn new(name: &str) -> Self {
+        let key = rcgen::KeyPair::generate().expect("key generation");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let pem = params.self_signed(&key).expect("self-signed CA").pem();
+        Self {
+            issuer: rcgen::Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    /// (certificate PEM, key PEM) for a server (`localhost`) or a client named `name`.
+    fn issue(&self, name: &str, server: bool) -> (String, String) {
+        let sans = if server {
+            vec!["localhost".to_owned()]
+        } else {
+            Vec::new()
+        };
+        let mut params = rcgen::CertificateParams::new(sans).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().expect("key generation");
+        let cert = params.signed_by(&key, &self.issuer).expect("signed leaf");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// GET /whoami over HTTPS with a client certificate.
+async fn https_whoami(
+    client: Result<TlsConfig, tower_zerotrust::mtls::TlsError>,
+    port: u16,
+) -> Result<http::Response<hyper::body::Incoming>, tower_zerotrust::BoxError> {
+    let mut config = (*client?.client_config()?).clone();
+    config.alpn_protocols.clear();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = Client::builder(TokioExecutor::new()).build::<_, Body>(connector);
+    let uri = format!("https://localhost:{port}/whoami").parse()?;
+    Ok(client.get(uri).await?)
 }
 
 /// Collects the service's log lines so they print after the table instead of inside it.

@@ -19,18 +19,25 @@
 //! | `JWT_JWKS_URL`    | JSON Web Key Set URL for bearer tokens (build with `--features jwks`) |
 //! | `JWT_ISSUER`, `JWT_AUDIENCE` | accepted `iss` and `aud` (required with any JWT key) |
 //! | `JWT_ROLES_CLAIM` | where the roles are in the token (default `roles`)            |
+//! | `TLS_CERT_FILE`, `TLS_KEY_FILE`, `TLS_CA_FILE` | serve HTTPS and require client certificates signed by the CA; a certificate alone proves the caller (its CN) on `/whoami` |
 //!
 //! Routes: `GET /health` (public), `POST /execute` (allowed callers, HMAC only), `GET /whoami`
-//! (any caller proven by HMAC or, when a JWT key is configured, by a bearer token). Rejections
-//! are logged to stderr with the caller, path and reason.
+//! (any caller proven by HMAC, by a bearer token when a JWT key is configured, or by its client
+//! certificate when TLS is on). Prints `listening on http://ADDR` (or `https://`) to stderr when
+//! ready. Rejections are logged to stderr with the caller, path and reason.
 
 #[path = "support/secure_app.rs"]
 mod secure_app;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use rustls::ServerConfig;
+
+use tower_zerotrust::BoxError;
 use tower_zerotrust::hmac::HmacConfigBuilder;
 use tower_zerotrust::jwt::JwtConfigBuilder;
+use tower_zerotrust::mtls::{MtlsPrincipalConfig, TlsConfig, serve_tls};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
@@ -47,11 +54,8 @@ async fn main() -> ExitCode {
 
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".into());
     let service_id = std::env::var("SERVICE_ID").unwrap_or_else(|_| "secure-service".into());
-    let app = match HmacConfigBuilder::from_env()
-        .map(|hmac| hmac.public_path("/health"))
-        .and_then(|hmac| secure_app::router(hmac, JwtConfigBuilder::from_env()?))
-    {
-        Ok(app) => app,
+    let (app, tls) = match configure() {
+        Ok(configured) => configured,
         Err(error) => {
             eprintln!("configuration error: {error}");
             return ExitCode::from(2);
@@ -68,16 +72,49 @@ async fn main() -> ExitCode {
         .local_addr()
         .expect("a bound listener has an address");
     tracing::info!(service_id, "started");
-    eprintln!("listening on http://{addr}");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    if let Err(error) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
+    let served = match tls {
+        Some(tls) => {
+            eprintln!("listening on https://{addr}");
+            serve_tls(listener, tls, app, shutdown).await
+        }
+        None => {
+            eprintln!("listening on http://{addr}");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
+    if let Err(error) = served {
         eprintln!("server error: {error}");
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+/// The routes, and the TLS configuration when `TLS_CERT_FILE` is set.
+fn configure() -> Result<(axum::Router, Option<Arc<ServerConfig>>), BoxError> {
+    let hmac = HmacConfigBuilder::from_env()?.public_path("/health");
+    let jwt = JwtConfigBuilder::from_env()?;
+    let tls = match std::env::var("TLS_CERT_FILE")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        None => None,
+        Some(cert) => {
+            let required = |name: &str| {
+                std::env::var(name)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| format!("{name} is required with TLS_CERT_FILE"))
+            };
+            let config = TlsConfig::new(cert, required("TLS_KEY_FILE")?, required("TLS_CA_FILE")?)?;
+            Some(config.server_config()?)
+        }
+    };
+    // With TLS, a client certificate alone proves who is calling (its subject CN).
+    let mtls = tls.is_some().then(MtlsPrincipalConfig::builder);
+    Ok((secure_app::router(hmac, jwt, mtls)?, tls))
 }

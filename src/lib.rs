@@ -50,7 +50,7 @@
 //! | `hmac`  | yes     | [`hmac`] verify layer, [`sign`] client layer, [`nonce`] stores |
 //! | `jwt`   | yes     | [`jwt`] validation layer, token issuer and bearer client layer |
 //! | `jwks`  | no      | key sets by URL and OIDC discovery for [`jwt`] |
-//! | `mtls`  | no      | [`mtls`]: rustls configs, TLS serving, certificate principals |
+//! | `mtls`  | yes     | [`mtls`]: rustls configs, TLS serving, certificate principals |
 //! | `axum`  | yes     | `Principal` extractor, `IntoResponse` for `Rejection` |
 //! | `full`  | no      | everything |
 

@@ -6,91 +6,18 @@ mod support;
 use axum::Router;
 use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    SanType,
-};
+use rcgen::SanType;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use support::certs::{Ca, https_get, pem_to_der, spiffe};
 use tower_zerotrust::Principal;
 use tower_zerotrust::mtls::{
     IdentityRule, MtlsPrincipalConfig, MtlsPrincipalLayer, PeerIdentity, TlsConfig, serve_tls,
 };
-
-/// A private CA that issues server and client certificates.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-/// A certificate and its key, in PEM.
-struct Leaf {
-    cert: String,
-    key: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let pem = params.self_signed(&key).unwrap().pem();
-        Self {
-            issuer: Issuer::new(params, key),
-            pem,
-        }
-    }
-
-    fn issue(&self, common_name: &str, sans: Vec<SanType>, client: bool) -> Leaf {
-        self.issue_with(common_name, sans, client, |_| {})
-    }
-
-    fn issue_with(
-        &self,
-        common_name: &str,
-        sans: Vec<SanType>,
-        client: bool,
-        adjust: impl FnOnce(&mut CertificateParams),
-    ) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params.subject_alt_names = sans;
-        params.extended_key_usages = vec![if client {
-            ExtendedKeyUsagePurpose::ClientAuth
-        } else {
-            ExtendedKeyUsagePurpose::ServerAuth
-        }];
-        adjust(&mut params);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        }
-    }
-
-    fn server(&self) -> Leaf {
-        self.issue(
-            "secure-service",
-            vec![
-                SanType::DnsName("localhost".try_into().unwrap()),
-                SanType::IpAddress("127.0.0.1".parse().unwrap()),
-            ],
-            false,
-        )
-    }
-}
-
-fn spiffe(id: &str) -> SanType {
-    SanType::URI(id.try_into().unwrap())
-}
 
 /// An axum app behind `MtlsPrincipalLayer`, served over TLS.
 async fn start(ca: &Ca, config: MtlsPrincipalConfig) -> SocketAddr {
@@ -114,38 +41,6 @@ async fn start(ca: &Ca, config: MtlsPrincipalConfig) -> SocketAddr {
     addr
 }
 
-/// GET /whoami over HTTPS, presenting `leaf` (issued by `client_ca`) and trusting `server_ca`.
-async fn get(
-    addr: SocketAddr,
-    server_ca: &Ca,
-    leaf: &Leaf,
-) -> Result<(StatusCode, serde_json::Value), String> {
-    let client_tls = TlsConfig::from_pem(
-        leaf.cert.as_bytes(),
-        leaf.key.as_bytes(),
-        server_ca.pem.as_bytes(),
-    )
-    .unwrap()
-    .client_config()
-    .unwrap();
-    let mut config = (*client_tls).clone();
-    config.alpn_protocols.clear();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_only()
-        .enable_http1()
-        .build();
-    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
-    let uri = format!("https://localhost:{}/whoami", addr.port());
-    let response = client
-        .get(uri.parse().unwrap())
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    let status = response.status();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Ok((status, serde_json::from_slice(&body).unwrap_or_default()))
-}
-
 fn cn_config() -> MtlsPrincipalConfig {
     MtlsPrincipalConfig::builder()
         .roles("model-registry", ["read_models", "write_models"])
@@ -158,7 +53,7 @@ async fn a_client_certificate_from_the_ca_is_the_principal() {
     let ca = Ca::new("Test CA");
     let addr = start(&ca, cn_config()).await;
     let client = ca.issue("model-registry", vec![], true);
-    let (status, body) = get(addr, &ca, &client).await.unwrap();
+    let (status, body) = https_get(addr, &ca, &client).await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
@@ -172,7 +67,7 @@ async fn certificates_from_another_ca_even_with_the_same_name_are_refused_at_the
     let addr = start(&ca, cn_config()).await;
     let rogue = Ca::new("Test CA");
     let impostor = rogue.issue("model-registry", vec![], true);
-    assert!(get(addr, &ca, &impostor).await.is_err());
+    assert!(https_get(addr, &ca, &impostor).await.is_err());
 }
 
 #[tokio::test]
@@ -183,7 +78,7 @@ async fn an_expired_client_certificate_is_refused() {
         p.not_before = rcgen::date_time_ymd(2020, 1, 1);
         p.not_after = rcgen::date_time_ymd(2021, 1, 1);
     });
-    assert!(get(addr, &ca, &expired).await.is_err());
+    assert!(https_get(addr, &ca, &expired).await.is_err());
 }
 
 #[tokio::test]
@@ -207,7 +102,7 @@ async fn the_client_refuses_a_server_whose_name_does_not_match() {
     let app = Router::new().fallback(|| async { "hello" });
     tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
     let client = ca.issue("model-registry", vec![], true);
-    let error = get(addr, &ca, &client).await.unwrap_err();
+    let error = https_get(addr, &ca, &client).await.unwrap_err();
     assert!(
         error.contains("NotValidForName") || error.contains("certificate"),
         "{error}"
@@ -228,7 +123,7 @@ async fn spiffe_ids_and_trust_domains() {
         vec![spiffe("spiffe://prod.example/ns/models/sa/registry")],
         true,
     );
-    let (status, body) = get(addr, &ca, &good).await.unwrap();
+    let (status, body) = https_get(addr, &ca, &good).await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["id"], "spiffe://prod.example/ns/models/sa/registry");
     let other = ca.issue(
@@ -236,11 +131,11 @@ async fn spiffe_ids_and_trust_domains() {
         vec![spiffe("spiffe://staging.example/ns/models/sa/registry")],
         true,
     );
-    let (status, body) = get(addr, &ca, &other).await.unwrap();
+    let (status, body) = https_get(addr, &ca, &other).await.unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["code"], "mtls.trust_domain");
     let none = ca.issue("no-spiffe", vec![], true);
-    let (status, body) = get(addr, &ca, &none).await.unwrap();
+    let (status, body) = https_get(addr, &ca, &none).await.unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
 
@@ -272,14 +167,6 @@ fn peer_identity_reads_every_name() {
     use sha2::Digest;
     assert_eq!(id.fingerprint_sha256()[..], sha2::Sha256::digest(&der)[..]);
     assert!(PeerIdentity::from_der(b"not a certificate").is_err());
-}
-
-fn pem_to_der(pem: &str) -> Vec<u8> {
-    use base64::Engine;
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .unwrap()
 }
 
 #[test]

@@ -78,7 +78,10 @@ impl SecureService {
                 .next()
                 .expect("secure_service exited before listening")
                 .unwrap();
-            if let Some(addr) = line.strip_prefix("listening on http://") {
+            let addr = line
+                .strip_prefix("listening on http://")
+                .or_else(|| line.strip_prefix("listening on https://"));
+            if let Some(addr) = addr {
                 break addr.parse().unwrap();
             }
         };
@@ -514,4 +517,41 @@ async fn secure_service_takes_keys_from_a_jwks_url() {
             json!({"id": "alice", "method": "jwt", "roles": ["developer"]})
         )
     );
+}
+
+#[tokio::test]
+async fn secure_service_serves_mtls_and_a_client_certificate_alone_proves_the_caller() {
+    use support::certs::{Ca, https_get};
+
+    let ca = Ca::new("Parallax CA");
+    let server = ca.server();
+    let dir = std::env::temp_dir().join(format!("zerotrust-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, pem: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.display().to_string()
+    };
+    let (cert, key, ca_file) = (
+        write("server.pem", &server.cert),
+        write("server.key", &server.key),
+        write("ca.pem", &ca.pem),
+    );
+    let service = SecureService::start(&[
+        ("SERVICE_SECRET", SECRET),
+        ("TLS_CERT_FILE", &cert),
+        ("TLS_KEY_FILE", &key),
+        ("TLS_CA_FILE", &ca_file),
+    ]);
+    let agent = ca.issue("agent-7", vec![], true);
+    let (status, body) = https_get(service.addr, &ca, &agent).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"id": "agent-7", "method": "mtls", "roles": []})
+    );
+    let rogue = Ca::new("Parallax CA");
+    let impostor = rogue.issue("agent-7", vec![], true);
+    assert!(https_get(service.addr, &ca, &impostor).await.is_err());
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -6,6 +6,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use tower_zerotrust::hmac::{HmacConfigBuilder, VerifyHmacLayer};
 use tower_zerotrust::jwt::{JwtConfigBuilder, RequireJwtLayer};
+use tower_zerotrust::mtls::{MtlsPrincipalConfigBuilder, MtlsPrincipalLayer};
 use tower_zerotrust::nonce::MemoryNonceStore;
 use tower_zerotrust::{ConfigError, Principal};
 
@@ -13,29 +14,34 @@ use tower_zerotrust::{ConfigError, Principal};
 ///
 /// * `GET /health`: public, `{"status":"healthy"}`;
 /// * `POST /execute`: signed by a caller in the allowed list, `{"caller":"<id>"}`;
-/// * `GET /whoami`: any caller proven by HMAC, or by a bearer token when `jwt` is given,
-///   `{"id":..., "method":..., "roles":[...]}`.
+/// * `GET /whoami`: any caller proven by HMAC, by a bearer token when `jwt` is given, or by a
+///   client certificate when `mtls` is given, `{"id":..., "method":..., "roles":[...]}`.
 pub fn router(
     hmac: HmacConfigBuilder,
     jwt: Option<JwtConfigBuilder>,
+    mtls: Option<MtlsPrincipalConfigBuilder>,
 ) -> Result<Router, ConfigError> {
     // One nonce store for every route: a nonce used on one route is spent on all of them.
     let nonces = MemoryNonceStore::default();
     let allowed_callers = VerifyHmacLayer::with_nonce_store(hmac.clone().build()?, nonces.clone());
     let any_caller = hmac.allow_any_caller();
-    let whoami = match jwt {
-        None => get(whoami).route_layer(VerifyHmacLayer::with_nonce_store(
+    let whoami = if jwt.is_none() && mtls.is_none() {
+        get(whoami).route_layer(VerifyHmacLayer::with_nonce_store(
             any_caller.build()?,
             nonces,
-        )),
-        // Either proof will do: both layers let anonymous requests through, refuse bad
+        ))
+    } else {
+        // Any one proof will do: every layer lets anonymous requests through and refuses bad
         // credentials, and the `Principal` extractor refuses requests nobody proved.
-        Some(jwt) => get(whoami)
-            .route_layer(VerifyHmacLayer::with_nonce_store(
-                any_caller.optional().build()?,
-                nonces,
-            ))
-            .route_layer(RequireJwtLayer::new(jwt.optional().build()?)),
+        let hmac = VerifyHmacLayer::with_nonce_store(any_caller.optional().build()?, nonces);
+        let mut whoami = get(whoami).route_layer(hmac);
+        if let Some(jwt) = jwt {
+            whoami = whoami.route_layer(RequireJwtLayer::new(jwt.optional().build()?));
+        }
+        if let Some(mtls) = mtls {
+            whoami = whoami.route_layer(MtlsPrincipalLayer::new(mtls.optional().build()?));
+        }
+        whoami
     };
     Ok(Router::new()
         .route("/health", get(health))

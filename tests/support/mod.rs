@@ -2,6 +2,8 @@
 //! that follows seed 003's formula without using the crate's own signer.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod certs;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,134 @@
+//! Certificates made on the spot with rcgen: a private CA, server and client leaves.
+
+#[cfg(feature = "mtls")]
+use bytes::Bytes;
+#[cfg(feature = "mtls")]
+use http::StatusCode;
+#[cfg(feature = "mtls")]
+use http_body_util::{BodyExt, Full};
+#[cfg(feature = "mtls")]
+use hyper_util::client::legacy::Client;
+#[cfg(feature = "mtls")]
+use hyper_util::rt::TokioExecutor;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    SanType,
+};
+#[cfg(feature = "mtls")]
+use std::net::SocketAddr;
+#[cfg(feature = "mtls")]
+use tower_zerotrust::mtls::TlsConfig;
+
+/// A private CA that issues server and client certificates.
+pub struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pub pem: String,
+}
+
+/// A certificate and its key, in PEM.
+pub struct Leaf {
+    pub cert: String,
+    pub key: String,
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let pem = params.self_signed(&key).unwrap().pem();
+        Self {
+            issuer: Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    pub fn issue(&self, common_name: &str, sans: Vec<SanType>, client: bool) -> Leaf {
+        self.issue_with(common_name, sans, client, |_| {})
+    }
+
+    pub fn issue_with(
+        &self,
+        common_name: &str,
+        sans: Vec<SanType>,
+        client: bool,
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.subject_alt_names = sans;
+        params.extended_key_usages = vec![if client {
+            ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        adjust(&mut params);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    pub fn server(&self) -> Leaf {
+        self.issue(
+            "secure-service",
+            vec![
+                SanType::DnsName("localhost".try_into().unwrap()),
+                SanType::IpAddress("127.0.0.1".parse().unwrap()),
+            ],
+            false,
+        )
+    }
+}
+
+pub fn spiffe(id: &str) -> SanType {
+    SanType::URI(id.try_into().unwrap())
+}
+
+/// The DER inside a one-certificate PEM.
+pub fn pem_to_der(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
+
+/// GET /whoami over HTTPS, presenting `leaf` and trusting `server_ca`; `Err` when the TLS
+/// handshake or the request fails.
+#[cfg(feature = "mtls")]
+pub async fn https_get(
+    addr: SocketAddr,
+    server_ca: &Ca,
+    leaf: &Leaf,
+) -> Result<(StatusCode, serde_json::Value), String> {
+    let client_tls = TlsConfig::from_pem(
+        leaf.cert.as_bytes(),
+        leaf.key.as_bytes(),
+        server_ca.pem.as_bytes(),
+    )
+    .unwrap()
+    .client_config()
+    .unwrap();
+    let mut config = (*client_tls).clone();
+    config.alpn_protocols.clear();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+    let uri = format!("https://localhost:{}/whoami", addr.port());
+    let response = client
+        .get(uri.parse().unwrap())
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Ok((status, serde_json::from_slice(&body).unwrap_or_default()))
+}
