@@ -205,10 +205,8 @@ fn tls_config_errors_are_clear() {
     );
 }
 
-#[tokio::test]
-async fn a_client_without_a_certificate_is_refused_at_the_handshake() {
-    let ca = Ca::new("Test CA");
-    let addr = start(&ca, cn_config()).await;
+/// GET /whoami over HTTPS without a client certificate.
+async fn get_without_certificate(addr: SocketAddr, ca: &Ca) -> Result<StatusCode, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pem_to_der(&ca.pem).into()).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -225,5 +223,45 @@ async fn a_client_without_a_certificate_is_refused_at_the_handshake() {
         .build();
     let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
     let uri = format!("https://localhost:{}/whoami", addr.port());
-    assert!(client.get(uri.parse().unwrap()).await.is_err());
+    client
+        .get(uri.parse().unwrap())
+        .await
+        .map(|r| r.status())
+        .map_err(|e| format!("{e:?}"))
+}
+
+#[tokio::test]
+async fn a_client_without_a_certificate_is_refused_at_the_handshake() {
+    let ca = Ca::new("Test CA");
+    let addr = start(&ca, cn_config()).await;
+    assert!(get_without_certificate(addr, &ca).await.is_err());
+}
+
+#[tokio::test]
+async fn with_optional_client_certificates_the_layer_decides() {
+    let ca = Ca::new("Test CA");
+    let server = ca.server();
+    let tls = TlsConfig::from_pem(
+        server.cert.as_bytes(),
+        server.key.as_bytes(),
+        ca.pem.as_bytes(),
+    )
+    .unwrap()
+    .client_certificates_optional()
+    .server_config()
+    .unwrap();
+    let app = Router::new()
+        .fallback(|p: Principal| async move { p.id().to_owned() })
+        .layer(MtlsPrincipalLayer::new(cn_config()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
+    // No certificate: the handshake succeeds, the layer answers 401.
+    assert_eq!(
+        get_without_certificate(addr, &ca).await.unwrap(),
+        StatusCode::UNAUTHORIZED
+    );
+    // A certificate from another CA is still refused at the handshake.
+    let rogue = Ca::new("Test CA").issue("model-registry", vec![], true);
+    assert!(https_get(addr, &ca, &rogue).await.is_err());
 }

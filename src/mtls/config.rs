@@ -48,6 +48,7 @@ pub struct TlsConfig {
     chain: Vec<CertificateDer<'static>>,
     key: Arc<PrivateKeyDer<'static>>,
     roots: Vec<CertificateDer<'static>>,
+    client_certificates_optional: bool,
 }
 
 impl std::fmt::Debug for TlsConfig {
@@ -114,22 +115,92 @@ impl TlsConfig {
             chain,
             key: Arc::new(key),
             roots,
+            client_certificates_optional: false,
         })
     }
 
-    /// A server configuration that requires a client certificate signed by the CA.
+    /// Reads seed 001's variables for the service `name`, with `prefix` such as `PARALLAX`:
+    ///
+    /// | variable | meaning | default |
+    /// |---|---|---|
+    /// | `{prefix}_TLS_ENABLED` | use TLS at all | `false` (returns `Ok(None)`) |
+    /// | `{prefix}_CERTS_DIR` | the certificate directory | `./certs` |
+    /// | `{prefix}_TLS_CERT_FILE` | the certificate chain | `{dir}/{name}/cert.pem` |
+    /// | `{prefix}_TLS_KEY_FILE` | its private key | `{dir}/{name}/key.pem` |
+    /// | `{prefix}_TLS_CA_FILE` | the CA | `{dir}/{name}/ca.pem`, else `{dir}/ca/cert.pem` |
+    /// | `{prefix}_TLS_VERIFY_CLIENT` | require client certificates | `false`: verified when presented |
+    /// | `{prefix}_TLS_ALLOW_INSECURE` | serve without TLS when the files are missing | `false` |
+    ///
+    /// # Errors
+    ///
+    /// TLS is enabled and the material is unusable (and insecure fallback is not allowed).
+    pub fn from_env(prefix: &str, name: &str) -> Result<Option<Self>, TlsError> {
+        Self::from_lookup(prefix, name, |key| std::env::var(key).ok())
+    }
+
+    fn from_lookup(
+        prefix: &str,
+        name: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, TlsError> {
+        let var = |suffix: &str| lookup(&format!("{prefix}_{suffix}")).filter(|v| !v.is_empty());
+        let flag = |suffix: &str| {
+            var(suffix)
+                .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+        };
+        if !flag("TLS_ENABLED") {
+            return Ok(None);
+        }
+        let dir = PathBuf::from(var("CERTS_DIR").unwrap_or_else(|| "./certs".to_owned()));
+        let own = dir.join(name);
+        let cert = var("TLS_CERT_FILE").map_or_else(|| own.join("cert.pem"), PathBuf::from);
+        let key = var("TLS_KEY_FILE").map_or_else(|| own.join("key.pem"), PathBuf::from);
+        let ca = var("TLS_CA_FILE").map_or_else(
+            || {
+                let beside = own.join("ca.pem");
+                if beside.exists() {
+                    beside
+                } else {
+                    dir.join("ca").join("cert.pem")
+                }
+            },
+            PathBuf::from,
+        );
+        match Self::new(&cert, &key, &ca) {
+            Ok(config) if flag("TLS_VERIFY_CLIENT") => Ok(Some(config)),
+            Ok(config) => Ok(Some(config.client_certificates_optional())),
+            Err(error) if flag("TLS_ALLOW_INSECURE") => {
+                tracing::warn!(target: "tower_zerotrust::mtls", %error, "TLS material unusable; serving WITHOUT TLS because {prefix}_TLS_ALLOW_INSECURE is set");
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Lets clients connect without a certificate; one that is presented is still verified.
+    /// Layers then see no [`PeerIdentity`](super::PeerIdentity) for those clients.
+    #[must_use]
+    pub fn client_certificates_optional(mut self) -> Self {
+        self.client_certificates_optional = true;
+        self
+    }
+
+    /// A server configuration that requires a client certificate signed by the CA (unless
+    /// [`client_certificates_optional`](Self::client_certificates_optional) was called).
     ///
     /// # Errors
     ///
     /// Material rustls refuses, such as a key that does not match the certificate.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
         let provider = provider();
-        let verifier = WebPkiClientVerifier::builder_with_provider(
+        let mut verifier = WebPkiClientVerifier::builder_with_provider(
             Arc::new(self.root_store()?),
             provider.clone(),
-        )
-        .build()
-        .map_err(rustls_error)?;
+        );
+        if self.client_certificates_optional {
+            verifier = verifier.allow_unauthenticated();
+        }
+        let verifier = verifier.build().map_err(rustls_error)?;
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(rustls_error)?
@@ -181,4 +252,86 @@ fn certificates(pem: &[u8], name: &str) -> Result<Vec<CertificateDer<'static>>, 
         return Err(TlsError::NoCertificate(name.to_owned()));
     }
     Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+    use super::*;
+
+    /// Writes seed 001's layout: `ca/cert.pem`, `{name}/cert.pem key.pem ca.pem`.
+    fn layout(dir: &Path, name: &str) {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "Parallax Root CA");
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["control-plane.parallax.local".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        std::fs::create_dir_all(dir.join("ca")).unwrap();
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        std::fs::write(dir.join("ca/cert.pem"), &ca_pem).unwrap();
+        std::fs::write(dir.join(name).join("cert.pem"), leaf.pem()).unwrap();
+        std::fs::write(dir.join(name).join("key.pem"), key.serialize_pem()).unwrap();
+    }
+
+    fn lookup(vars: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        move |key| vars.get(key).cloned()
+    }
+
+    #[test]
+    fn seed_001_variables_and_layout() {
+        let dir = std::env::temp_dir().join(format!("zt-env-{}", std::process::id()));
+        layout(&dir, "control-plane");
+        let d = dir.display().to_string();
+        let off = TlsConfig::from_lookup("PARALLAX", "control-plane", lookup(&[])).unwrap();
+        assert!(off.is_none());
+        let on = [
+            ("PARALLAX_TLS_ENABLED", "true".to_owned()),
+            ("PARALLAX_CERTS_DIR", d.clone()),
+        ];
+        let config = TlsConfig::from_lookup("PARALLAX", "control-plane", lookup(&on))
+            .unwrap()
+            .unwrap();
+        assert!(
+            config.client_certificates_optional,
+            "VERIFY_CLIENT defaults to false"
+        );
+        assert!(config.server_config().is_ok());
+        let verify = [
+            on[0].clone(),
+            on[1].clone(),
+            ("PARALLAX_TLS_VERIFY_CLIENT", "true".to_owned()),
+        ];
+        let config = TlsConfig::from_lookup("PARALLAX", "control-plane", lookup(&verify))
+            .unwrap()
+            .unwrap();
+        assert!(!config.client_certificates_optional);
+        // Missing material: an error, unless insecure fallback is allowed.
+        let missing = TlsConfig::from_lookup("PARALLAX", "agent-9", lookup(&on));
+        assert!(matches!(missing, Err(TlsError::Read { .. })));
+        let insecure = [
+            on[0].clone(),
+            on[1].clone(),
+            ("PARALLAX_TLS_ALLOW_INSECURE", "true".to_owned()),
+        ];
+        assert!(
+            TlsConfig::from_lookup("PARALLAX", "agent-9", lookup(&insecure))
+                .unwrap()
+                .is_none()
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
