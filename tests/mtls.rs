@@ -13,7 +13,7 @@ use rcgen::SanType;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use support::certs::{Ca, https_get, pem_to_der, spiffe};
+use support::certs::{Ca, Leaf, https_get, pem_to_der, spiffe};
 use tower_zerotrust::Principal;
 use tower_zerotrust::mtls::{
     IdentityRule, MtlsPrincipalConfig, MtlsPrincipalLayer, PeerIdentity, TlsConfig, serve_tls,
@@ -264,4 +264,94 @@ async fn with_optional_client_certificates_the_layer_decides() {
     // A certificate from another CA is still refused at the handshake.
     let rogue = Ca::new("Test CA").issue("model-registry", vec![], true);
     assert!(https_get(addr, &ca, &rogue).await.is_err());
+}
+
+/// The serial of the certificate the server presents to a new connection.
+async fn served_serial(addr: SocketAddr, ca: &Ca, client: &Leaf) -> String {
+    let config = TlsConfig::from_pem(
+        client.cert.as_bytes(),
+        client.key.as_bytes(),
+        ca.pem.as_bytes(),
+    )
+    .unwrap()
+    .client_config()
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let leaf = &tls.get_ref().1.peer_certificates().unwrap()[0];
+    PeerIdentity::from_der(leaf).unwrap().serial().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_rotate_under_load_without_a_single_failed_request() {
+    use tower_zerotrust::mtls::ReloadingServerConfig;
+
+    let ca = Ca::new("Test CA");
+    let dir = std::env::temp_dir().join(format!("zt-rotate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key, ca_file) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
+    );
+    let install = |leaf: &Leaf| {
+        std::fs::write(&cert, &leaf.cert).unwrap();
+        std::fs::write(&key, &leaf.key).unwrap();
+    };
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    install(&ca.server());
+    let tls = ReloadingServerConfig::from_files(&cert, &key, &ca_file).unwrap();
+    assert!(tls.time_to_expiry().unwrap() > std::time::Duration::from_secs(86_400));
+
+    let app = Router::new()
+        .fallback(|p: Principal| async move { p.id().to_owned() })
+        .layer(MtlsPrincipalLayer::new(cn_config()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_tls(
+        listener,
+        tls.clone(),
+        app,
+        std::future::pending(),
+    ));
+    let client = ca.issue("model-registry", vec![], true);
+    let before = served_serial(addr, &ca, &client).await;
+
+    // Continuous load: 300 requests, each on a new connection (so a new handshake).
+    let load = {
+        let ca_pem = ca.pem.clone();
+        let client = Leaf {
+            cert: client.cert.clone(),
+            key: client.key.clone(),
+        };
+        tokio::spawn(async move {
+            let ca = Ca::from_pem_only(ca_pem);
+            let mut failures = 0;
+            for _ in 0..300 {
+                match https_get(addr, &ca, &client).await {
+                    Ok((StatusCode::OK, _)) => {}
+                    _ => failures += 1,
+                }
+            }
+            failures
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    install(&ca.server());
+    tls.reload().unwrap();
+    // A broken file is refused and changes nothing.
+    std::fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    assert!(tls.reload().is_err());
+    assert_eq!(load.await.unwrap(), 0, "requests failed during rotation");
+    let after = served_serial(addr, &ca, &client).await;
+    assert_ne!(before, after, "new handshakes use the new certificate");
+    std::fs::remove_dir_all(&dir).ok();
 }

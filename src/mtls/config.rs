@@ -227,6 +227,14 @@ impl TlsConfig {
         Ok(Arc::new(config))
     }
 
+    /// When the leaf certificate expires, in Unix seconds.
+    pub(crate) fn leaf_not_after(&self) -> Option<i64> {
+        let leaf = self.chain.first()?;
+        X509Certificate::from_der(leaf)
+            .ok()
+            .map(|(_, cert)| cert.validity().not_after.timestamp())
+    }
+
     fn root_store(&self) -> Result<RootCertStore, TlsError> {
         let mut store = RootCertStore::empty();
         for root in &self.roots {

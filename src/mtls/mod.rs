@@ -19,6 +19,7 @@
 mod config;
 mod identity;
 mod principal;
+mod reload;
 mod serve;
 
 pub use config::{TlsConfig, TlsError};
@@ -27,4 +28,5 @@ pub use principal::{
     IdentityRule, MtlsPrincipal, MtlsPrincipalConfig, MtlsPrincipalConfigBuilder,
     MtlsPrincipalLayer, ResponseFuture,
 };
+pub use reload::{ReloadingServerConfig, ServerConfigSource};
 pub use serve::{PeerAddr, serve_tls};

@@ -12,12 +12,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
-use super::PeerIdentity;
+use super::{PeerIdentity, ServerConfigSource};
 use crate::BoxError;
 
 /// How long a client may take to finish the TLS handshake.
@@ -29,7 +28,8 @@ pub struct PeerAddr(pub SocketAddr);
 
 /// Serves `service` (an axum `Router`, a tonic `Routes`, any `tower` HTTP service) over TLS on
 /// `listener`, HTTP/1.1 and HTTP/2, until `shutdown` completes; then stops accepting and waits
-/// for open connections to finish their requests.
+/// for open connections to finish their requests. `tls` is an `Arc<rustls::ServerConfig>` or a
+/// [`ReloadingServerConfig`](super::ReloadingServerConfig) for rotation without downtime.
 ///
 /// Each connection's client certificate is parsed once, after the handshake, and every
 /// request on it carries `Arc<`[`PeerIdentity`]`>` (when a certificate was presented) and
@@ -41,7 +41,7 @@ pub struct PeerAddr(pub SocketAddr);
 /// Accepting from the listener failed.
 pub async fn serve_tls<S, B>(
     listener: TcpListener,
-    tls: Arc<ServerConfig>,
+    tls: impl ServerConfigSource,
     service: S,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
@@ -53,7 +53,6 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -61,7 +60,9 @@ where
             accepted = listener.accept() => accepted?,
             () = &mut shutdown => break,
         };
-        let acceptor = acceptor.clone();
+        // Each connection takes the configuration current when it arrives, so reloaded
+        // material applies to new handshakes while open connections keep theirs.
+        let acceptor = TlsAcceptor::from(tls.current());
         let service = service.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {

@@ -74,6 +74,16 @@ impl Ca {
         }
     }
 
+    /// A CA known only by its certificate, for clients that trust it (it cannot issue).
+    pub fn from_pem_only(pem: String) -> Self {
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        Self {
+            issuer: Issuer::new(params, key),
+            pem,
+        }
+    }
+
     pub fn server(&self) -> Leaf {
         self.issue(
             "secure-service",
