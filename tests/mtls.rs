@@ -4,32 +4,31 @@
 mod support;
 
 use axum::Router;
-use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use rcgen::SanType;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use support::certs::{Ca, Leaf, https_get, pem_to_der, spiffe};
+use support::certs::{Ca, Leaf, https_get, https_get_with, pem_to_der, spiffe};
 use tower_zerotrust::Principal;
 use tower_zerotrust::mtls::{
-    IdentityRule, MtlsPrincipalConfig, MtlsPrincipalLayer, PeerIdentity, TlsConfig, serve_tls,
+    IdentityRule, MtlsPrincipalConfig, MtlsPrincipalLayer, PeerIdentity, ServerConfigSource,
+    TlsConfig, serve_tls,
 };
 
-/// An axum app behind `MtlsPrincipalLayer`, served over TLS.
-async fn start(ca: &Ca, config: MtlsPrincipalConfig) -> SocketAddr {
+/// The server's TLS material: a `localhost` certificate from `ca`.
+fn server_tls(ca: &Ca) -> TlsConfig {
     let server = ca.server();
-    let tls = TlsConfig::from_pem(
+    TlsConfig::from_pem(
         server.cert.as_bytes(),
         server.key.as_bytes(),
         ca.pem.as_bytes(),
     )
     .unwrap()
-    .server_config()
-    .unwrap();
+}
+
+/// An axum app behind `MtlsPrincipalLayer`, served over TLS.
+async fn serve_app(tls: impl ServerConfigSource, config: MtlsPrincipalConfig) -> SocketAddr {
     let app = Router::new()
         .fallback(|p: Principal| async move {
             axum::Json(json!({"id": p.id(), "method": p.method().as_str(), "roles": p.roles()}))
@@ -39,6 +38,10 @@ async fn start(ca: &Ca, config: MtlsPrincipalConfig) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
     addr
+}
+
+async fn start(ca: &Ca, config: MtlsPrincipalConfig) -> SocketAddr {
+    serve_app(server_tls(ca).server_config().unwrap(), config).await
 }
 
 fn cn_config() -> MtlsPrincipalConfig {
@@ -216,18 +219,7 @@ async fn get_without_certificate(addr: SocketAddr, ca: &Ca) -> Result<StatusCode
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_only()
-        .enable_http1()
-        .build();
-    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
-    let uri = format!("https://localhost:{}/whoami", addr.port());
-    client
-        .get(uri.parse().unwrap())
-        .await
-        .map(|r| r.status())
-        .map_err(|e| format!("{e:?}"))
+    https_get_with(config, addr).await.map(|(status, _)| status)
 }
 
 #[tokio::test]
@@ -240,22 +232,8 @@ async fn a_client_without_a_certificate_is_refused_at_the_handshake() {
 #[tokio::test]
 async fn with_optional_client_certificates_the_layer_decides() {
     let ca = Ca::new("Test CA");
-    let server = ca.server();
-    let tls = TlsConfig::from_pem(
-        server.cert.as_bytes(),
-        server.key.as_bytes(),
-        ca.pem.as_bytes(),
-    )
-    .unwrap()
-    .client_certificates_optional()
-    .server_config()
-    .unwrap();
-    let app = Router::new()
-        .fallback(|p: Principal| async move { p.id().to_owned() })
-        .layer(MtlsPrincipalLayer::new(cn_config()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
+    let tls = server_tls(&ca).client_certificates_optional();
+    let addr = serve_app(tls.server_config().unwrap(), cn_config()).await;
     // No certificate: the handshake succeeds, the layer answers 401.
     assert_eq!(
         get_without_certificate(addr, &ca).await.unwrap(),
@@ -307,17 +285,7 @@ async fn certificates_rotate_under_load_without_a_single_failed_request() {
     let tls = ReloadingServerConfig::from_files(&cert, &key, &ca_file).unwrap();
     assert!(tls.time_to_expiry().unwrap() > std::time::Duration::from_secs(86_400));
 
-    let app = Router::new()
-        .fallback(|p: Principal| async move { p.id().to_owned() })
-        .layer(MtlsPrincipalLayer::new(cn_config()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_tls(
-        listener,
-        tls.clone(),
-        app,
-        std::future::pending(),
-    ));
+    let addr = serve_app(tls.clone(), cn_config()).await;
     let client = ca.issue("model-registry", vec![], true);
     let before = served_serial(addr, &ca, &client).await;
 

@@ -125,7 +125,15 @@ pub async fn https_get(
     .unwrap()
     .client_config()
     .unwrap();
-    let mut config = (*client_tls).clone();
+    https_get_with((*client_tls).clone(), addr).await
+}
+
+/// GET /whoami over HTTPS with any client configuration (say, one without a certificate).
+#[cfg(feature = "mtls")]
+pub async fn https_get_with(
+    mut config: rustls::ClientConfig,
+    addr: SocketAddr,
+) -> Result<(StatusCode, serde_json::Value), String> {
     config.alpn_protocols.clear();
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
