@@ -77,3 +77,81 @@ fn bad_usage_and_missing_configuration_are_reported() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("usage:"), "{stderr}");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn ca_server_and_client_certificates_work_together() {
+    use std::os::unix::fs::PermissionsExt;
+    use tower_zerotrust::mtls::{MtlsPrincipalConfig, MtlsPrincipalLayer, TlsConfig, serve_tls};
+
+    let dir = std::env::temp_dir().join(format!("zt-cli-{}", std::process::id()));
+    let d = dir.display().to_string();
+    for args in [
+        vec!["ca", "--dir", &d, "--cn", "Parallax Root CA"],
+        vec![
+            "server",
+            "--dir",
+            &d,
+            "--name",
+            "control-plane",
+            "--host",
+            "localhost",
+            "--ip",
+            "127.0.0.1",
+        ],
+        vec![
+            "client",
+            "--dir",
+            &d,
+            "--principal",
+            "agent-1",
+            "--spiffe",
+            "spiffe://parallax.local/agent-1",
+        ],
+    ] {
+        let (code, _, stderr) = zerotrust(&args, &[]);
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+    }
+    for key in ["ca/key.pem", "control-plane/key.pem", "agent-1/key.pem"] {
+        let mode = std::fs::metadata(dir.join(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+    }
+    // Seed 001's layout serves, and the client certificate is the principal.
+    let server = dir.join("control-plane");
+    let tls = TlsConfig::new(
+        server.join("cert.pem"),
+        server.join("key.pem"),
+        server.join("ca.pem"),
+    )
+    .unwrap()
+    .server_config()
+    .unwrap();
+    let app = axum::Router::new()
+        .fallback(|p: tower_zerotrust::Principal| async move { p.id().to_owned() })
+        .layer(MtlsPrincipalLayer::new(
+            MtlsPrincipalConfig::builder().build().unwrap(),
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
+    let client = dir.join("agent-1");
+    let client = TlsConfig::new(
+        client.join("cert.pem"),
+        client.join("key.pem"),
+        client.join("ca.pem"),
+    )
+    .unwrap()
+    .client_config()
+    .unwrap();
+    let (status, _) = support::certs::https_get_with((*client).clone(), addr)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let (code, _, stderr) = zerotrust(&["server", "--dir", &d], &[]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--name is required"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -16,12 +16,16 @@
 //! * Behind a TLS-terminating proxy there is no client certificate here; do not trust headers
 //!   such as `X-Client-Cert` unless the proxy strips them from clients.
 
+#[cfg(feature = "certgen")]
+mod certgen;
 mod config;
 mod identity;
 mod principal;
 mod reload;
 mod serve;
 
+#[cfg(feature = "certgen")]
+pub use certgen::{CertGenError, CertificateAuthority, IssuedCertificate};
 pub use config::{TlsConfig, TlsError};
 pub use identity::{CertificateError, PeerIdentity};
 pub use principal::{
