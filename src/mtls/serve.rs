@@ -66,11 +66,13 @@ where
         let service = service.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let Ok(Ok(stream)) =
-                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-            else {
-                tracing::debug!(target: "tower_zerotrust::mtls", %remote, "TLS handshake failed or timed out");
-                return;
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => return log_handshake_failure(remote, &error),
+                Err(_) => {
+                    tracing::debug!(target: "tower_zerotrust::mtls", %remote, "TLS handshake timed out");
+                    return;
+                }
             };
             let peer = stream
                 .get_ref()
@@ -96,6 +98,23 @@ where
     }
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Says why a handshake failed, and how to fix the one cause operators keep meeting: OpenSSL 3's
+/// `openssl x509 -req` without `-extfile` writes X.509 v1 certificates, which are refused.
+fn log_handshake_failure(remote: SocketAddr, error: &std::io::Error) {
+    let reason = error.to_string();
+    if reason.contains("UnsupportedCertVersion") {
+        tracing::warn!(
+            target: "tower_zerotrust::mtls",
+            %remote,
+            "client certificate refused: it is an X.509 v1 certificate; re-issue it as v3 \
+             (for example with `zerotrust client`, or `openssl x509 -req ... -extfile` with \
+             `basicConstraints=CA:FALSE`)"
+        );
+    } else {
+        tracing::debug!(target: "tower_zerotrust::mtls", %remote, %reason, "TLS handshake failed");
+    }
 }
 
 /// Adds the connection's identity and address to each of its requests.
