@@ -82,7 +82,7 @@ fn bad_usage_and_missing_configuration_are_reported() {
 #[tokio::test]
 async fn ca_server_and_client_certificates_work_together() {
     use std::os::unix::fs::PermissionsExt;
-    use tower_zerotrust::mtls::{MtlsPrincipalConfig, MtlsPrincipalLayer, TlsConfig, serve_tls};
+    use tower_zerotrust::mtls::{MtlsPrincipalConfig, TlsConfig};
 
     let dir = std::env::temp_dir().join(format!("zt-cli-{}", std::process::id()));
     let d = dir.display().to_string();
@@ -129,14 +129,8 @@ async fn ca_server_and_client_certificates_work_together() {
     .unwrap()
     .server_config()
     .unwrap();
-    let app = axum::Router::new()
-        .fallback(|p: tower_zerotrust::Principal| async move { p.id().to_owned() })
-        .layer(MtlsPrincipalLayer::new(
-            MtlsPrincipalConfig::builder().build().unwrap(),
-        ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
+    let addr =
+        support::certs::serve_whoami(tls, MtlsPrincipalConfig::builder().build().unwrap()).await;
     let client = dir.join("agent-1");
     let client = TlsConfig::new(
         client.join("cert.pem"),

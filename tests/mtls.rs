@@ -9,11 +9,9 @@ use rcgen::SanType;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use support::certs::{Ca, Leaf, https_get, https_get_with, pem_to_der, spiffe};
-use tower_zerotrust::Principal;
+use support::certs::{Ca, Leaf, https_get, https_get_with, pem_to_der, serve_whoami, spiffe};
 use tower_zerotrust::mtls::{
-    IdentityRule, MtlsPrincipalConfig, MtlsPrincipalLayer, PeerIdentity, ServerConfigSource,
-    TlsConfig, serve_tls,
+    IdentityRule, MtlsPrincipalConfig, PeerIdentity, TlsConfig, serve_tls,
 };
 
 /// The server's TLS material: a `localhost` certificate from `ca`.
@@ -27,21 +25,8 @@ fn server_tls(ca: &Ca) -> TlsConfig {
     .unwrap()
 }
 
-/// An axum app behind `MtlsPrincipalLayer`, served over TLS.
-async fn serve_app(tls: impl ServerConfigSource, config: MtlsPrincipalConfig) -> SocketAddr {
-    let app = Router::new()
-        .fallback(|p: Principal| async move {
-            axum::Json(json!({"id": p.id(), "method": p.method().as_str(), "roles": p.roles()}))
-        })
-        .layer(MtlsPrincipalLayer::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
-    addr
-}
-
 async fn start(ca: &Ca, config: MtlsPrincipalConfig) -> SocketAddr {
-    serve_app(server_tls(ca).server_config().unwrap(), config).await
+    serve_whoami(server_tls(ca).server_config().unwrap(), config).await
 }
 
 fn cn_config() -> MtlsPrincipalConfig {
@@ -233,7 +218,7 @@ async fn a_client_without_a_certificate_is_refused_at_the_handshake() {
 async fn with_optional_client_certificates_the_layer_decides() {
     let ca = Ca::new("Test CA");
     let tls = server_tls(&ca).client_certificates_optional();
-    let addr = serve_app(tls.server_config().unwrap(), cn_config()).await;
+    let addr = serve_whoami(tls.server_config().unwrap(), cn_config()).await;
     // No certificate: the handshake succeeds, the layer answers 401.
     assert_eq!(
         get_without_certificate(addr, &ca).await.unwrap(),
@@ -285,7 +270,7 @@ async fn certificates_rotate_under_load_without_a_single_failed_request() {
     let tls = ReloadingServerConfig::from_files(&cert, &key, &ca_file).unwrap();
     assert!(tls.time_to_expiry().unwrap() > std::time::Duration::from_secs(86_400));
 
-    let addr = serve_app(tls.clone(), cn_config()).await;
+    let addr = serve_whoami(tls.clone(), cn_config()).await;
     let client = ca.issue("model-registry", vec![], true);
     let before = served_serial(addr, &ca, &client).await;
 

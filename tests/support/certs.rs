@@ -150,3 +150,24 @@ pub async fn https_get_with(
     let body = response.into_body().collect().await.unwrap().to_bytes();
     Ok((status, serde_json::from_slice(&body).unwrap_or_default()))
 }
+
+/// `/whoami` (the principal as JSON) behind `MtlsPrincipalLayer`, served over TLS on loopback.
+#[cfg(feature = "mtls")]
+pub async fn serve_whoami(
+    tls: impl tower_zerotrust::mtls::ServerConfigSource,
+    config: tower_zerotrust::mtls::MtlsPrincipalConfig,
+) -> SocketAddr {
+    use tower_zerotrust::Principal;
+    use tower_zerotrust::mtls::{MtlsPrincipalLayer, serve_tls};
+    let app = axum::Router::new()
+        .fallback(|p: Principal| async move {
+            axum::Json(serde_json::json!({
+                "id": p.id(), "method": p.method().as_str(), "roles": p.roles(),
+            }))
+        })
+        .layer(MtlsPrincipalLayer::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
+    addr
+}
