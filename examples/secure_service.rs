@@ -19,7 +19,9 @@
 //! | `JWT_JWKS_URL`    | JSON Web Key Set URL for bearer tokens (build with `--features jwks`) |
 //! | `JWT_ISSUER`, `JWT_AUDIENCE` | accepted `iss` and `aud` (required with any JWT key) |
 //! | `JWT_ROLES_CLAIM` | where the roles are in the token (default `roles`)            |
-//! | `TLS_CERT_FILE`, `TLS_KEY_FILE`, `TLS_CA_FILE` | serve HTTPS and require client certificates signed by the CA; a certificate alone proves the caller (its CN) on `/whoami` |
+//! | `TLS_CERT_FILE`, `TLS_KEY_FILE`, `TLS_CA_FILE` | serve HTTPS and require client certificates signed by the CA; a certificate alone proves the caller (its CN) on `/whoami`. `SIGHUP` reloads the files |
+//! | `TLS_CRL_FILE`    | PEM certificate revocation list(s): revoked client certificates are refused |
+//! | `TLS_ALLOW_V1_CLIENT_CERTS` | `true` accepts X.509 v1 client certificates signed directly by the CA (OpenSSL 3's `x509 -req` without `-extfile`) |
 //!
 //! Routes: `GET /health` (public), `POST /execute` (allowed callers, HMAC only), `GET /whoami`
 //! (any caller proven by HMAC, by a bearer token when a JWT key is configured, or by its client
@@ -30,14 +32,11 @@
 mod secure_app;
 
 use std::process::ExitCode;
-use std::sync::Arc;
-
-use rustls::ServerConfig;
 
 use tower_zerotrust::BoxError;
 use tower_zerotrust::hmac::HmacConfigBuilder;
 use tower_zerotrust::jwt::JwtConfigBuilder;
-use tower_zerotrust::mtls::{MtlsPrincipalConfig, TlsConfig, serve_tls};
+use tower_zerotrust::mtls::{MtlsPrincipalConfig, ReloadingServerConfig, TlsConfig, serve_tls};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
@@ -77,6 +76,10 @@ async fn main() -> ExitCode {
     };
     let served = match tls {
         Some(tls) => {
+            if let Err(error) = tls.reload_on_signal(tokio::signal::unix::SignalKind::hangup()) {
+                eprintln!("cannot watch SIGHUP: {error}");
+                return ExitCode::from(1);
+            }
             eprintln!("listening on https://{addr}");
             serve_tls(listener, tls, app, shutdown).await
         }
@@ -95,7 +98,7 @@ async fn main() -> ExitCode {
 }
 
 /// The routes, and the TLS configuration when `TLS_CERT_FILE` is set.
-fn configure() -> Result<(axum::Router, Option<Arc<ServerConfig>>), BoxError> {
+fn configure() -> Result<(axum::Router, Option<ReloadingServerConfig>), BoxError> {
     let hmac = HmacConfigBuilder::from_env()?.public_path("/health");
     let jwt = JwtConfigBuilder::from_env()?;
     let tls = match std::env::var("TLS_CERT_FILE")
@@ -110,8 +113,20 @@ fn configure() -> Result<(axum::Router, Option<Arc<ServerConfig>>), BoxError> {
                     .filter(|v| !v.is_empty())
                     .ok_or_else(|| format!("{name} is required with TLS_CERT_FILE"))
             };
-            let config = TlsConfig::new(cert, required("TLS_KEY_FILE")?, required("TLS_CA_FILE")?)?;
-            Some(config.server_config()?)
+            let (key, ca) = (required("TLS_KEY_FILE")?, required("TLS_CA_FILE")?);
+            let crl = std::env::var("TLS_CRL_FILE").ok().filter(|v| !v.is_empty());
+            let allow_v1 = std::env::var("TLS_ALLOW_V1_CLIENT_CERTS").is_ok_and(|v| v == "true");
+            // Read again on SIGHUP: new handshakes get the new files, open connections go on.
+            Some(ReloadingServerConfig::from_loader(move || {
+                let mut config = TlsConfig::new(&cert, &key, &ca)?;
+                if let Some(crl) = &crl {
+                    config = config.with_crl_file(crl)?;
+                }
+                if allow_v1 {
+                    config = config.allow_v1_client_certificates();
+                }
+                Ok(config)
+            })?)
         }
     };
     // With TLS, a client certificate alone proves who is calling (its subject CN).

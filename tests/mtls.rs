@@ -70,6 +70,43 @@ async fn an_expired_client_certificate_is_refused() {
 }
 
 #[tokio::test]
+async fn a_revoked_client_certificate_is_refused_and_others_still_get_in() {
+    let ca = Ca::new("Test CA");
+    let tls = server_tls(&ca)
+        .with_crl_pem(ca.crl(&[7, 9]).as_bytes())
+        .unwrap();
+    let addr = serve_whoami(tls.server_config().unwrap(), cn_config()).await;
+    let revoked = ca.issue_serial("model-registry", 9);
+    assert!(https_get(addr, &ca, &revoked).await.is_err());
+    let good = ca.issue_serial("model-registry", 8);
+    assert_eq!(https_get(addr, &ca, &good).await.unwrap().0, StatusCode::OK);
+
+    // With CRLs on, a CA that published none leaves its leaves' status unknown: refused.
+    let second = Ca::new("Second CA");
+    let server = ca.server();
+    let both = TlsConfig::from_pem(
+        server.cert.as_bytes(),
+        server.key.as_bytes(),
+        format!("{}{}", ca.pem, second.pem).as_bytes(),
+    )
+    .unwrap()
+    .with_crl_pem(ca.crl(&[]).as_bytes())
+    .unwrap();
+    let addr = serve_whoami(both.server_config().unwrap(), cn_config()).await;
+    let unknown = second.issue_serial("model-registry", 8);
+    assert!(https_get(addr, &ca, &unknown).await.is_err());
+    assert_eq!(https_get(addr, &ca, &good).await.unwrap().0, StatusCode::OK);
+
+    let no_crl = server_tls(&ca).with_crl_pem(b"not a crl");
+    assert!(
+        no_crl
+            .unwrap_err()
+            .to_string()
+            .contains("no certificate revocation list")
+    );
+}
+
+#[tokio::test]
 async fn the_client_refuses_a_server_whose_name_does_not_match() {
     let ca = Ca::new("Test CA");
     let server = ca.issue(

@@ -1,6 +1,6 @@
 //! Certificates made by the exact openssl commands of seeds 000 and 001 (RSA 4096 CA, RSA
 //! 2048/4096 leaves, PKCS#8 and PKCS#1 keys) work; seed 000's client command, which writes an
-//! X.509 v1 certificate on OpenSSL 3, is refused.
+//! X.509 v1 certificate on OpenSSL 3, is refused unless v1 client certificates are allowed.
 
 mod support;
 
@@ -104,7 +104,7 @@ async fn seed_openssl_certificates_serve_mtls_and_v1_clients_are_refused() {
     assert!(v1.to_string().contains("UnsupportedCertVersion"), "{v1}");
     // ...and a client that sends one anyway (openssl itself) gets no HTTP answer, while the
     // same request with the v3 certificate is answered, so the first check can fail.
-    let s_client = |cert: &str, key: &str| {
+    let s_client = |addr: std::net::SocketAddr, cert: &str, key: &str| {
         let script = format!(
             "printf 'GET /whoami HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' \
              | timeout 10 openssl s_client -quiet -connect {addr} -servername localhost \
@@ -118,12 +118,29 @@ async fn seed_openssl_certificates_serve_mtls_and_v1_clients_are_refused() {
             .unwrap();
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
-    let v1 = s_client("client/v1.crt", "client/v1.key");
+    let v1 = s_client(addr, "client/v1.crt", "client/v1.key");
     assert!(
         !v1.contains("HTTP/1.1"),
         "the server answered a v1 client: {v1}"
     );
-    let v3 = s_client("client/cert.pem", "client/key.pem");
+    let v3 = s_client(addr, "client/cert.pem", "client/key.pem");
     assert!(v3.contains("HTTP/1.1 200"), "{v3}");
+
+    // With the named relaxation, openssl's own v1 client certificate gets in.
+    let relaxed = TlsConfig::new(
+        service.join("cert.pem"),
+        service.join("key.pem"),
+        dir.join("ca/cert.pem"),
+    )
+    .unwrap()
+    .allow_v1_client_certificates()
+    .server_config()
+    .unwrap();
+    let relaxed =
+        support::certs::serve_whoami(relaxed, MtlsPrincipalConfig::builder().build().unwrap())
+            .await;
+    let v1 = s_client(relaxed, "client/v1.crt", "client/v1.key");
+    assert!(v1.contains("HTTP/1.1 200"), "{v1}");
+    assert!(v1.contains(r#""id":"intellirouter-client""#), "{v1}");
     std::fs::remove_dir_all(&dir).ok();
 }

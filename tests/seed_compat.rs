@@ -555,3 +555,148 @@ async fn secure_service_serves_mtls_and_a_client_certificate_alone_proves_the_ca
     assert!(https_get(service.addr, &ca, &impostor).await.is_err());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Seed 000's v1 client certificates: refused unless `TLS_ALLOW_V1_CLIENT_CERTS=true`, and then
+/// only when signed by the CA itself and not revoked.
+#[tokio::test]
+async fn secure_service_accepts_v1_client_certificates_only_when_told_to() {
+    use support::certs::{Ca, client_config_presenting, https_get, https_get_with};
+
+    let ca = Ca::new("Server CA");
+    let server = ca.server();
+    let dir = std::env::temp_dir().join(format!("zerotrust-v1-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, pem: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.display().to_string()
+    };
+    let (cert, key) = (
+        write("server.pem", &server.cert),
+        write("server.key", &server.key),
+    );
+    let (client_ca, crl) = (fixture_path("v1/ca.pem"), fixture_path("v1/crl.pem"));
+    let fixture =
+        |name: &str| std::fs::read_to_string(fixture_path(&format!("v1/{name}"))).unwrap();
+    let present = |name: &str| {
+        client_config_presenting(
+            &fixture(&format!("{name}.pem")),
+            &fixture(&format!("{name}.key")),
+            &ca.pem,
+        )
+    };
+    let env = vec![
+        ("SERVICE_SECRET", SECRET),
+        ("TLS_CERT_FILE", cert.as_str()),
+        ("TLS_KEY_FILE", key.as_str()),
+        ("TLS_CA_FILE", client_ca.as_str()),
+        ("TLS_CRL_FILE", crl.as_str()),
+    ];
+
+    let strict = SecureService::start(&env);
+    assert!(
+        https_get_with(present("client"), strict.addr)
+            .await
+            .is_err()
+    );
+    drop(strict);
+
+    let mut relaxed_env = env.clone();
+    relaxed_env.push(("TLS_ALLOW_V1_CLIENT_CERTS", "true"));
+    let relaxed = SecureService::start(&relaxed_env);
+    let (status, body) = https_get_with(present("client"), relaxed.addr)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"id": "intellirouter-client", "method": "mtls", "roles": []})
+    );
+    // Revoked by the CRL; signed by another CA of the same name: refused, v1 or v3.
+    assert!(
+        https_get_with(present("revoked"), relaxed.addr)
+            .await
+            .is_err()
+    );
+    assert!(
+        https_get_with(present("other-client"), relaxed.addr)
+            .await
+            .is_err()
+    );
+    let rogue = Ca::new("IntelliRouter CA");
+    let v3_impostor = rogue.issue("intellirouter-client", vec![], true);
+    assert!(https_get(relaxed.addr, &ca, &v3_impostor).await.is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `SIGHUP` makes secure_service read its TLS files again: new handshakes use the new CA and
+/// certificate, and the old ones stop working for new connections.
+#[cfg(unix)]
+#[tokio::test]
+async fn secure_service_reloads_its_certificates_on_sighup() {
+    use support::certs::{Ca, https_get};
+
+    let dir = std::env::temp_dir().join(format!("zerotrust-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let paths = ["server.pem", "server.key", "ca.pem"].map(|f| dir.join(f).display().to_string());
+    let install = |ca: &Ca| {
+        let server = ca.server();
+        // Write beside, then rename: a reload never sees half a file.
+        for (path, pem) in paths.iter().zip([&server.cert, &server.key, &ca.pem]) {
+            std::fs::write(format!("{path}.new"), pem).unwrap();
+            std::fs::rename(format!("{path}.new"), path).unwrap();
+        }
+    };
+    let old = Ca::new("Old CA");
+    install(&old);
+    let service = SecureService::start(&[
+        ("SERVICE_SECRET", SECRET),
+        ("TLS_CERT_FILE", &paths[0]),
+        ("TLS_KEY_FILE", &paths[1]),
+        ("TLS_CA_FILE", &paths[2]),
+    ]);
+    let old_agent = old.issue("agent-7", vec![], true);
+    assert_eq!(
+        https_get(service.addr, &old, &old_agent).await.unwrap().0,
+        StatusCode::OK
+    );
+
+    let new = Ca::new("New CA");
+    let new_agent = new.issue("agent-8", vec![], true);
+    install(&new);
+    assert!(
+        https_get(service.addr, &new, &new_agent).await.is_err(),
+        "nothing changes before the signal"
+    );
+    let hup = Command::new("kill")
+        .args(["-HUP", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if https_get(service.addr, &new, &new_agent).await.is_ok() {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        reloaded,
+        "the new certificates were not served after SIGHUP"
+    );
+    assert!(https_get(service.addr, &old, &old_agent).await.is_err());
+
+    // A broken file keeps what is served.
+    std::fs::write(&paths[0], "not a certificate").unwrap();
+    Command::new("kill")
+        .args(["-HUP", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        https_get(service.addr, &new, &new_agent).await.unwrap().0,
+        StatusCode::OK
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -7,8 +7,10 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::v1::V1TolerantVerifier;
 
 /// Why TLS material could not be used. Messages name files, never key material.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,9 @@ pub enum TlsError {
     /// No certificate in a PEM that should hold some.
     #[error("no certificate found in {0}")]
     NoCertificate(String),
+    /// No certificate revocation list in a PEM that should hold one.
+    #[error("no certificate revocation list found in {0}")]
+    NoCrl(String),
     /// No usable private key (PKCS#8, PKCS#1 or SEC1) in the key PEM.
     #[error("no usable private key found in {0}")]
     NoPrivateKey(String),
@@ -48,7 +53,9 @@ pub struct TlsConfig {
     chain: Vec<CertificateDer<'static>>,
     key: Arc<PrivateKeyDer<'static>>,
     roots: Vec<CertificateDer<'static>>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
     client_certificates_optional: bool,
+    allow_v1_client_certificates: bool,
 }
 
 impl std::fmt::Debug for TlsConfig {
@@ -56,6 +63,7 @@ impl std::fmt::Debug for TlsConfig {
         f.debug_struct("TlsConfig")
             .field("chain", &self.chain.len())
             .field("roots", &self.roots.len())
+            .field("crls", &self.crls.len())
             .field("key", &"<redacted>")
             .finish()
     }
@@ -73,12 +81,6 @@ impl TlsConfig {
         key_file: impl AsRef<Path>,
         ca_file: impl AsRef<Path>,
     ) -> Result<Self, TlsError> {
-        let read = |path: &Path| {
-            std::fs::read(path).map_err(|source| TlsError::Read {
-                path: path.to_owned(),
-                source,
-            })
-        };
         let (cert, key, ca) = (cert_file.as_ref(), key_file.as_ref(), ca_file.as_ref());
         Self::from_pem_named(
             (&read(cert)?, &cert.display().to_string()),
@@ -115,7 +117,9 @@ impl TlsConfig {
             chain,
             key: Arc::new(key),
             roots,
+            crls: Vec::new(),
             client_certificates_optional: false,
+            allow_v1_client_certificates: false,
         })
     }
 
@@ -130,6 +134,8 @@ impl TlsConfig {
     /// | `{prefix}_TLS_CA_FILE` | the CA | `{dir}/{name}/ca.pem`, else `{dir}/ca/cert.pem` |
     /// | `{prefix}_TLS_VERIFY_CLIENT` | require client certificates | `false`: verified when presented |
     /// | `{prefix}_TLS_ALLOW_INSECURE` | serve without TLS when the files are missing | `false` |
+    /// | `{prefix}_TLS_CRL_FILE` | revoked client certificates, PEM CRLs ([`with_crl_file`](Self::with_crl_file)) | none |
+    /// | `{prefix}_TLS_ALLOW_V1_CLIENT_CERTS` | [`allow_v1_client_certificates`](Self::allow_v1_client_certificates) | `false` |
     ///
     /// # Errors
     ///
@@ -166,9 +172,16 @@ impl TlsConfig {
             },
             PathBuf::from,
         );
-        match Self::new(&cert, &key, &ca) {
-            Ok(config) if flag("TLS_VERIFY_CLIENT") => Ok(Some(config)),
-            Ok(config) => Ok(Some(config.client_certificates_optional())),
+        let mut loaded = Self::new(&cert, &key, &ca);
+        if let (Ok(config), Some(crl)) = (&mut loaded, var("TLS_CRL_FILE")) {
+            config.add_crls(&read(Path::new(&crl))?, &crl)?;
+        }
+        match loaded {
+            Ok(mut config) => {
+                config.client_certificates_optional = !flag("TLS_VERIFY_CLIENT");
+                config.allow_v1_client_certificates = flag("TLS_ALLOW_V1_CLIENT_CERTS");
+                Ok(Some(config))
+            }
             Err(error) if flag("TLS_ALLOW_INSECURE") => {
                 tracing::warn!(target: "tower_zerotrust::mtls", %error, "TLS material unusable; serving WITHOUT TLS because {prefix}_TLS_ALLOW_INSECURE is set");
                 Ok(None)
@@ -185,6 +198,55 @@ impl TlsConfig {
         self
     }
 
+    /// Refuses client certificates on these certificate revocation lists (PEM, one or more).
+    ///
+    /// With CRLs configured, a client certificate whose issuer has published no CRL here is
+    /// refused too (its revocation status is unknown), so give one CRL per issuing CA.
+    ///
+    /// # Errors
+    ///
+    /// The PEM holds no CRL.
+    pub fn with_crl_pem(mut self, pem: &[u8]) -> Result<Self, TlsError> {
+        self.add_crls(pem, "CRL")?;
+        Ok(self)
+    }
+
+    /// The same, read from a file.
+    ///
+    /// # Errors
+    ///
+    /// The file is unreadable or holds no CRL.
+    pub fn with_crl_file(mut self, path: impl AsRef<Path>) -> Result<Self, TlsError> {
+        let path = path.as_ref();
+        self.add_crls(&read(path)?, &path.display().to_string())?;
+        Ok(self)
+    }
+
+    fn add_crls(&mut self, pem: &[u8], name: &str) -> Result<(), TlsError> {
+        let crls: Vec<_> = CertificateRevocationListDer::pem_slice_iter(pem)
+            .collect::<Result<_, _>>()
+            .map_err(|_| TlsError::NoCrl(name.to_owned()))?;
+        if crls.is_empty() {
+            return Err(TlsError::NoCrl(name.to_owned()));
+        }
+        self.crls.extend(crls);
+        Ok(())
+    }
+
+    /// The named relaxation for X.509 **v1** client certificates, which OpenSSL 3 writes for
+    /// `openssl x509 -req` without `-extfile` and which are otherwise refused.
+    ///
+    /// A v1 client certificate is then accepted only when it is signed directly by one of the
+    /// trusted CAs (no intermediates), is within its validity period and is not revoked by a
+    /// configured CRL; it can never act as an issuer. v3 certificates are verified exactly as
+    /// before. Prefer re-issuing the certificates as v3 (`zerotrust client`, or `openssl x509
+    /// -req ... -extfile` with `basicConstraints=CA:FALSE`); use this while migrating.
+    #[must_use]
+    pub fn allow_v1_client_certificates(mut self) -> Self {
+        self.allow_v1_client_certificates = true;
+        self
+    }
+
     /// A server configuration that requires a client certificate signed by the CA (unless
     /// [`client_certificates_optional`](Self::client_certificates_optional) was called).
     ///
@@ -196,11 +258,20 @@ impl TlsConfig {
         let mut verifier = WebPkiClientVerifier::builder_with_provider(
             Arc::new(self.root_store()?),
             provider.clone(),
-        );
+        )
+        .with_crls(self.crls.iter().cloned());
         if self.client_certificates_optional {
             verifier = verifier.allow_unauthenticated();
         }
-        let verifier = verifier.build().map_err(rustls_error)?;
+        let mut verifier = verifier.build().map_err(rustls_error)?;
+        if self.allow_v1_client_certificates {
+            verifier = Arc::new(V1TolerantVerifier::new(
+                verifier,
+                self.roots.clone(),
+                self.crls.iter().map(|crl| crl.to_vec()).collect(),
+                provider.signature_verification_algorithms,
+            ));
+        }
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(rustls_error)?
@@ -242,6 +313,13 @@ impl TlsConfig {
         }
         Ok(store)
     }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn provider() -> Arc<CryptoProvider> {

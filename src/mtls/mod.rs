@@ -23,6 +23,7 @@ mod identity;
 mod principal;
 mod reload;
 mod serve;
+mod v1;
 
 #[cfg(feature = "certgen")]
 pub use certgen::{CertGenError, CertificateAuthority, IssuedCertificate};

@@ -25,17 +25,33 @@ impl ServerConfigSource for Arc<ServerConfig> {
 }
 
 /// A server configuration read from PEM files that can be reloaded while serving: on an
-/// explicit [`reload`](Self::reload), or on a timer with [`reload_every`](Self::reload_every).
+/// explicit [`reload`](Self::reload), on a timer with [`reload_every`](Self::reload_every), or
+/// on a Unix signal with [`reload_on_signal`](Self::reload_on_signal).
 ///
 /// Cheap to clone; clones share the configuration.
+///
+/// ```no_run
+/// use tower_zerotrust::mtls::{ReloadingServerConfig, TlsConfig};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// // CRLs and relaxations are read again at every reload, like the certificates.
+/// let tls = ReloadingServerConfig::from_loader(|| {
+///     TlsConfig::new("certs/svc/cert.pem", "certs/svc/key.pem", "certs/ca/cert.pem")?
+///         .with_crl_file("certs/ca/crl.pem")
+/// })?;
+/// # #[cfg(unix)]
+/// tls.reload_on_signal(tokio::signal::unix::SignalKind::hangup())?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct ReloadingServerConfig {
     inner: Arc<Inner>,
 }
 
+type Loader = dyn Fn() -> Result<TlsConfig, TlsError> + Send + Sync;
+
 struct Inner {
-    files: (PathBuf, PathBuf, PathBuf),
-    optional_client_certificates: bool,
+    load: Box<Loader>,
     current: ArcSwap<ServerConfig>,
     not_after: ArcSwap<Option<i64>>,
 }
@@ -54,12 +70,24 @@ impl ReloadingServerConfig {
         key_file: impl Into<PathBuf>,
         ca_file: impl Into<PathBuf>,
     ) -> Result<Self, TlsError> {
-        let files = (cert_file.into(), key_file.into(), ca_file.into());
-        let (config, not_after) = load(&files, false)?;
+        let (cert, key, ca): (PathBuf, PathBuf, PathBuf) =
+            (cert_file.into(), key_file.into(), ca_file.into());
+        Self::from_loader(move || TlsConfig::new(&cert, &key, &ca))
+    }
+
+    /// Builds the configuration with `load` now and at every reload: the way to reload CRLs
+    /// or keep options such as optional client certificates across reloads.
+    ///
+    /// # Errors
+    ///
+    /// What `load` or [`TlsConfig::server_config`] returns.
+    pub fn from_loader(
+        load: impl Fn() -> Result<TlsConfig, TlsError> + Send + Sync + 'static,
+    ) -> Result<Self, TlsError> {
+        let (config, not_after) = build(&load)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                files,
-                optional_client_certificates: false,
+                load: Box::new(load),
                 current: ArcSwap::new(config),
                 not_after: ArcSwap::new(Arc::new(not_after)),
             }),
@@ -73,7 +101,7 @@ impl ReloadingServerConfig {
     /// The new material is unusable; the current configuration stays in place.
     pub fn reload(&self) -> Result<(), TlsError> {
         let inner = &*self.inner;
-        match load(&inner.files, inner.optional_client_certificates) {
+        match build(&*inner.load) {
             Ok((config, not_after)) => {
                 inner.current.store(config);
                 inner.not_after.store(Arc::new(not_after));
@@ -101,6 +129,26 @@ impl ReloadingServerConfig {
         })
     }
 
+    /// Reloads whenever the process receives `signal` (typically `SIGHUP`), in a background
+    /// task on the current tokio runtime, for as long as the returned handle is not aborted.
+    ///
+    /// # Errors
+    ///
+    /// The signal handler could not be installed.
+    #[cfg(unix)]
+    pub fn reload_on_signal(
+        &self,
+        signal: tokio::signal::unix::SignalKind,
+    ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+        let mut signals = tokio::signal::unix::signal(signal)?;
+        let this = self.clone();
+        Ok(tokio::spawn(async move {
+            while signals.recv().await.is_some() {
+                let _ = this.reload();
+            }
+        }))
+    }
+
     /// How long until the served certificate expires (zero when it already has).
     pub fn time_to_expiry(&self) -> Option<Duration> {
         let not_after = (**self.inner.not_after.load())?;
@@ -119,25 +167,19 @@ impl ServerConfigSource for ReloadingServerConfig {
 impl std::fmt::Debug for ReloadingServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReloadingServerConfig")
-            .field("files", &self.inner.files)
+            .field("not_after", &**self.inner.not_after.load())
             .finish_non_exhaustive()
     }
 }
 
-fn load(
-    (cert, key, ca): &(PathBuf, PathBuf, PathBuf),
-    optional_client_certificates: bool,
-) -> Result<(Arc<ServerConfig>, Option<i64>), TlsError> {
-    let mut tls = TlsConfig::new(cert, key, ca)?;
-    if optional_client_certificates {
-        tls = tls.client_certificates_optional();
-    }
+fn build(load: &Loader) -> Result<(Arc<ServerConfig>, Option<i64>), TlsError> {
+    let tls = load()?;
     let config = tls.server_config()?;
     let not_after = tls.leaf_not_after();
     if let Some(not_after) = not_after {
         let left = not_after.saturating_sub(now_secs());
         if left < EXPIRY_WARNING.as_secs() as i64 {
-            tracing::warn!(target: "tower_zerotrust::mtls", file = %cert.display(), days_left = left / 86_400, "server certificate expires soon");
+            tracing::warn!(target: "tower_zerotrust::mtls", days_left = left / 86_400, "server certificate expires soon");
         }
     }
     Ok((config, not_after))

@@ -110,7 +110,8 @@ fn log_handshake_failure(remote: SocketAddr, error: &std::io::Error) {
             %remote,
             "client certificate refused: it is an X.509 v1 certificate; re-issue it as v3 \
              (for example with `zerotrust client`, or `openssl x509 -req ... -extfile` with \
-             `basicConstraints=CA:FALSE`)"
+             `basicConstraints=CA:FALSE`), or allow v1 client certificates while migrating \
+             (`TlsConfig::allow_v1_client_certificates`)"
         );
     } else {
         tracing::debug!(target: "tower_zerotrust::mtls", %remote, %reason, "TLS handshake failed");

@@ -84,6 +84,41 @@ impl Ca {
         }
     }
 
+    /// A certificate revocation list (PEM) from this CA revoking these serial numbers.
+    pub fn crl(&self, revoked: &[u64]) -> String {
+        use rcgen::{
+            CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber,
+            date_time_ymd,
+        };
+        CertificateRevocationListParams {
+            this_update: date_time_ymd(2024, 1, 1),
+            next_update: date_time_ymd(2100, 1, 1),
+            crl_number: SerialNumber::from(1),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|serial| RevokedCertParams {
+                    serial_number: SerialNumber::from(*serial),
+                    revocation_time: date_time_ymd(2024, 1, 1),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.issuer)
+        .unwrap()
+        .pem()
+        .unwrap()
+    }
+
+    /// A client certificate with this serial number.
+    pub fn issue_serial(&self, common_name: &str, serial: u64) -> Leaf {
+        self.issue_with(common_name, vec![], true, |p| {
+            p.serial_number = Some(rcgen::SerialNumber::from(serial));
+        })
+    }
+
     pub fn server(&self) -> Leaf {
         self.issue(
             "secure-service",
@@ -126,6 +161,48 @@ pub async fn https_get(
     .client_config()
     .unwrap();
     https_get_with((*client_tls).clone(), addr).await
+}
+
+/// A client configuration presenting `cert_pem` as it is, even one that rustls would not load
+/// itself (an X.509 v1 certificate), and trusting `server_ca_pem`.
+#[cfg(feature = "mtls")]
+pub fn client_config_presenting(
+    cert_pem: &str,
+    key_pem: &str,
+    server_ca_pem: &str,
+) -> rustls::ClientConfig {
+    use rustls::client::ResolvesClientCert;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls::sign::CertifiedKey;
+    use std::sync::Arc;
+
+    #[derive(Debug)]
+    struct Always(Arc<CertifiedKey>);
+    impl ResolvesClientCert for Always {
+        fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+            Some(self.0.clone())
+        }
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let chain = vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()];
+    let key = provider
+        .key_provider
+        .load_private_key(PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap())
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(server_ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(Always(Arc::new(CertifiedKey::new(chain, key)))))
 }
 
 /// GET /whoami over HTTPS with any client configuration (say, one without a certificate).
