@@ -265,3 +265,70 @@ async fn a_tonic_channel_with_minted_bearer_tokens_is_accepted() {
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(status.message(), "Missing bearer token");
 }
+
+/// A tonic service served by `serve_tls`: the client certificate is the principal in the
+/// handler, and a client from another CA never gets a call through.
+#[cfg(feature = "mtls")]
+#[tokio::test]
+async fn tonic_over_mutual_tls_sees_the_certificate_principal() {
+    use support::certs::Ca;
+    use tower_zerotrust::mtls::{MtlsPrincipalConfig, MtlsPrincipalLayer, TlsConfig, serve_tls};
+
+    let ca = Ca::new("Test CA");
+    let server = ca.server();
+    let tls = TlsConfig::from_pem(
+        server.cert.as_bytes(),
+        server.key.as_bytes(),
+        ca.pem.as_bytes(),
+    )
+    .unwrap()
+    .server_config()
+    .unwrap();
+    let routes = ServiceBuilder::new()
+        .layer(MtlsPrincipalLayer::new(
+            MtlsPrincipalConfig::builder().build().unwrap(),
+        ))
+        .service(tonic::service::Routes::new(WhoServer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_tls(listener, tls, routes, std::future::pending()));
+
+    // A tonic channel over rustls: TCP, then the handshake with this client's certificate.
+    let connect = |issuer: &Ca, name: &str| {
+        let leaf = issuer.issue(name, vec![], true);
+        let config =
+            TlsConfig::from_pem(leaf.cert.as_bytes(), leaf.key.as_bytes(), ca.pem.as_bytes())
+                .unwrap()
+                .client_config()
+                .unwrap();
+        let connector = tower::service_fn(move |_: http::Uri| {
+            let config = config.clone();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(addr).await?;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect("localhost".try_into().unwrap(), tcp)
+                    .await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        });
+        async move {
+            Endpoint::from_static("http://localhost")
+                .connect_with_connector(connector)
+                .await
+        }
+    };
+    let channel = connect(&ca, "model-registry").await.unwrap();
+    for _ in 0..3 {
+        // Same connection each time: the identity was parsed once, at the handshake.
+        assert_eq!(
+            who_am_i(channel.clone()).await.unwrap(),
+            "model-registry via mtls"
+        );
+    }
+    let rogue = Ca::new("Test CA");
+    let refused = match connect(&rogue, "model-registry").await {
+        Err(_) => true,
+        Ok(channel) => who_am_i(channel).await.is_err(),
+    };
+    assert!(refused, "a certificate from another CA got a call through");
+}

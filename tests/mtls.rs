@@ -230,18 +230,24 @@ fn tls_config_errors_are_clear() {
     );
 }
 
-/// GET /whoami over HTTPS without a client certificate.
-async fn get_without_certificate(addr: SocketAddr, ca: &Ca) -> Result<StatusCode, String> {
+/// A client configuration trusting `ca` that presents no certificate.
+fn no_certificate_config(ca: &Ca) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pem_to_der(&ca.pem).into()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
     .with_root_certificates(roots)
-    .with_no_client_auth();
-    https_get_with(config, addr).await.map(|(status, _)| status)
+    .with_no_client_auth()
+}
+
+/// GET /whoami over HTTPS without a client certificate.
+async fn get_without_certificate(addr: SocketAddr, ca: &Ca) -> Result<StatusCode, String> {
+    https_get_with(no_certificate_config(ca), addr)
+        .await
+        .map(|(status, _)| status)
 }
 
 #[tokio::test]
@@ -344,4 +350,76 @@ async fn certificates_rotate_under_load_without_a_single_failed_request() {
     let after = served_serial(addr, &ca, &client).await;
     assert_ne!(before, after, "new handshakes use the new certificate");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// RFC 8705: a token bound to one certificate is refused on a connection that presents another
+/// one, or none.
+#[cfg(feature = "jwt")]
+#[tokio::test]
+async fn a_certificate_bound_token_works_only_with_its_certificate() {
+    use support::certs::https_get_with_headers;
+    use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey, RequireJwtLayer};
+    use tower_zerotrust::sign::TokenIssuer;
+
+    const SECRET: &str = "a-jwt-secret-of-at-least-32-bytes!!";
+    let ca = Ca::new("Test CA");
+    let jwt = JwtConfig::builder()
+        .key(JwtKey::hmac(Algorithm::HS256, SECRET).unwrap())
+        .issuer("intellirouter")
+        .audience("intellirouter-services")
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .fallback(|p: tower_zerotrust::Principal| async move {
+            axum::Json(json!({"id": p.id(), "method": p.method().as_str()}))
+        })
+        .layer(RequireJwtLayer::new(jwt));
+    let tls = server_tls(&ca)
+        .client_certificates_optional()
+        .server_config()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
+
+    let issuer = TokenIssuer::hmac(
+        Algorithm::HS256,
+        SECRET,
+        "intellirouter",
+        "intellirouter-services",
+    )
+    .unwrap();
+    let holder = ca.issue("router-core", vec![], true);
+    let thief = ca.issue("router-core", vec![], true);
+    let bound = issuer
+        .clone()
+        .bound_to_certificate(&pem_to_der(&holder.cert))
+        .mint("router-core", &["route_requests"])
+        .unwrap();
+    let bearer = format!("Bearer {bound}");
+    let call = |leaf: Option<&Leaf>, bearer: String| {
+        let config = match leaf {
+            Some(leaf) => {
+                (*TlsConfig::from_pem(leaf.cert.as_bytes(), leaf.key.as_bytes(), ca.pem.as_bytes())
+                    .unwrap()
+                    .client_config()
+                    .unwrap())
+                .clone()
+            }
+            None => no_certificate_config(&ca),
+        };
+        async move { https_get_with_headers(config, addr, &[("authorization", &bearer)]).await }
+    };
+
+    let (status, body) = call(Some(&holder), bearer.clone()).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"id": "router-core", "method": "jwt"}));
+    for leaf in [Some(&thief), None] {
+        let (status, body) = call(leaf, bearer.clone()).await.unwrap();
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["code"], "jwt.certificate_mismatch");
+    }
+    // An unbound token still works from any connection.
+    let unbound = format!("Bearer {}", issuer.mint("router-core", &["r"]).unwrap());
+    assert_eq!(call(Some(&thief), unbound).await.unwrap().0, StatusCode::OK);
 }

@@ -98,7 +98,11 @@ where
                     ready!(refresh.as_mut().poll(cx));
                     let (config, mut inner, mut request) =
                         call.take().expect("polled after completion");
-                    let outcome = match authenticate(&config.inner, request.headers()) {
+                    let outcome = match authenticate(
+                        &config.inner,
+                        request.headers(),
+                        request.extensions(),
+                    ) {
                         Ok(Verdict::Verified(principal, claims)) => {
                             request.extensions_mut().insert(principal);
                             request.extensions_mut().insert(claims);

@@ -17,6 +17,7 @@
 //! | the signature | "Invalid token signature" | `jwt.invalid_signature` |
 //! | `iss` and `aud` present and accepted; `sub`, `exp` and required claims present | "Invalid token issuer" / "Invalid token audience" / "Token is missing a required claim" | `jwt.invalid_issuer`, `jwt.invalid_audience`, `jwt.missing_claim` |
 //! | `exp` and `nbf`, with leeway (30 s) | "Token expired" / "Token not yet valid" | `jwt.expired`, `jwt.not_yet_valid` |
+//! | a `cnf` claim (RFC 8705): `x5t#S256` is the SHA-256 of the connection's client certificate ([`serve_tls`](crate::mtls::serve_tls)); other confirmation methods fail closed | "Token is bound to another client certificate" / "Token confirmation method not supported" | `jwt.certificate_mismatch`, `jwt.unsupported_confirmation` |
 //!
 //! Every refusal but the first carries `WWW-Authenticate: Bearer error="invalid_token"`
 //! (RFC 6750); gRPC requests get `UNAUTHENTICATED`. A key set that has never loaded gives 503.

@@ -41,7 +41,7 @@ where
         if settings.public_paths.contains(req.uri().path()) {
             return ResponseFuture::call(self.inner.call(req));
         }
-        match authenticate(settings, req.headers()) {
+        match authenticate(settings, req.headers(), req.extensions()) {
             Ok(Verdict::Anonymous) => ResponseFuture::call(self.inner.call(req)),
             Ok(Verdict::Verified(principal, claims)) => {
                 req.extensions_mut().insert(principal);

@@ -1,8 +1,10 @@
 //! The checks, in order: a bearer token is present and small; a key is chosen by the key's
 //! rules, never the token's; the signature, issuer and audience; then time and claims.
 
-use http::HeaderMap;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::AUTHORIZATION;
+use http::{Extensions, HeaderMap};
 use jsonwebtoken::errors::ErrorKind;
 use serde_json::{Map, Value};
 
@@ -25,7 +27,11 @@ pub(crate) enum Verdict {
     UnknownKey,
 }
 
-pub(crate) fn authenticate(settings: &Settings, headers: &HeaderMap) -> Result<Verdict, Rejection> {
+pub(crate) fn authenticate(
+    settings: &Settings,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+) -> Result<Verdict, Rejection> {
     let Some(token) = bearer_token(headers)? else {
         return if settings.optional {
             Ok(Verdict::Anonymous)
@@ -66,6 +72,7 @@ pub(crate) fn authenticate(settings: &Settings, headers: &HeaderMap) -> Result<V
         Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
         _ => return Err(missing_claim()),
     };
+    check_confirmation(&claims, extensions)?;
     let roles = settings.roles.roles(&claims);
     let principal = Principal::new(subject, AuthMethod::Jwt).with_roles(roles);
     Ok(Verdict::Verified(principal, Claims::new(claims)))
@@ -170,6 +177,47 @@ fn check_time(claims: &Map<String, Value>, now: u64, leeway: u64) -> Result<(), 
     Ok(())
 }
 
+/// RFC 8705 §3: a token whose `cnf` claim carries `x5t#S256` is bound to a client certificate
+/// and is accepted only on a connection that presented that very certificate. A `cnf` this
+/// layer cannot check (another confirmation method, such as DPoP's `jkt`) fails closed.
+fn check_confirmation(
+    claims: &Map<String, Value>,
+    extensions: &Extensions,
+) -> Result<(), Rejection> {
+    let Some(cnf) = claims.get("cnf") else {
+        return Ok(());
+    };
+    let Some(Value::String(thumbprint)) = cnf.get("x5t#S256") else {
+        return Err(invalid(
+            "jwt.unsupported_confirmation",
+            "Token confirmation method not supported",
+        ));
+    };
+    let mut bound = [0u8; 32];
+    match URL_SAFE_NO_PAD.decode_slice(thumbprint.trim_end_matches('='), &mut bound) {
+        Ok(32) => {}
+        _ => return Err(invalid("jwt.malformed", "Malformed token")),
+    }
+    if presented_certificate(extensions) == Some(bound) {
+        Ok(())
+    } else {
+        Err(invalid(
+            "jwt.certificate_mismatch",
+            "Token is bound to another client certificate",
+        ))
+    }
+}
+
+/// The SHA-256 thumbprint of the connection's client certificate, when there is one.
+fn presented_certificate(extensions: &Extensions) -> Option<[u8; 32]> {
+    #[cfg(feature = "mtls")]
+    if let Some(peer) = extensions.get::<std::sync::Arc<crate::mtls::PeerIdentity>>() {
+        return Some(*peer.fingerprint_sha256());
+    }
+    let _ = extensions;
+    None
+}
+
 fn missing_claim() -> Rejection {
     invalid("jwt.missing_claim", "Token is missing a required claim")
 }
@@ -235,5 +283,42 @@ mod tests {
         let future = claims(serde_json::json!({"exp": 2_000, "nbf": 1_011}));
         assert!(check_time(&future, now, 10).is_err());
         assert!(check_time(&future, now, 11).is_ok());
+    }
+
+    #[test]
+    fn confirmation_claims_fail_closed() {
+        let claims = |v: serde_json::Value| match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let none = Extensions::new();
+        let code =
+            |v: serde_json::Value| check_confirmation(&claims(v), &none).map_err(|r| r.code());
+        assert_eq!(code(serde_json::json!({})), Ok(()));
+        assert_eq!(
+            code(
+                serde_json::json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})
+            ),
+            Err("jwt.unsupported_confirmation")
+        );
+        assert_eq!(
+            code(serde_json::json!({"cnf": "x"})),
+            Err("jwt.unsupported_confirmation")
+        );
+        assert_eq!(
+            code(serde_json::json!({"cnf": {"x5t#S256": "not base64!"}})),
+            Err("jwt.malformed")
+        );
+        assert_eq!(
+            code(serde_json::json!({"cnf": {"x5t#S256": "c2hvcnQ"}})),
+            Err("jwt.malformed")
+        );
+        // Well formed, but no certificate on this connection.
+        assert_eq!(
+            code(
+                serde_json::json!({"cnf": {"x5t#S256": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})
+            ),
+            Err("jwt.certificate_mismatch")
+        );
     }
 }

@@ -40,6 +40,7 @@ pub struct TokenIssuer {
     audience: String,
     lifetime: Duration,
     clock: SharedClock,
+    certificate_thumbprint: Option<String>,
 }
 
 /// Why a token could not be minted.
@@ -106,6 +107,7 @@ impl TokenIssuer {
             audience,
             lifetime: DEFAULT_LIFETIME,
             clock: SharedClock::default(),
+            certificate_thumbprint: None,
         }
     }
 
@@ -130,6 +132,20 @@ impl TokenIssuer {
         self
     }
 
+    /// Binds the tokens to a client certificate (DER), as RFC 8705 describes: they carry
+    /// `cnf: {"x5t#S256": <thumbprint>}` and a server running both the mTLS and the JWT layers
+    /// accepts them only on a connection that presents this certificate, so a stolen token is
+    /// useless without the certificate's key.
+    #[must_use]
+    pub fn bound_to_certificate(mut self, certificate_der: &[u8]) -> Self {
+        use base64::Engine;
+        use sha2::Digest;
+        let thumbprint = sha2::Sha256::digest(certificate_der);
+        self.certificate_thumbprint =
+            Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(thumbprint));
+        self
+    }
+
     /// How long minted tokens live.
     pub fn lifetime(&self) -> Duration {
         self.lifetime
@@ -151,7 +167,7 @@ impl TokenIssuer {
         now: u64,
     ) -> Result<String, MintError> {
         let roles: Vec<&str> = roles.iter().map(AsRef::as_ref).collect();
-        let claims = serde_json::json!({
+        let mut claims = serde_json::json!({
             "sub": subject,
             "roles": roles,
             "iss": self.issuer,
@@ -160,6 +176,9 @@ impl TokenIssuer {
             "exp": now + self.lifetime.as_secs(),
             "jti": hex::encode(rand::random::<[u8; 16]>()),
         });
+        if let Some(thumbprint) = &self.certificate_thumbprint {
+            claims["cnf"] = serde_json::json!({ "x5t#S256": thumbprint });
+        }
         jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(|e| MintError(e.to_string()))
     }
 }

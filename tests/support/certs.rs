@@ -208,8 +208,18 @@ pub fn client_config_presenting(
 /// GET /whoami over HTTPS with any client configuration (say, one without a certificate).
 #[cfg(feature = "mtls")]
 pub async fn https_get_with(
+    config: rustls::ClientConfig,
+    addr: SocketAddr,
+) -> Result<(StatusCode, serde_json::Value), String> {
+    https_get_with_headers(config, addr, &[]).await
+}
+
+/// The same with extra request headers.
+#[cfg(feature = "mtls")]
+pub async fn https_get_with_headers(
     mut config: rustls::ClientConfig,
     addr: SocketAddr,
+    headers: &[(&str, &str)],
 ) -> Result<(StatusCode, serde_json::Value), String> {
     config.alpn_protocols.clear();
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -218,9 +228,12 @@ pub async fn https_get_with(
         .enable_http1()
         .build();
     let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
-    let uri = format!("https://localhost:{}/whoami", addr.port());
+    let mut request = http::Request::get(format!("https://localhost:{}/whoami", addr.port()));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
     let response = client
-        .get(uri.parse().unwrap())
+        .request(request.body(Full::default()).unwrap())
         .await
         .map_err(|e| format!("{e:?}"))?;
     let status = response.status();
