@@ -82,6 +82,13 @@ impl TlsConfig {
         ca_file: impl AsRef<Path>,
     ) -> Result<Self, TlsError> {
         let (cert, key, ca) = (cert_file.as_ref(), key_file.as_ref(), ca_file.as_ref());
+        if readable_by_others(key) {
+            tracing::warn!(
+                target: "tower_zerotrust::mtls",
+                file = %key.display(),
+                "private key file is readable by other users; restrict it with `chmod 600`"
+            );
+        }
         Self::from_pem_named(
             (&read(cert)?, &cert.display().to_string()),
             (&read(key)?, &key.display().to_string()),
@@ -315,6 +322,20 @@ impl TlsConfig {
     }
 }
 
+/// Whether the file's permissions let group or others read it (Unix only).
+fn readable_by_others(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o044 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read {
         path: path.to_owned(),
@@ -375,6 +396,19 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
             .collect();
         move |key| vars.get(key).cloned()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_keys_readable_by_others_are_noticed() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("zt-key-mode-{}", std::process::id()));
+        std::fs::write(&path, "key").unwrap();
+        for (mode, exposed) in [(0o600, false), (0o400, false), (0o640, true), (0o604, true)] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(readable_by_others(&path), exposed, "mode {mode:o}");
+        }
+        std::fs::remove_file(&path).ok();
     }
 
     #[test]
