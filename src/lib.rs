@@ -52,6 +52,8 @@
 //! | `jwks`  | no      | key sets by URL and OIDC discovery for [`jwt`] |
 //! | `mtls`  | yes     | [`mtls`]: rustls configs, TLS serving, certificate principals |
 //! | `axum`  | yes     | `Principal` extractor, `IntoResponse` for `Rejection` |
+//! | `authz` | yes     | [`authz`]: RBAC policy, route rules, trust matrix, cached ACLs |
+//! | `rate-limit` | yes | [`rate_limit`]: keyed GCRA quotas (governor) |
 //! | `full`  | no      | everything |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -66,7 +68,13 @@ pub mod clock;
 #[cfg(any(feature = "hmac", feature = "jwt"))]
 mod env;
 mod error;
-#[cfg(any(feature = "hmac", feature = "jwt", feature = "mtls"))]
+#[cfg(any(
+    feature = "hmac",
+    feature = "jwt",
+    feature = "mtls",
+    feature = "authz",
+    feature = "rate-limit"
+))]
 mod future;
 mod integration;
 mod principal;
@@ -74,6 +82,8 @@ mod principal;
 mod public;
 pub mod reject;
 
+#[cfg(feature = "authz")]
+pub mod authz;
 #[cfg(feature = "hmac")]
 pub mod hmac;
 #[cfg(feature = "jwt")]
@@ -82,6 +92,8 @@ pub mod jwt;
 pub mod mtls;
 #[cfg(feature = "hmac")]
 pub mod nonce;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 #[cfg(any(feature = "hmac", feature = "jwt"))]
 pub mod sign;
 

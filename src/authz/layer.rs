@@ -1,0 +1,451 @@
+//! The authorize layer: route rules, the caller trust list and the policy, decided before the
+//! request reaches the service.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Method, Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::acl::AclCache;
+use super::policy::{Policy, SharedPolicy};
+use super::rules::{Require, Rule};
+use crate::body::ResponseBody;
+use crate::error::ConfigError;
+use crate::future::RejectOr;
+use crate::principal::Principal;
+use crate::reject::{Pending, Rejection, RejectionKind};
+
+/// The validated configuration of an [`AuthorizeLayer`].
+#[derive(Debug, Clone)]
+pub struct AuthorizeConfig {
+    inner: Arc<Settings>,
+}
+
+#[derive(Debug)]
+struct Settings {
+    policy: SharedPolicy,
+    rules: Vec<Rule>,
+    fallback: Option<Require>,
+    callers: Option<HashSet<Box<str>>>,
+    acl: Option<AclCache>,
+}
+
+/// Builds an [`AuthorizeConfig`]: a policy, then rules matched in the order they are added.
+#[derive(Debug)]
+#[must_use]
+pub struct AuthorizeConfigBuilder {
+    policy: SharedPolicy,
+    rules: Vec<(Option<Method>, String, Require)>,
+    fallback: Option<Require>,
+    callers: Option<Vec<String>>,
+    acl: Option<AclCache>,
+}
+
+impl AuthorizeConfig {
+    /// A builder deciding with `policy` (a [`Policy`], or a [`SharedPolicy`] to reload while
+    /// serving). With no rules, every request is denied.
+    pub fn builder(policy: impl Into<SharedPolicy>) -> AuthorizeConfigBuilder {
+        AuthorizeConfigBuilder {
+            policy: policy.into(),
+            rules: Vec::new(),
+            fallback: None,
+            callers: None,
+            acl: None,
+        }
+    }
+
+    /// One requirement for every request: the form for a layer on a single axum route or a
+    /// single tonic service.
+    ///
+    /// # Errors
+    ///
+    /// A malformed permission or role name.
+    pub fn require(policy: impl Into<SharedPolicy>, require: Require) -> Result<Self, ConfigError> {
+        Self::builder(policy).otherwise(require).build()
+    }
+
+    /// The handle for decisions inside handlers.
+    pub fn authorizer(&self) -> Authorizer {
+        Authorizer {
+            policy: self.inner.policy.clone(),
+            acl: self.inner.acl.clone(),
+        }
+    }
+}
+
+impl AuthorizeConfigBuilder {
+    /// Requests with this method whose path matches `pattern` need `require`. Patterns use
+    /// axum's syntax: `/models/{id}`, `/files/{*rest}`; see also [`grpc`](Self::grpc).
+    pub fn route(mut self, method: Method, pattern: impl Into<String>, require: Require) -> Self {
+        self.rules.push((Some(method), pattern.into(), require));
+        self
+    }
+
+    /// Requests with any method whose path matches `pattern` need `require`.
+    pub fn any_method(mut self, pattern: impl Into<String>, require: Require) -> Self {
+        self.rules.push((None, pattern.into(), require));
+        self
+    }
+
+    /// Calls of a gRPC method, `/package.Service/Method` (or `/package.Service/*` for all of a
+    /// service's methods), need `require`.
+    pub fn grpc(self, method: impl Into<String>, require: Require) -> Self {
+        self.any_method(method, require)
+    }
+
+    /// `method pattern` needs nobody to be proven.
+    pub fn public(self, method: Method, pattern: impl Into<String>) -> Self {
+        self.route(method, pattern, Require::Public)
+    }
+
+    /// What requests that match no rule need; without it they are denied (403).
+    pub fn otherwise(mut self, require: Require) -> Self {
+        self.fallback = Some(require);
+        self
+    }
+
+    /// Only these principals may call at all (this service's row of a
+    /// [`TrustMatrix`](super::TrustMatrix), its `ALLOWED_CALLERS`); others get 403 before any
+    /// rule is read. Public routes stay public.
+    pub fn allowed_callers<I, C>(mut self, callers: I) -> Self
+    where
+        I: IntoIterator<Item = C>,
+        C: Into<String>,
+    {
+        self.callers = Some(callers.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The ACL cache that handlers consult through [`Authorizer::check_acl`].
+    pub fn acl(mut self, acl: AclCache) -> Self {
+        self.acl = Some(acl);
+        self
+    }
+
+    /// Checks the rules.
+    ///
+    /// # Errors
+    ///
+    /// A malformed path pattern, permission or role name.
+    pub fn build(self) -> Result<AuthorizeConfig, ConfigError> {
+        let rules = self
+            .rules
+            .into_iter()
+            .map(|(method, pattern, require)| Rule::new(method, &pattern, require))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(fallback) = &self.fallback {
+            fallback.check()?;
+        }
+        Ok(AuthorizeConfig {
+            inner: Arc::new(Settings {
+                policy: self.policy,
+                rules,
+                fallback: self.fallback,
+                callers: self
+                    .callers
+                    .map(|c| c.into_iter().map(String::into_boxed_str).collect()),
+                acl: self.acl,
+            }),
+        })
+    }
+}
+
+impl Settings {
+    fn decide(
+        &self,
+        method: &Method,
+        path: &str,
+        principal: Option<&Principal>,
+    ) -> Result<(), Rejection> {
+        let require = self
+            .rules
+            .iter()
+            .find(|rule| rule.matches(method, path))
+            .map(|rule| &rule.require)
+            .or(self.fallback.as_ref());
+        if require == Some(&Require::Public) {
+            return Ok(());
+        }
+        let Some(principal) = principal else {
+            return Err(Rejection::new(
+                RejectionKind::Unauthenticated,
+                "authz.unauthenticated",
+                "Authentication required",
+            ));
+        };
+        if let Some(callers) = &self.callers
+            && !callers.contains(principal.id())
+        {
+            return Err(forbidden("authz.caller_not_allowed", "Caller not allowed"));
+        }
+        let Some(require) = require else {
+            return Err(forbidden("authz.no_rule", "Access denied"));
+        };
+        if permits(&self.policy.load(), principal, require) {
+            Ok(())
+        } else {
+            Err(forbidden("authz.permission_denied", "Permission denied"))
+        }
+    }
+}
+
+fn permits(policy: &Policy, principal: &Principal, require: &Require) -> bool {
+    match require {
+        Require::Public | Require::Authenticated => true,
+        Require::Permission(p) => policy.allows(principal, p),
+        Require::AllPermissions(ps) => ps.iter().all(|p| policy.allows(principal, p)),
+        Require::Role(r) => policy.has_role(principal, r),
+    }
+}
+
+fn forbidden(code: &'static str, message: &'static str) -> Rejection {
+    Rejection::new(RejectionKind::Forbidden, code, message)
+}
+
+/// Decisions inside handlers, for checks that depend on the resource: "may this principal do
+/// X (on resource Y)". Get it from [`AuthorizeConfig::authorizer`] and keep it in your state.
+///
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Authorizer {
+    policy: SharedPolicy,
+    acl: Option<AclCache>,
+}
+
+impl Authorizer {
+    /// Whether the principal's roles grant `permission`, under the policy in force.
+    pub fn permits(&self, principal: &Principal, permission: &str) -> bool {
+        self.policy.load().allows(principal, permission)
+    }
+
+    /// [`permits`](Self::permits), or the 403 to answer with.
+    ///
+    /// # Errors
+    ///
+    /// `authz.permission_denied`.
+    pub fn require(&self, principal: &Principal, permission: &str) -> Result<(), Rejection> {
+        if self.permits(principal, permission) {
+            Ok(())
+        } else {
+            Err(forbidden("authz.permission_denied", "Permission denied"))
+        }
+    }
+
+    /// Asks the ACL cache whether the principal may do `permission` on `resource`.
+    ///
+    /// # Errors
+    ///
+    /// 403 `authz.acl_denied` when it may not; 503 `authz.acl_unavailable` when the source
+    /// failed and nothing is cached, or no ACL cache was configured (fail closed).
+    pub async fn check_acl(
+        &self,
+        principal: &Principal,
+        resource: &str,
+        permission: &str,
+    ) -> Result<(), Rejection> {
+        let unavailable = || {
+            Rejection::new(
+                RejectionKind::Unavailable,
+                "authz.acl_unavailable",
+                "Authorization unavailable",
+            )
+        };
+        let Some(acl) = &self.acl else {
+            return Err(unavailable());
+        };
+        match acl.is_allowed(principal.id(), resource, permission).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(forbidden("authz.acl_denied", "Permission denied")),
+            Err(error) => {
+                tracing::warn!(target: "tower_zerotrust::authz", %error, "ACL source failed; refusing");
+                Err(unavailable())
+            }
+        }
+    }
+}
+
+/// Authorizes each request before it reaches the service: public routes pass; otherwise a
+/// [`Principal`] must be in the request (put there by an authentication layer that runs
+/// before this one), be an allowed caller, and satisfy the first rule that matches the method
+/// and path.
+///
+/// | outcome | HTTP | gRPC | code |
+/// |---|---|---|---|
+/// | no principal | 401 | UNAUTHENTICATED | `authz.unauthenticated` |
+/// | caller not in the allowed callers | 403 | PERMISSION_DENIED | `authz.caller_not_allowed` |
+/// | no rule matches and no fallback | 403 | PERMISSION_DENIED | `authz.no_rule` |
+/// | the rule's permission or role is not held | 403 | PERMISSION_DENIED | `authz.permission_denied` |
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use http::Method;
+/// use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Policy, Require};
+///
+/// # fn main() -> Result<(), tower_zerotrust::ConfigError> {
+/// let config = AuthorizeConfig::builder(Policy::seed_004_defaults())
+///     .public(Method::GET, "/health")
+///     .route(Method::GET, "/models", Require::permission("models:read"))
+///     .route(Method::DELETE, "/models/{id}", Require::permission("models:delete"))
+///     .grpc("/registry.Models/*", Require::Authenticated)
+///     .build()?;
+/// let app: Router = Router::new()
+///     .route("/models", get(|| async { "[]" }))
+///     .layer(AuthorizeLayer::new(config));
+/// // ...then an authentication layer outside it: `.layer(VerifyHmacLayer::new(...))`.
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct AuthorizeLayer {
+    config: AuthorizeConfig,
+}
+
+impl AuthorizeLayer {
+    /// A layer with `config`.
+    pub fn new(config: AuthorizeConfig) -> Self {
+        Self { config }
+    }
+}
+
+impl<S> Layer<S> for AuthorizeLayer {
+    type Service = Authorize<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authorize {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service made by [`AuthorizeLayer`].
+#[derive(Debug, Clone)]
+pub struct Authorize<S> {
+    inner: S,
+    config: AuthorizeConfig,
+}
+
+impl<S> Authorize<S> {
+    inner_service_accessors!();
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Authorize<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let decision = self.config.inner.decide(
+            req.method(),
+            req.uri().path(),
+            req.extensions().get::<Principal>(),
+        );
+        let inner = match decision {
+            Ok(()) => RejectOr::call(self.inner.call(req)),
+            Err(rejection) => {
+                tracing::info!(
+                    target: "tower_zerotrust::authz",
+                    caller = req.extensions().get::<Principal>().map(Principal::id),
+                    method = %req.method(),
+                    path = req.uri().path(),
+                    code = rejection.code(),
+                    "request refused"
+                );
+                RejectOr::reject(Pending::new(rejection, req.headers()))
+            }
+        };
+        ResponseFuture { inner }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Authorize`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: RejectOr<F>,
+    }
+}
+
+impl<F, B, E> std::future::Future for ResponseFuture<F>
+where
+    F: std::future::Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::principal::AuthMethod;
+
+    fn settings() -> AuthorizeConfig {
+        AuthorizeConfig::builder(Policy::seed_004_defaults())
+            .public(Method::GET, "/health")
+            .route(Method::GET, "/models", Require::permission("models:read"))
+            .route(
+                Method::DELETE,
+                "/models/{id}",
+                Require::permission("models:delete"),
+            )
+            .any_method("/whoami", Require::Authenticated)
+            .build()
+            .unwrap()
+    }
+
+    fn code(
+        config: &AuthorizeConfig,
+        method: Method,
+        path: &str,
+        roles: Option<&[&str]>,
+    ) -> Result<(), &'static str> {
+        let principal =
+            roles.map(|r| Principal::new("p", AuthMethod::Jwt).with_roles(r.iter().copied()));
+        config
+            .inner
+            .decide(&method, path, principal.as_ref())
+            .map_err(|r| r.code())
+    }
+
+    #[test]
+    fn decisions() {
+        let c = settings();
+        assert_eq!(code(&c, Method::GET, "/health", None), Ok(()));
+        assert_eq!(
+            code(&c, Method::GET, "/models", None),
+            Err("authz.unauthenticated")
+        );
+        assert_eq!(code(&c, Method::GET, "/models", Some(&["viewer"])), Ok(()));
+        assert_eq!(
+            code(&c, Method::DELETE, "/models/1", Some(&["viewer"])),
+            Err("authz.permission_denied")
+        );
+        assert_eq!(
+            code(&c, Method::DELETE, "/models/1", Some(&["admin"])),
+            Ok(())
+        );
+        assert_eq!(
+            code(&c, Method::POST, "/models", Some(&["admin"])),
+            Err("authz.no_rule")
+        );
+        assert_eq!(code(&c, Method::PUT, "/whoami", Some(&[])), Ok(()));
+        // Unmatched routes need a principal before they are denied: 401, not 403.
+        assert_eq!(
+            code(&c, Method::GET, "/elsewhere", None),
+            Err("authz.unauthenticated")
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! Quotas: the default one, overrides per role and per principal, and the one for callers
+//! nobody has proven, keyed by address.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+
+use http::{Extensions, HeaderMap};
+
+use super::client_ip::{PeerAddrFn, client_ip, default_peer_addr};
+use super::limiter::{Bucket, Decision, RateQuota};
+use crate::error::ConfigError;
+use crate::principal::Principal;
+
+/// The validated configuration of a [`RateLimitLayer`](super::RateLimitLayer).
+///
+/// Cheap to clone; clones share the buckets, so every layer made from one configuration shares
+/// its quotas.
+#[derive(Clone)]
+pub struct RateLimitConfig {
+    pub(crate) inner: Arc<Limits>,
+}
+
+pub(crate) struct Limits {
+    default: Bucket<Arc<str>>,
+    principals: HashMap<Box<str>, Bucket<Arc<str>>>,
+    /// By role; a principal with several gets the most generous.
+    roles: Vec<(Box<str>, RateQuota, Bucket<Arc<str>>)>,
+    anonymous: Bucket<IpAddr>,
+    trusted_proxies: HashSet<IpAddr>,
+    peer_addr: PeerAddrFn,
+}
+
+/// Builds a [`RateLimitConfig`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RateLimitConfigBuilder {
+    default: RateQuota,
+    principals: Vec<(String, RateQuota)>,
+    roles: Vec<(String, RateQuota)>,
+    anonymous: Option<RateQuota>,
+    trusted_proxies: Vec<IpAddr>,
+    peer_addr: PeerAddrFn,
+    max_keys: usize,
+}
+
+impl RateLimitConfig {
+    /// A builder with seed 004's quota: 100 requests per second on average, bursts of 50, per
+    /// principal.
+    pub fn builder() -> RateLimitConfigBuilder {
+        RateLimitConfigBuilder {
+            default: RateQuota::new(100, 50),
+            principals: Vec::new(),
+            roles: Vec::new(),
+            anonymous: None,
+            trusted_proxies: Vec::new(),
+            peer_addr: default_peer_addr,
+            max_keys: 100_000,
+        }
+    }
+
+    /// The decision for one request.
+    pub(crate) fn check(&self, extensions: &Extensions, headers: &HeaderMap) -> Decision {
+        let limits = &*self.inner;
+        if let Some(principal) = extensions.get::<Principal>() {
+            return limits
+                .bucket_for(principal)
+                .check(&principal_key(principal));
+        }
+        let ip = client_ip(
+            (limits.peer_addr)(extensions),
+            headers,
+            &limits.trusted_proxies,
+        )
+        // Nobody can tell these apart: they share one bucket.
+        .unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        limits.anonymous.check(&ip)
+    }
+}
+
+fn principal_key(principal: &Principal) -> Arc<str> {
+    Arc::from(principal.id())
+}
+
+impl Limits {
+    fn bucket_for(&self, principal: &Principal) -> &Bucket<Arc<str>> {
+        if let Some(bucket) = self.principals.get(principal.id()) {
+            return bucket;
+        }
+        self.roles
+            .iter()
+            .filter(|(role, _, _)| principal.has_role(role))
+            .max_by_key(|(_, quota, _)| (quota.average, quota.burst))
+            .map_or(&self.default, |(_, _, bucket)| bucket)
+    }
+}
+
+impl RateLimitConfigBuilder {
+    /// Reads `RATE_LIMIT_AVERAGE` and `RATE_LIMIT_BURST` (defaults 100 and 50).
+    ///
+    /// # Errors
+    ///
+    /// A value that is not a positive integer.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let read =
+            |name: &'static str, default: u32| -> Result<u32, ConfigError> {
+                match std::env::var(name).ok().filter(|v| !v.is_empty()) {
+                    None => Ok(default),
+                    Some(v) => v.trim().parse::<u32>().ok().filter(|n| *n > 0).ok_or(
+                        ConfigError::InvalidEnv {
+                            name,
+                            reason: format!("{v:?} is not a positive integer"),
+                        },
+                    ),
+                }
+            };
+        Ok(Self {
+            default: RateQuota::new(
+                read("RATE_LIMIT_AVERAGE", 100)?,
+                read("RATE_LIMIT_BURST", 50)?,
+            ),
+            ..RateLimitConfig::builder()
+        })
+    }
+
+    /// The quota for each principal without an override.
+    pub fn quota(mut self, quota: RateQuota) -> Self {
+        self.default = quota;
+        self
+    }
+
+    /// The principal with this id gets `quota`.
+    pub fn principal_quota(mut self, principal: impl Into<String>, quota: RateQuota) -> Self {
+        self.principals.push((principal.into(), quota));
+        self
+    }
+
+    /// Principals holding `role` get `quota` (the most generous, when they hold several).
+    pub fn role_quota(mut self, role: impl Into<String>, quota: RateQuota) -> Self {
+        self.roles.push((role.into(), quota));
+        self
+    }
+
+    /// The quota for requests without a principal, per client address (default: the same as
+    /// principals').
+    pub fn anonymous_quota(mut self, quota: RateQuota) -> Self {
+        self.anonymous = Some(quota);
+        self
+    }
+
+    /// Proxies whose `X-Forwarded-For` is believed when they are the connection's peer.
+    pub fn trusted_proxies<I: IntoIterator<Item = IpAddr>>(mut self, proxies: I) -> Self {
+        self.trusted_proxies.extend(proxies);
+        self
+    }
+
+    /// Where the connection's peer address is in the request's extensions. The default reads
+    /// the address [`serve_tls`](crate::mtls::serve_tls) records; with `axum::serve` and
+    /// `into_make_service_with_connect_info::<SocketAddr>()`, pass
+    /// `|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())`.
+    pub fn peer_addr(mut self, peer_addr: PeerAddrFn) -> Self {
+        self.peer_addr = peer_addr;
+        self
+    }
+
+    /// How many keys each quota tracks at most (default 100 000). Keys idle long enough to be
+    /// back to a full burst are purged; if a flood of distinct keys still fills a quota, its
+    /// new requests get 429 until keys can be purged, so memory stays bounded.
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// Checks the quotas.
+    ///
+    /// # Errors
+    ///
+    /// A quota with a zero average or burst, or `max_keys` of zero.
+    pub fn build(self) -> Result<RateLimitConfig, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            what: "rate limit",
+            reason,
+        };
+        if self.max_keys == 0 {
+            return Err(invalid("max_keys must be at least 1".into()));
+        }
+        fn bucket<K: std::hash::Hash + Eq + Clone>(
+            name: &str,
+            quota: RateQuota,
+            max_keys: usize,
+        ) -> Result<Bucket<K>, ConfigError> {
+            Bucket::new(quota, max_keys).ok_or_else(|| ConfigError::Invalid {
+                what: "rate limit",
+                reason: format!("{name}: average and burst must both be at least 1"),
+            })
+        }
+        let mut principals = HashMap::new();
+        for (id, quota) in &self.principals {
+            principals.insert(
+                id.clone().into_boxed_str(),
+                bucket(id, *quota, self.max_keys)?,
+            );
+        }
+        let mut roles = Vec::new();
+        for (role, quota) in &self.roles {
+            roles.push((
+                role.clone().into_boxed_str(),
+                *quota,
+                bucket(role, *quota, self.max_keys)?,
+            ));
+        }
+        Ok(RateLimitConfig {
+            inner: Arc::new(Limits {
+                default: bucket("quota", self.default, self.max_keys)?,
+                principals,
+                roles,
+                anonymous: bucket(
+                    "anonymous quota",
+                    self.anonymous.unwrap_or(self.default),
+                    self.max_keys,
+                )?,
+                trusted_proxies: self.trusted_proxies.into_iter().collect(),
+                peer_addr: self.peer_addr,
+            }),
+        })
+    }
+}
+
+impl std::fmt::Debug for RateLimitConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitConfig")
+            .field("principal_overrides", &self.inner.principals.len())
+            .field("role_overrides", &self.inner.roles.len())
+            .finish_non_exhaustive()
+    }
+}
