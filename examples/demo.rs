@@ -16,15 +16,17 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
+use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_zerotrust::authz::Policy;
 use tower_zerotrust::clock::{Clock, SystemClock};
 use tower_zerotrust::hmac::HmacConfig;
 use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey};
 use tower_zerotrust::mtls::{MtlsPrincipalConfig, TlsConfig, serve_tls};
+use tower_zerotrust::rate_limit::{RateLimitConfig, RateQuota};
 use tower_zerotrust::sign::{
     AddBearerLayer, HmacSigner, MintedToken, SignHmacLayer, SignedHeaders, TokenIssuer,
 };
@@ -57,7 +59,7 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
         .key(JwtKey::hmac(Algorithm::HS256, &jwt_secret)?)
         .issuer(ISSUER)
         .audience(AUDIENCE);
-    let app = secure_app::router(hmac.clone(), Some(jwt.clone()), None)?;
+    let app = secure_app::router(hmac.clone(), Some(jwt.clone()), None, access()?)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -69,10 +71,10 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
         .service(client.clone());
 
     println!(
-        "tower-zerotrust demo: service \"vault\" on {base}\n  HMAC callers allowed on /execute: gateway, heartbeat; bearer tokens from \"{ISSUER}\" accepted on /whoami\n"
+        "tower-zerotrust demo: service \"vault\" on {base}\n  HMAC callers allowed on /execute: gateway, heartbeat; bearer tokens from \"{ISSUER}\" accepted on /whoami and /models\n  roles: seed 004's admin, operator, developer, viewer; quota per principal: average 100/s, burst 50\n"
     );
     println!(
-        "  {:<48} {:<14} {:>6}  outcome",
+        "  {:<48} {:<18} {:>6}  outcome",
         "case", "request", "status"
     );
     let mut table = Table::default();
@@ -225,12 +227,79 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
             .await;
     }
 
+    // Authorization (seed 004's roles) and rate limiting, with tokens carrying roles.
+    let developer = issuer.mint("dana", &["developer"])?;
+    let viewer = issuer.mint("victor", &["viewer"])?;
+    let batch = issuer.mint("batch-job", &["viewer"])?;
+    let with_json = |token: &str, body: &'static str| {
+        let mut req = with_bearer("POST", "/models", token);
+        *req.body_mut() = Body::from(body);
+        req.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        req
+    };
+    let cases = [
+        (
+            "developer creates a model (models:write)",
+            with_json(&developer, r#"{"name":"fraud-detector"}"#),
+            Expect::Accepted,
+        ),
+        (
+            "viewer lists models (models:read)",
+            with_bearer("GET", "/models", &viewer),
+            Expect::Accepted,
+        ),
+        (
+            "viewer deletes a model (needs models:delete)",
+            with_bearer("DELETE", "/models/1", &viewer),
+            Expect::Refused(403, "authz.permission_denied"),
+        ),
+        (
+            "HMAC caller with no role lists models",
+            signed(&heartbeat, "GET", "/models"),
+            Expect::Refused(403, "authz.permission_denied"),
+        ),
+        (
+            "batch-job (quota: burst 3), call 1 of 4",
+            with_bearer("GET", "/models", &batch),
+            Expect::Accepted,
+        ),
+        (
+            "batch-job, call 2 of 4",
+            with_bearer("GET", "/models", &batch),
+            Expect::Accepted,
+        ),
+        (
+            "batch-job, call 3 of 4",
+            with_bearer("GET", "/models", &batch),
+            Expect::Accepted,
+        ),
+        (
+            "batch-job, call 4 of 4 in the same second",
+            with_bearer("GET", "/models", &batch),
+            Expect::Refused(429, "rate_limit.exceeded"),
+        ),
+    ];
+    for (case, req, expect) in cases {
+        let label = format!("{} {}", req.method(), req.uri().path());
+        table
+            .row(case, &label, expect, client.request(req).await?)
+            .await;
+    }
+
     // Mutual TLS: the same routes served over TLS, where a client certificate signed by the
     // service's CA is enough to be known.
     let ca = DemoCa::new("vault CA");
     let server = ca.issue("vault", true);
     let tls = TlsConfig::from_pem(server.0.as_bytes(), server.1.as_bytes(), ca.pem.as_bytes())?;
-    let mtls_app = secure_app::router(hmac, Some(jwt), Some(MtlsPrincipalConfig::builder()))?;
+    let mtls_app = secure_app::router(
+        hmac,
+        Some(jwt),
+        Some(MtlsPrincipalConfig::builder()),
+        access()?,
+    )?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let tls_port = listener.local_addr()?.port();
     tokio::spawn(serve_tls(
@@ -265,6 +334,17 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
     }
     println!("\nall {} outcomes as expected", table.rows);
     Ok(())
+}
+
+/// Seed 004's roles; seed 004's quota (average 100, burst 50) for everyone but "batch-job",
+/// which may make 3 calls at once and 1 per second after that.
+fn access() -> Result<secure_app::Access, tower_zerotrust::ConfigError> {
+    Ok(secure_app::Access {
+        policy: Policy::seed_004_defaults().into(),
+        limits: RateLimitConfig::builder()
+            .principal_quota("batch-job", RateQuota::new(1, 3))
+            .build()?,
+    })
 }
 
 fn request(method: &str, base: &str, path: &str) -> Request<Body> {
@@ -310,14 +390,14 @@ impl Table {
             None => format!("accepted: {}", String::from_utf8_lossy(&body)),
         };
         let as_expected = match expected {
-            Expect::Accepted => status == StatusCode::OK,
+            Expect::Accepted => status.is_success(),
             Expect::Refused(want, want_code) => status.as_u16() == want && code == Some(want_code),
         };
         let mark = if as_expected { "ok" } else { "UNEXPECTED" };
         self.rows += 1;
         self.failures += usize::from(!as_expected);
         println!(
-            "  {case:<48} {request:<14} {:>6}  {outcome} [{mark}]",
+            "  {case:<48} {request:<18} {:>6}  {outcome} [{mark}]",
             status.as_u16()
         );
     }
@@ -330,7 +410,7 @@ impl Table {
         self.rows += 1;
         self.failures += usize::from(!refused);
         println!(
-            "  {case:<48} {request:<14} {:>6}  refused at the TLS handshake [{mark}]",
+            "  {case:<48} {request:<18} {:>6}  refused at the TLS handshake [{mark}]",
             "-"
         );
     }

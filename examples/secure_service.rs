@@ -22,21 +22,32 @@
 //! | `TLS_CERT_FILE`, `TLS_KEY_FILE`, `TLS_CA_FILE` | serve HTTPS and require client certificates signed by the CA; a certificate alone proves the caller (its CN) on `/whoami`. `SIGHUP` reloads the files |
 //! | `TLS_CRL_FILE`    | PEM certificate revocation list(s): revoked client certificates are refused |
 //! | `TLS_ALLOW_V1_CLIENT_CERTS` | `true` accepts X.509 v1 client certificates signed directly by the CA (OpenSSL 3's `x509 -req` without `-extfile`) |
+//! | `ROLES_FILE`      | roles → permissions in seed 004's YAML (default: seed 004's `admin`, `operator`, `developer`, `viewer`); an optional `principals:` map gives roles to callers whose credentials carry none |
+//! | `RATE_LIMIT_AVERAGE`, `RATE_LIMIT_BURST` | requests per second per principal, and burst (default 100 and 50) |
 //!
 //! Routes: `GET /health` (public), `POST /execute` (allowed callers, HMAC only), `GET /whoami`
 //! (any caller proven by HMAC, by a bearer token when a JWT key is configured, or by its client
-//! certificate when TLS is on). Prints `listening on http://ADDR` (or `https://`) to stderr when
+//! certificate when TLS is on), `GET /models` (`models:read`), `POST /models` (`models:write`),
+//! `DELETE /models/{id}` (`models:delete`): any proven caller whose roles grant the
+//! permission; 403 otherwise. Every route but `/health` is rate limited per principal (429). Prints `listening on http://ADDR` (or `https://`) to stderr when
 //! ready. Rejections are logged to stderr with the caller, path and reason.
 
 #[path = "support/secure_app.rs"]
 mod secure_app;
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use axum::extract::ConnectInfo;
+
 use tower_zerotrust::BoxError;
+use tower_zerotrust::authz::{Policy, SharedPolicy};
 use tower_zerotrust::hmac::HmacConfigBuilder;
 use tower_zerotrust::jwt::JwtConfigBuilder;
-use tower_zerotrust::mtls::{MtlsPrincipalConfig, ReloadingServerConfig, TlsConfig, serve_tls};
+use tower_zerotrust::mtls::{
+    MtlsPrincipalConfig, PeerAddr, ReloadingServerConfig, TlsConfig, serve_tls,
+};
+use tower_zerotrust::rate_limit::RateLimitConfigBuilder;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
@@ -85,6 +96,7 @@ async fn main() -> ExitCode {
         }
         None => {
             eprintln!("listening on http://{addr}");
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
@@ -131,5 +143,25 @@ fn configure() -> Result<(axum::Router, Option<ReloadingServerConfig>), BoxError
     };
     // With TLS, a client certificate alone proves who is calling (its subject CN).
     let mtls = tls.is_some().then(MtlsPrincipalConfig::builder);
-    Ok((secure_app::router(hmac, jwt, mtls)?, tls))
+    let access = access()?;
+    Ok((secure_app::router(hmac, jwt, mtls, access)?, tls))
+}
+
+/// `ROLES_FILE` (seed 004's YAML; seed 004's four roles when unset), `RATE_LIMIT_AVERAGE` and
+/// `RATE_LIMIT_BURST` (100 and 50).
+fn access() -> Result<secure_app::Access, BoxError> {
+    let policy = match std::env::var("ROLES_FILE").ok().filter(|v| !v.is_empty()) {
+        Some(file) => SharedPolicy::from_yaml_file(file)?,
+        None => Policy::seed_004_defaults().into(),
+    };
+    let limits = RateLimitConfigBuilder::from_env()?
+        // Callers nobody proved are counted by address: plain HTTP records it as axum's
+        // `ConnectInfo`, HTTPS (serve_tls) as `PeerAddr`.
+        .peer_addr(|ext| {
+            ext.get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+                .or_else(|| ext.get::<PeerAddr>().map(|p| p.0.ip()))
+        })
+        .build()?;
+    Ok(secure_app::Access { policy, limits })
 }

@@ -1,52 +1,144 @@
 //! The reference service's routes, shared by `secure_service`, `demo` and the tests, so the
 //! public contract is exercised by exactly the code users run.
 
-use axum::routing::{get, post};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
+use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Require, SharedPolicy};
 use tower_zerotrust::hmac::{HmacConfigBuilder, VerifyHmacLayer};
 use tower_zerotrust::jwt::{JwtConfigBuilder, RequireJwtLayer};
 use tower_zerotrust::mtls::{MtlsPrincipalConfigBuilder, MtlsPrincipalLayer};
 use tower_zerotrust::nonce::MemoryNonceStore;
+use tower_zerotrust::rate_limit::{RateLimitConfig, RateLimitLayer};
 use tower_zerotrust::{ConfigError, Principal};
+
+/// Who may do what, and how often.
+pub struct Access {
+    pub policy: SharedPolicy,
+    pub limits: RateLimitConfig,
+}
 
 /// The routes of `secure_service`:
 ///
 /// * `GET /health`: public, `{"status":"healthy"}`;
 /// * `POST /execute`: signed by a caller in the allowed list, `{"caller":"<id>"}`;
 /// * `GET /whoami`: any caller proven by HMAC, by a bearer token when `jwt` is given, or by a
-///   client certificate when `mtls` is given, `{"id":..., "method":..., "roles":[...]}`.
+///   client certificate when `mtls` is given, `{"id":..., "method":..., "roles":[...]}`;
+/// * `GET /models` (`models:read`), `POST /models` (`models:write`, body `{"name":...}`, 201),
+///   `DELETE /models/{id}` (`models:delete`, 204 or 404): any proven caller whose roles grant
+///   the permission.
+///
+/// Every route but `/health` is rate limited per principal.
 pub fn router(
     hmac: HmacConfigBuilder,
     jwt: Option<JwtConfigBuilder>,
     mtls: Option<MtlsPrincipalConfigBuilder>,
+    access: Access,
 ) -> Result<Router, ConfigError> {
     // One nonce store for every route: a nonce used on one route is spent on all of them.
     let nonces = MemoryNonceStore::default();
     let allowed_callers = VerifyHmacLayer::with_nonce_store(hmac.clone().build()?, nonces.clone());
     let any_caller = hmac.allow_any_caller();
-    let whoami = if jwt.is_none() && mtls.is_none() {
-        get(whoami).route_layer(VerifyHmacLayer::with_nonce_store(
-            any_caller.build()?,
-            nonces,
-        ))
-    } else {
-        // Any one proof will do: every layer lets anonymous requests through and refuses bad
-        // credentials, and the `Principal` extractor refuses requests nobody proved.
-        let hmac = VerifyHmacLayer::with_nonce_store(any_caller.optional().build()?, nonces);
-        let mut whoami = get(whoami).route_layer(hmac);
-        if let Some(jwt) = jwt {
-            whoami = whoami.route_layer(RequireJwtLayer::new(jwt.optional().build()?));
+    let limit = RateLimitLayer::new(access.limits);
+    // Any one proof will do: with several, every layer lets anonymous requests through and
+    // refuses bad credentials, and the `Principal` extractor (or the authorize layer) refuses
+    // requests nobody proved.
+    let only_hmac = jwt.is_none() && mtls.is_none();
+    let hmac = VerifyHmacLayer::with_nonce_store(
+        if only_hmac {
+            any_caller
+        } else {
+            any_caller.optional()
         }
-        if let Some(mtls) = mtls {
-            whoami = whoami.route_layer(MtlsPrincipalLayer::new(mtls.optional().build()?));
+        .build()?,
+        nonces,
+    );
+    let jwt = jwt
+        .map(|j| j.optional().build())
+        .transpose()?
+        .map(RequireJwtLayer::new);
+    let mtls = mtls
+        .map(|m| m.optional().build())
+        .transpose()?
+        .map(MtlsPrincipalLayer::new);
+    // Layers added later run first: authenticate, then rate limit, then authorize.
+    let proven = |route: MethodRouter<Models>| {
+        let mut route = route.route_layer(limit.clone()).route_layer(hmac.clone());
+        if let Some(jwt) = &jwt {
+            route = route.route_layer(jwt.clone());
         }
-        whoami
+        if let Some(mtls) = &mtls {
+            route = route.route_layer(mtls.clone());
+        }
+        route
+    };
+    let needs = |permission: &str| -> Result<AuthorizeLayer, ConfigError> {
+        Ok(AuthorizeLayer::new(AuthorizeConfig::require(
+            access.policy.clone(),
+            Require::permission(permission),
+        )?))
     };
     Ok(Router::new()
         .route("/health", get(health))
-        .route("/execute", post(execute).route_layer(allowed_callers))
-        .route("/whoami", whoami))
+        .route(
+            "/execute",
+            post(execute)
+                .route_layer(limit.clone())
+                .route_layer(allowed_callers),
+        )
+        .route("/whoami", proven(get(whoami)))
+        .route(
+            "/models",
+            proven(get(list_models).route_layer(needs("models:read")?)).merge(proven(
+                post(create_model).route_layer(needs("models:write")?),
+            )),
+        )
+        .route(
+            "/models/{id}",
+            proven(delete(delete_model).route_layer(needs("models:delete")?)),
+        )
+        .with_state(Models::default()))
+}
+
+/// The models the service knows, in memory.
+#[derive(Clone, Default)]
+struct Models {
+    next: Arc<Mutex<(u64, BTreeMap<u64, Value>)>>,
+}
+
+async fn list_models(State(models): State<Models>) -> Json<Value> {
+    let models = models.next.lock().unwrap();
+    Json(json!({ "models": models.1.values().collect::<Vec<_>>() }))
+}
+
+#[derive(serde::Deserialize)]
+struct NewModel {
+    name: String,
+}
+
+async fn create_model(
+    State(models): State<Models>,
+    caller: Principal,
+    Json(new): Json<NewModel>,
+) -> (StatusCode, Json<Value>) {
+    let mut models = models.next.lock().unwrap();
+    models.0 += 1;
+    let id = models.0;
+    let model = json!({ "id": id.to_string(), "name": new.name, "owner": caller.id() });
+    models.1.insert(id, model.clone());
+    (StatusCode::CREATED, Json(model))
+}
+
+async fn delete_model(State(models): State<Models>, Path(id): Path<u64>) -> StatusCode {
+    match models.next.lock().unwrap().1.remove(&id) {
+        Some(_) => StatusCode::NO_CONTENT,
+        None => StatusCode::NOT_FOUND,
+    }
 }
 
 async fn health() -> Json<Value> {

@@ -353,7 +353,7 @@ where
         let inner = match decision {
             Ok(()) => RejectOr::call(self.inner.call(req)),
             Err(rejection) => {
-                tracing::info!(
+                tracing::debug!(
                     target: "tower_zerotrust::authz",
                     caller = req.extensions().get::<Principal>().map(Principal::id),
                     method = %req.method(),

@@ -113,7 +113,7 @@ where
 
 /// Logs the refusal (seed 003: time, caller, endpoint, reason) and answers with it.
 fn refuse<F, B>(rejection: Rejection, req: &Request<B>) -> RejectOr<F> {
-    tracing::info!(
+    tracing::debug!(
         target: "tower_zerotrust::rate_limit",
         caller = req.extensions().get::<Principal>().map(Principal::id),
         method = %req.method(),

@@ -1,0 +1,449 @@
+//! Authorization over real HTTP: seed 004's roles against every route, seed 003's trust matrix
+//! exactly, policy reload while serving, and the ACL cache.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+use http::{Method, StatusCode};
+use support::{SECRET, request, send, serve};
+use tower_zerotrust::authz::{
+    AclCache, AclSource, AuthorizeConfig, AuthorizeLayer, Authorizer, Policy, Require,
+    SharedPolicy, TrustMatrix,
+};
+use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
+use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey, RequireJwtLayer};
+use tower_zerotrust::sign::{HmacSigner, TokenIssuer};
+use tower_zerotrust::{BoxError, Principal};
+
+const JWT_SECRET: &str = "a-jwt-secret-of-at-least-32-bytes!!";
+
+fn issuer() -> TokenIssuer {
+    TokenIssuer::hmac(Algorithm::HS256, JWT_SECRET, "aegis", "aegis-api").unwrap()
+}
+
+fn jwt_layer() -> RequireJwtLayer {
+    RequireJwtLayer::new(
+        JwtConfig::builder()
+            .key(JwtKey::hmac(Algorithm::HS256, JWT_SECRET).unwrap())
+            .issuer("aegis")
+            .audience("aegis-api")
+            .optional()
+            .build()
+            .unwrap(),
+    )
+}
+
+/// Seed 004's routes: one per permission its roles mention.
+const ROUTES: [(&str, &str, &str); 8] = [
+    ("GET", "/models", "models:read"),
+    ("POST", "/models", "models:write"),
+    ("DELETE", "/models/7", "models:delete"),
+    ("POST", "/training", "training:start"),
+    ("DELETE", "/training/3", "training:stop"),
+    ("GET", "/training/3", "training:read"),
+    ("GET", "/metrics", "metrics:read"),
+    ("GET", "/logs", "logs:read"),
+];
+
+/// Seed 004's role table, written out again here so that the test does not trust the crate's
+/// built-in copy.
+fn seed_004_grants(role: &str) -> &'static [&'static str] {
+    match role {
+        "admin" => &[
+            "models:read",
+            "models:write",
+            "models:delete",
+            "training:start",
+            "training:stop",
+            "users:manage",
+        ],
+        "operator" => &["models:read", "training:read", "metrics:read", "logs:read"],
+        "developer" => &[
+            "models:read",
+            "models:write",
+            "training:start",
+            "training:read",
+        ],
+        "viewer" => &["models:read", "metrics:read"],
+        _ => &[],
+    }
+}
+
+fn seed_004_app(policy: impl Into<SharedPolicy>) -> Router {
+    let mut config = AuthorizeConfig::builder(policy).public(Method::GET, "/health");
+    for (method, path, permission) in ROUTES {
+        let pattern = path.replace("/7", "/{id}").replace("/3", "/{id}");
+        config = config.route(
+            method.parse().unwrap(),
+            pattern,
+            Require::permission(permission),
+        );
+    }
+    config = config.route(Method::POST, "/users", Require::permission("users:manage"));
+    let ok = || async { "ok" };
+    Router::new()
+        .route("/health", get(ok))
+        .route("/models", get(ok).post(ok))
+        .route("/models/{id}", delete(ok))
+        .route("/training", post(ok))
+        .route("/training/{id}", get(ok).delete(ok))
+        .route("/metrics", get(ok))
+        .route("/logs", get(ok))
+        .route("/users", post(ok))
+        .layer(AuthorizeLayer::new(config.build().unwrap()))
+        .layer(jwt_layer())
+}
+
+fn with_token(
+    method: &str,
+    addr: std::net::SocketAddr,
+    path: &str,
+    token: &str,
+) -> http::Request<support::Body> {
+    let mut req = request(method, addr, path);
+    support::set(&mut req, "authorization", &format!("Bearer {token}"));
+    req
+}
+
+#[tokio::test]
+async fn every_seed_004_role_against_every_route() {
+    let addr = serve(seed_004_app(Policy::seed_004_defaults())).await;
+    let issuer = issuer();
+    let mut routes: Vec<_> = ROUTES.to_vec();
+    routes.push(("POST", "/users", "users:manage"));
+    for role in ["admin", "operator", "developer", "viewer", "no-such-role"] {
+        let token = issuer.mint("someone", &[role]).unwrap();
+        for (method, path, permission) in &routes {
+            let reply = send(with_token(method, addr, path, &token)).await;
+            let granted = seed_004_grants(role).contains(permission);
+            let expected = if granted {
+                StatusCode::OK
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            assert_eq!(reply.status, expected, "{role} {method} {path}");
+            if !granted {
+                assert_eq!(reply.code(), "authz.permission_denied");
+            }
+        }
+    }
+    // Nobody proven: 401 everywhere but the public route; a route with no rule: 403.
+    for (method, path, _) in &routes {
+        let reply = send(request(method, addr, path)).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert_eq!(reply.code(), "authz.unauthenticated");
+    }
+    assert_eq!(
+        send(request("GET", addr, "/health")).await.status,
+        StatusCode::OK
+    );
+    let admin = issuer.mint("root", &["admin"]).unwrap();
+    let reply = send(with_token("PUT", addr, "/models", &admin)).await;
+    assert_eq!(
+        (reply.status, reply.code().as_str()),
+        (StatusCode::FORBIDDEN, "authz.no_rule")
+    );
+}
+
+/// Seed 003's "Who Can Call Whom", row by row, served by five services over HMAC.
+#[tokio::test]
+async fn seed_003_trust_matrix_exactly() {
+    let can_call: [(&str, &[&str]); 6] = [
+        ("gateway", &["vault", "memory-service", "rag-service"]),
+        ("vault", &[]),
+        ("memory-service", &["rag-service"]),
+        ("rag-service", &["memory-service"]),
+        ("heartbeat", &["gateway", "memory-service", "rag-service"]),
+        ("external", &[]),
+    ];
+    let mut builder = TrustMatrix::builder();
+    for (caller, targets) in can_call {
+        builder = builder.caller(caller, targets.iter().copied());
+    }
+    let matrix = builder.build().unwrap();
+    let services = [
+        "gateway",
+        "vault",
+        "memory-service",
+        "rag-service",
+        "heartbeat",
+    ];
+    for target in services {
+        let config = AuthorizeConfig::builder(Policy::default())
+            .allowed_callers(matrix.callers_of(target))
+            .otherwise(Require::Authenticated)
+            .build()
+            .unwrap();
+        let hmac = HmacConfig::builder()
+            .secret(SECRET)
+            .allow_any_caller()
+            .build()
+            .unwrap();
+        let app = Router::new()
+            .route(
+                "/execute",
+                post(|p: Principal| async move { p.id().to_owned() }),
+            )
+            .layer(AuthorizeLayer::new(config))
+            .layer(VerifyHmacLayer::new(hmac));
+        let addr = serve(app).await;
+        for (caller, targets) in can_call {
+            let mut req = request("POST", addr, "/execute");
+            HmacSigner::new(caller, SECRET)
+                .unwrap()
+                .sign_request(&mut req);
+            let reply = send(req).await;
+            if targets.contains(&target) {
+                assert_eq!(reply.status, StatusCode::OK, "{caller} -> {target}");
+            } else {
+                assert_eq!(reply.status, StatusCode::FORBIDDEN, "{caller} -> {target}");
+                assert_eq!(reply.code(), "authz.caller_not_allowed");
+            }
+        }
+    }
+    // The service configurations of seed 003 list their callers the other way round.
+    assert_eq!(
+        matrix.callers_of("rag-service"),
+        ["gateway", "heartbeat", "memory-service"]
+    );
+    assert!(matrix.callers_of("vault").contains(&"gateway".to_owned()));
+}
+
+#[tokio::test]
+async fn a_policy_file_reloads_while_serving_and_a_broken_one_changes_nothing() {
+    let file = std::env::temp_dir().join(format!("zt-roles-{}.yaml", std::process::id()));
+    std::fs::write(
+        &file,
+        "roles:\n  viewer:\n    permissions: [\"models:read\"]\n",
+    )
+    .unwrap();
+    let policy = SharedPolicy::from_yaml_file(&file).unwrap();
+    let addr = serve(seed_004_app(policy.clone())).await;
+    let token = issuer().mint("victor", &["viewer"]).unwrap();
+    let delete = || send(with_token("DELETE", addr, "/models/7", &token));
+    assert_eq!(delete().await.status, StatusCode::FORBIDDEN);
+
+    std::fs::write(
+        &file,
+        "roles:\n  viewer:\n    permissions: [\"models:*\"]\n",
+    )
+    .unwrap();
+    policy.reload().unwrap();
+    assert_eq!(delete().await.status, StatusCode::OK);
+
+    std::fs::write(&file, "roles:\n  viewer:\n    permissions: [\"mod*ls\"]\n").unwrap();
+    assert!(policy.reload().is_err());
+    std::fs::write(&file, "roles: [").unwrap();
+    assert!(policy.reload().is_err());
+    assert_eq!(
+        delete().await.status,
+        StatusCode::OK,
+        "the last good policy stays"
+    );
+    std::fs::remove_file(&file).ok();
+}
+
+/// Counts its calls; answers after a pause, from a fixed table, or fails.
+#[derive(Clone, Default)]
+struct Controller {
+    calls: Arc<AtomicUsize>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AclSource for Controller {
+    async fn is_allowed(
+        &self,
+        principal: &str,
+        resource: &str,
+        permission: &str,
+    ) -> Result<bool, BoxError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if self.down.load(Ordering::SeqCst) {
+            return Err("controller unreachable".into());
+        }
+        Ok((principal, resource, permission) == ("payment-service-producer", "payments", "write"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_misses_make_one_source_call() {
+    let controller = Controller::default();
+    let cache = AclCache::builder(controller.clone()).build().unwrap();
+    let checks = (0..1000).map(|_| {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .is_allowed("payment-service-producer", "payments", "write")
+                .await
+        })
+    });
+    for check in checks.collect::<Vec<_>>() {
+        assert!(check.await.unwrap().unwrap());
+    }
+    assert_eq!(controller.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn acl_answers_expire_denials_are_cached_and_a_failing_source_fails_closed() {
+    let controller = Controller::default();
+    let cache = AclCache::builder(controller.clone())
+        .ttl(Duration::from_millis(150))
+        .negative_ttl(Duration::from_millis(150))
+        .build()
+        .unwrap();
+    let calls = || controller.calls.load(Ordering::SeqCst);
+    assert!(
+        cache
+            .is_allowed("payment-service-producer", "payments", "write")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !cache
+            .is_allowed("analytics", "payments", "write")
+            .await
+            .unwrap()
+    );
+    assert!(
+        cache
+            .is_allowed("payment-service-producer", "payments", "write")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !cache
+            .is_allowed("analytics", "payments", "write")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        calls(),
+        2,
+        "both answers, the denial too, came from the cache"
+    );
+
+    // The source goes down: cached answers still hold, others fail closed.
+    controller.down.store(true, Ordering::SeqCst);
+    assert!(
+        cache
+            .is_allowed("payment-service-producer", "payments", "write")
+            .await
+            .unwrap()
+    );
+    assert!(
+        cache
+            .is_allowed("billing", "payments", "read")
+            .await
+            .is_err()
+    );
+    // After the TTL the cached answer is gone too.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        cache
+            .is_allowed("payment-service-producer", "payments", "write")
+            .await
+            .is_err()
+    );
+    // The source comes back: answers are fetched again and refreshed.
+    controller.down.store(false, Ordering::SeqCst);
+    let before = calls();
+    assert!(
+        cache
+            .is_allowed("payment-service-producer", "payments", "write")
+            .await
+            .unwrap()
+    );
+    assert_eq!(calls(), before + 1);
+}
+
+/// A handler asks the ACL about the resource it was given: 200, 403, or 503 when the source is
+/// down for an answer it never cached.
+#[tokio::test]
+async fn handlers_check_resources_through_the_authorizer() {
+    let controller = Controller::default();
+    let authorizer = AuthorizeConfig::builder(Policy::default())
+        .otherwise(Require::Authenticated)
+        .acl(AclCache::builder(controller.clone()).build().unwrap())
+        .build()
+        .unwrap()
+        .authorizer();
+    async fn produce(
+        axum::extract::State(authz): axum::extract::State<Authorizer>,
+        axum::extract::Path(topic): axum::extract::Path<String>,
+        caller: Principal,
+    ) -> Result<&'static str, tower_zerotrust::Rejection> {
+        authz.check_acl(&caller, &topic, "write").await?;
+        Ok("produced")
+    }
+    let hmac = HmacConfig::builder()
+        .secret(SECRET)
+        .allow_any_caller()
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/topics/{topic}", post(produce))
+        .with_state(authorizer)
+        .layer(VerifyHmacLayer::new(hmac));
+    let addr = serve(app).await;
+    let produce_as = |caller: &str, topic: &str| {
+        let mut req = request("POST", addr, &format!("/topics/{topic}"));
+        HmacSigner::new(caller, SECRET)
+            .unwrap()
+            .sign_request(&mut req);
+        send(req)
+    };
+    assert_eq!(
+        produce_as("payment-service-producer", "payments")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let denied = produce_as("analytics", "payments").await;
+    assert_eq!(
+        (denied.status, denied.code().as_str()),
+        (StatusCode::FORBIDDEN, "authz.acl_denied")
+    );
+    controller.down.store(true, Ordering::SeqCst);
+    let down = produce_as("payment-service-producer", "audit-log").await;
+    assert_eq!(
+        (down.status, down.code().as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "authz.acl_unavailable")
+    );
+}
+
+/// Seed 000's `RoleConfig::add_role(service, role)` and "the server requires roles".
+#[tokio::test]
+async fn roles_assigned_to_services_by_name() {
+    let policy = Policy::builder()
+        .assign("model_registry", ["read_models", "write_models"])
+        .assign("router_core", ["route_requests"])
+        .build()
+        .unwrap();
+    let config = AuthorizeConfig::require(policy, Require::role("read_models")).unwrap();
+    let hmac = HmacConfig::builder()
+        .secret(SECRET)
+        .allow_any_caller()
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/models", get(|| async { "ok" }))
+        .layer(AuthorizeLayer::new(config))
+        .layer(VerifyHmacLayer::new(hmac));
+    let addr = serve(app).await;
+    for (caller, expected) in [
+        ("model_registry", StatusCode::OK),
+        ("router_core", StatusCode::FORBIDDEN),
+    ] {
+        let mut req = request("GET", addr, "/models");
+        HmacSigner::new(caller, SECRET)
+            .unwrap()
+            .sign_request(&mut req);
+        assert_eq!(send(req).await.status, expected, "{caller}");
+    }
+}
