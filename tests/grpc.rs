@@ -332,3 +332,59 @@ async fn tonic_over_mutual_tls_sees_the_certificate_principal() {
     };
     assert!(refused, "a certificate from another CA got a call through");
 }
+
+/// Authorization per gRPC method and rate limiting on a tonic server: the statuses a tonic
+/// client sees.
+#[cfg(all(feature = "authz", feature = "rate-limit"))]
+#[tokio::test]
+async fn authorize_and_rate_limit_give_tonic_statuses() {
+    use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Policy, Require};
+    use tower_zerotrust::rate_limit::{RateLimitConfig, RateLimitLayer, RateQuota};
+
+    let hmac = HmacConfig::builder()
+        .secret(SECRET)
+        .allow_any_caller()
+        .optional()
+        .build()
+        .unwrap();
+    let policy = Policy::builder()
+        .role("reader", ["who:read"])
+        .assign("gateway", ["reader"])
+        .build()
+        .unwrap();
+    let authorize = AuthorizeConfig::builder(policy)
+        .grpc("/test.Who/AmI", Require::permission("who:read"))
+        .build()
+        .unwrap();
+    let limits = RateLimitConfig::builder()
+        .quota(RateQuota::new(1, 2))
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::builder()
+            .layer(VerifyHmacLayer::new(hmac))
+            .layer(RateLimitLayer::new(limits))
+            .layer(AuthorizeLayer::new(authorize))
+            .add_service(WhoServer)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let gateway = signed(channel.clone(), "gateway", SECRET);
+    assert_eq!(who_am_i(gateway.clone()).await.unwrap(), "gateway via hmac");
+    let denied = who_am_i(signed(channel.clone(), "heartbeat", SECRET))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let anonymous = who_am_i(channel.clone()).await.unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    assert!(who_am_i(gateway.clone()).await.is_ok());
+    let exhausted = who_am_i(gateway).await.unwrap_err();
+    assert_eq!(exhausted.code(), Code::ResourceExhausted);
+    assert_eq!(exhausted.message(), "Too many requests");
+}

@@ -700,3 +700,108 @@ async fn secure_service_reloads_its_certificates_on_sighup() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `/models` with seed 004's roles (built in), a `ROLES_FILE` of the operator's own, and
+/// `RATE_LIMIT_AVERAGE` / `RATE_LIMIT_BURST`.
+#[tokio::test]
+async fn secure_service_authorizes_models_by_role_and_limits_each_principal() {
+    use tower_zerotrust::jwt::Algorithm;
+    use tower_zerotrust::sign::TokenIssuer;
+
+    let issuer = TokenIssuer::hmac(Algorithm::HS256, JWT_SECRET, "aegis", "aegis-api").unwrap();
+    let jwt_env = [
+        ("SERVICE_SECRET", SECRET),
+        ("JWT_SECRET", JWT_SECRET),
+        ("JWT_ISSUER", "aegis"),
+        ("JWT_AUDIENCE", "aegis-api"),
+    ];
+    let as_role = |addr, method: &str, path: &str, role: &str| {
+        let mut req = request(method, addr, path);
+        let token = issuer.mint(&format!("user-{role}"), &[role]).unwrap();
+        set(&mut req, "authorization", &format!("Bearer {token}"));
+        if method == "POST" {
+            *req.body_mut() = Body::from(r#"{"name":"fraud-detector"}"#);
+            set(&mut req, "content-type", "application/json");
+        }
+        send(req)
+    };
+
+    let service = SecureService::start(&jwt_env);
+    let addr = service.addr;
+    let created = as_role(addr, "POST", "/models", "developer").await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(
+        created.json(),
+        json!({"id": "1", "name": "fraud-detector", "owner": "user-developer"})
+    );
+    let listed = as_role(addr, "GET", "/models", "viewer").await;
+    assert_eq!(listed.json()["models"][0]["name"], "fraud-detector");
+    for (role, method, path, expected) in [
+        ("viewer", "POST", "/models", StatusCode::FORBIDDEN),
+        ("operator", "DELETE", "/models/1", StatusCode::FORBIDDEN),
+        ("developer", "DELETE", "/models/1", StatusCode::FORBIDDEN),
+        ("admin", "DELETE", "/models/1", StatusCode::NO_CONTENT),
+        ("admin", "DELETE", "/models/1", StatusCode::NOT_FOUND),
+    ] {
+        let reply = as_role(addr, method, path, role).await;
+        assert_eq!(reply.status, expected, "{role} {method} {path}");
+    }
+    assert_eq!(
+        send(request("GET", addr, "/models")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // An HMAC-signed service has no roles unless the roles file gives it some.
+    let reply = send(formula_request(SECRET, "gateway", "GET", addr, "/models")).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    drop(service);
+
+    let roles = std::env::temp_dir().join(format!("zt-roles-{}.yaml", std::process::id()));
+    std::fs::write(
+        &roles,
+        "roles:\n  auditor:\n    description: \"Reads everything\"\n    permissions: [\"models:read\"]\nprincipals:\n  gateway: [auditor]\n",
+    )
+    .unwrap();
+    let roles_file = roles.display().to_string();
+    let mut env = jwt_env.to_vec();
+    env.extend([
+        ("ROLES_FILE", roles_file.as_str()),
+        ("RATE_LIMIT_AVERAGE", "1"),
+        ("RATE_LIMIT_BURST", "2"),
+    ]);
+    let service = SecureService::start(&env);
+    let addr = service.addr;
+    // seed 004's roles are replaced by the file's.
+    assert_eq!(
+        as_role(addr, "GET", "/models", "viewer").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        as_role(addr, "GET", "/models", "auditor").await.status,
+        StatusCode::OK
+    );
+    let gateway = || send(formula_request(SECRET, "gateway", "GET", addr, "/models"));
+    assert_eq!(gateway().await.status, StatusCode::OK);
+    assert_eq!(gateway().await.status, StatusCode::OK);
+    let limited = gateway().await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers.contains_key("retry-after"));
+    // Another principal still has its own quota.
+    assert_eq!(
+        as_role(addr, "GET", "/models", "auditor").await.status,
+        StatusCode::OK
+    );
+    drop(service);
+
+    // A broken roles file stops the service at start-up, saying why.
+    std::fs::write(
+        &roles,
+        "roles:\n  auditor:\n    permissions: [\"mod*ls\"]\n",
+    )
+    .unwrap();
+    let mut env = jwt_env.to_vec();
+    env.push(("ROLES_FILE", roles_file.as_str()));
+    let (code, stderr) = SecureService::run_to_exit(&env);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("may only end in"), "{stderr}");
+    std::fs::remove_file(&roles).ok();
+}
