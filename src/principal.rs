@@ -85,6 +85,12 @@ impl Principal {
         &self.id
     }
 
+    /// The id, shared: a key that costs no allocation.
+    #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
+    pub(crate) fn shared_id(&self) -> &Arc<str> {
+        &self.id
+    }
+
     /// How the caller was proven.
     pub fn method(&self) -> AuthMethod {
         self.method

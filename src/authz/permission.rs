@@ -1,15 +1,42 @@
 //! Permissions such as `models:read`, and grants that may use wildcards (`models:*`, `*`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::error::ConfigError;
+
+/// FNV-1a: the policy's tables are built from configuration and only looked up per request,
+/// so nobody can flood them with colliding keys; a fast hash for short names is what they need.
+#[derive(Default)]
+pub(crate) struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for byte in bytes {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+/// A lookup-only table keyed by names.
+pub(crate) type NameMap<V> = HashMap<Box<str>, V, BuildHasherDefault<Fnv>>;
 
 /// The permissions one role grants, compiled for lookup: exact names in a hash set, `prefix:*`
 /// grants as prefixes, and `*` as everything.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Grants {
     everything: bool,
-    exact: HashSet<Box<str>>,
+    exact: HashSet<Box<str>, BuildHasherDefault<Fnv>>,
     /// `models:*` is kept as `models:`.
     prefixes: Vec<Box<str>>,
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use serde::Deserialize;
 
-use super::permission::{Grants, check_name};
+use super::permission::{Grants, NameMap, check_name};
 use crate::error::ConfigError;
 use crate::principal::Principal;
 
@@ -39,8 +39,8 @@ use crate::principal::Principal;
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    roles: HashMap<Box<str>, Grants>,
-    assignments: HashMap<Box<str>, Box<[Box<str>]>>,
+    roles: NameMap<Grants>,
+    assignments: NameMap<Box<[Box<str>]>>,
 }
 
 /// Why a policy file could not be used.
@@ -215,7 +215,7 @@ impl PolicyBuilder {
             check_name("role", &role).map_err(invalid)?;
             merged.entry(role).or_default().extend(permissions);
         }
-        let mut roles = HashMap::with_capacity(merged.len());
+        let mut roles = NameMap::default();
         for (role, permissions) in merged {
             let grants = Grants::new(&role, &permissions)?;
             roles.insert(role.into_boxed_str(), grants);

@@ -11,6 +11,7 @@ use super::client_ip::{PeerAddrFn, client_ip, default_peer_addr};
 use super::limiter::{Bucket, Decision, RateQuota};
 use crate::error::ConfigError;
 use crate::principal::Principal;
+use crate::reject::Rejection;
 
 /// The validated configuration of a [`RateLimitLayer`](super::RateLimitLayer).
 ///
@@ -59,13 +60,25 @@ impl RateLimitConfig {
         }
     }
 
+    /// Takes one unit of `principal`'s quota outside the layer: for work the layer does not
+    /// see, such as each message of a long-lived stream.
+    ///
+    /// # Errors
+    ///
+    /// The 429 to answer with (its `retry_after` says when to try again).
+    pub fn check_principal(&self, principal: &Principal) -> Result<(), Rejection> {
+        let decision = self
+            .inner
+            .bucket_for(principal)
+            .check(principal.shared_id());
+        decision.rejection().map_or(Ok(()), Err)
+    }
+
     /// The decision for one request.
     pub(crate) fn check(&self, extensions: &Extensions, headers: &HeaderMap) -> Decision {
         let limits = &*self.inner;
         if let Some(principal) = extensions.get::<Principal>() {
-            return limits
-                .bucket_for(principal)
-                .check(&principal_key(principal));
+            return limits.bucket_for(principal).check(principal.shared_id());
         }
         let ip = client_ip(
             (limits.peer_addr)(extensions),
@@ -76,10 +89,6 @@ impl RateLimitConfig {
         .unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
         limits.anonymous.check(&ip)
     }
-}
-
-fn principal_key(principal: &Principal) -> Arc<str> {
-    Arc::from(principal.id())
 }
 
 impl Limits {

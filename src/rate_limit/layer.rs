@@ -2,7 +2,7 @@
 
 use std::task::{Context, Poll, ready};
 
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -13,7 +13,7 @@ use super::limiter::Decision;
 use crate::body::ResponseBody;
 use crate::future::RejectOr;
 use crate::principal::Principal;
-use crate::reject::{Pending, Rejection, RejectionKind};
+use crate::reject::{Pending, Rejection};
 
 /// Limits each principal (or, for requests nobody has proven, each client address) to its
 /// quota, with governor's GCRA: 429 `Too Many Requests` with `Retry-After` over quota
@@ -83,29 +83,15 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let (inner, quota) = match self.config.check(req.extensions(), req.headers()) {
-            Decision::Allow { limit, remaining } => (
-                RejectOr::call(self.inner.call(req)),
-                Some((limit, remaining)),
-            ),
-            Decision::Deny { limit, retry_after } => {
-                let rejection = Rejection::new(
-                    RejectionKind::RateLimited,
-                    "rate_limit.exceeded",
-                    "Too many requests",
-                )
-                .with_retry_after(retry_after);
-                (refuse(rejection, &req), Some((limit, 0)))
-            }
-            Decision::Saturated => {
-                let rejection = Rejection::new(
-                    RejectionKind::RateLimited,
-                    "rate_limit.saturated",
-                    "Too many clients",
-                )
-                .with_retry_after(std::time::Duration::from_secs(1));
-                (refuse(rejection, &req), None)
-            }
+        let decision = self.config.check(req.extensions(), req.headers());
+        let quota = match decision {
+            Decision::Allow { limit, remaining } => Some((limit, remaining)),
+            Decision::Deny { limit, .. } => Some((limit, 0)),
+            Decision::Saturated => None,
+        };
+        let inner = match decision.rejection() {
+            None => RejectOr::call(self.inner.call(req)),
+            Some(rejection) => refuse(rejection, &req),
         };
         ResponseFuture { inner, quota }
     }
@@ -123,6 +109,9 @@ fn refuse<F, B>(rejection: Rejection, req: &Request<B>) -> RejectOr<F> {
     );
     RejectOr::reject(Pending::new(rejection, req.headers()))
 }
+
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 
 pin_project! {
     /// The response future of [`RateLimit`].
@@ -144,8 +133,8 @@ where
         let mut response = ready!(this.inner.poll(cx))?;
         if let Some((limit, remaining)) = *this.quota {
             let headers = response.headers_mut();
-            headers.insert("ratelimit-limit", HeaderValue::from(limit));
-            headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
+            headers.insert(RATELIMIT_LIMIT, HeaderValue::from(limit));
+            headers.insert(RATELIMIT_REMAINING, HeaderValue::from(remaining));
         }
         Poll::Ready(Ok(response))
     }

@@ -11,6 +11,8 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 
+use crate::reject::{Rejection, RejectionKind};
+
 /// A quota: `average` requests per second sustained, up to `burst` at once (seed 004's Traefik
 /// `rateLimit: {average, burst}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,31 @@ pub(crate) enum Decision {
     /// The bucket holds as many keys as it may; nobody new can be tracked until idle keys are
     /// purged.
     Saturated,
+}
+
+impl Decision {
+    /// The refusal, when this is one.
+    pub(crate) fn rejection(self) -> Option<Rejection> {
+        match self {
+            Self::Allow { .. } => None,
+            Self::Deny { retry_after, .. } => Some(
+                Rejection::new(
+                    RejectionKind::RateLimited,
+                    "rate_limit.exceeded",
+                    "Too many requests",
+                )
+                .with_retry_after(retry_after),
+            ),
+            Self::Saturated => Some(
+                Rejection::new(
+                    RejectionKind::RateLimited,
+                    "rate_limit.saturated",
+                    "Too many clients",
+                )
+                .with_retry_after(Duration::from_secs(1)),
+            ),
+        }
+    }
 }
 
 type Keyed<K> = RateLimiter<K, DashMapStateStore<K>, DefaultClock, StateInformationMiddleware>;
