@@ -22,7 +22,7 @@
 //! | `TLS_CERT_FILE`, `TLS_KEY_FILE`, `TLS_CA_FILE` | serve HTTPS and require client certificates signed by the CA; a certificate alone proves the caller (its CN) on `/whoami`. `SIGHUP` reloads the files |
 //! | `TLS_CRL_FILE`    | PEM certificate revocation list(s): revoked client certificates are refused |
 //! | `TLS_ALLOW_V1_CLIENT_CERTS` | `true` accepts X.509 v1 client certificates signed directly by the CA (OpenSSL 3's `x509 -req` without `-extfile`) |
-//! | `ROLES_FILE`      | roles → permissions in seed 004's YAML (default: seed 004's `admin`, `operator`, `developer`, `viewer`); an optional `principals:` map gives roles to callers whose credentials carry none |
+//! | `ROLES_FILE`      | roles → permissions in seed 004's YAML (default: seed 004's `admin`, `operator`, `developer`, `viewer`); an optional `principals:` map gives roles to callers whose credentials carry none. `SIGHUP` reloads it |
 //! | `RATE_LIMIT_AVERAGE`, `RATE_LIMIT_BURST` | requests per second per principal, and burst (default 100 and 50) |
 //!
 //! Routes: `GET /health` (public), `POST /execute` (allowed callers, HMAC only), `GET /whoami`
@@ -64,7 +64,7 @@ async fn main() -> ExitCode {
 
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".into());
     let service_id = std::env::var("SERVICE_ID").unwrap_or_else(|_| "secure-service".into());
-    let (app, tls) = match configure() {
+    let (app, tls, policy) = match configure() {
         Ok(configured) => configured,
         Err(error) => {
             eprintln!("configuration error: {error}");
@@ -82,6 +82,20 @@ async fn main() -> ExitCode {
         .local_addr()
         .expect("a bound listener has an address");
     tracing::info!(service_id, "started");
+    // SIGHUP also reads ROLES_FILE again; a broken file keeps the roles in force.
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hangups) => {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    let _ = policy.reload();
+                }
+            });
+        }
+        Err(error) => {
+            eprintln!("cannot watch SIGHUP: {error}");
+            return ExitCode::from(1);
+        }
+    }
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -109,8 +123,10 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The routes, and the TLS configuration when `TLS_CERT_FILE` is set.
-fn configure() -> Result<(axum::Router, Option<ReloadingServerConfig>), BoxError> {
+type Configured = (axum::Router, Option<ReloadingServerConfig>, SharedPolicy);
+
+/// The routes, the TLS configuration when `TLS_CERT_FILE` is set, and the roles policy.
+fn configure() -> Result<Configured, BoxError> {
     let hmac = HmacConfigBuilder::from_env()?.public_path("/health");
     let jwt = JwtConfigBuilder::from_env()?;
     let tls = match std::env::var("TLS_CERT_FILE")
@@ -144,7 +160,8 @@ fn configure() -> Result<(axum::Router, Option<ReloadingServerConfig>), BoxError
     // With TLS, a client certificate alone proves who is calling (its subject CN).
     let mtls = tls.is_some().then(MtlsPrincipalConfig::builder);
     let access = access()?;
-    Ok((secure_app::router(hmac, jwt, mtls, access)?, tls))
+    let policy = access.policy.clone();
+    Ok((secure_app::router(hmac, jwt, mtls, access)?, tls, policy))
 }
 
 /// `ROLES_FILE` (seed 004's YAML; seed 004's four roles when unset), `RATE_LIMIT_AVERAGE` and

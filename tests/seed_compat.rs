@@ -790,6 +790,25 @@ async fn secure_service_authorizes_models_by_role_and_limits_each_principal() {
         as_role(addr, "GET", "/models", "auditor").await.status,
         StatusCode::OK
     );
+    // SIGHUP reads the roles file again.
+    std::fs::write(
+        &roles,
+        "roles:\n  viewer:\n    permissions: [\"models:read\"]\n",
+    )
+    .unwrap();
+    Command::new("kill")
+        .args(["-HUP", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if as_role(addr, "GET", "/models", "viewer").await.status == StatusCode::OK {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(reloaded, "the roles file was not reloaded on SIGHUP");
     drop(service);
 
     // A broken roles file stops the service at start-up, saying why.
