@@ -21,6 +21,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
 use tower_zerotrust::authz::Policy;
 use tower_zerotrust::clock::{Clock, SystemClock};
 use tower_zerotrust::hmac::HmacConfig;
@@ -62,6 +63,10 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
     let app = secure_app::router(hmac.clone(), Some(jwt.clone()), None, access()?)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
+    // Every request, accepted or not, leaves one audit event (seed 004's JSON).
+    let trail = LogBuffer::default();
+    let audit = JsonLinesSink::new(trail.clone(), 1024, Overflow::Wait);
+    let app = app.layer(AuditLayer::new(audit.clone()));
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
@@ -305,7 +310,7 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
     tokio::spawn(serve_tls(
         listener,
         tls.server_config()?,
-        mtls_app,
+        mtls_app.layer(AuditLayer::new(audit.clone())),
         std::future::pending(),
     ));
     let agent = ca.issue("agent-7", false);
@@ -320,6 +325,30 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
     let rogue = DemoCa::new("vault CA").issue("agent-7", false);
     let case = "same name, certificate from another CA";
     table.handshake_refused(case, "GET /whoami", call(&rogue).await.is_err());
+
+    audit.flush().await;
+    println!("\naudit trail (one event per request; the first in full, then one line each):");
+    let events: Vec<serde_json::Value> = trail
+        .text()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    if let Some(first) = trail.text().lines().next() {
+        println!("  {first}");
+    }
+    for e in &events {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+        println!(
+            "  {} {:<14} {:<7} {:<12} {:<6} {:<10} {}",
+            text(&e["timestamp"]),
+            text(&e["event_type"]),
+            text(&e["status"]),
+            text(&e["principal"]),
+            text(&e["action"]),
+            text(&e["resource"]),
+            text(&e["metadata"]["reason"]),
+        );
+    }
 
     println!("\nrejection log (what the service recorded for each refusal):");
     for line in log.text().lines() {

@@ -24,6 +24,10 @@
 //! | `TLS_ALLOW_V1_CLIENT_CERTS` | `true` accepts X.509 v1 client certificates signed directly by the CA (OpenSSL 3's `x509 -req` without `-extfile`) |
 //! | `ROLES_FILE`      | roles → permissions in seed 004's YAML (default: seed 004's `admin`, `operator`, `developer`, `viewer`); an optional `principals:` map gives roles to callers whose credentials carry none. `SIGHUP` reloads it |
 //! | `RATE_LIMIT_AVERAGE`, `RATE_LIMIT_BURST` | requests per second per principal, and burst (default 100 and 50) |
+//! | `AUDIT_LOG`       | file that receives one JSON audit event per request (seed 004's format); default: stdout |
+//!
+//! `SIGTERM` or Ctrl-C stops it gracefully: open requests finish and every audit event is
+//! written before it exits.
 //!
 //! Routes: `GET /health` (public), `POST /execute` (allowed callers, HMAC only), `GET /whoami`
 //! (any caller proven by HMAC, by a bearer token when a JWT key is configured, or by its client
@@ -41,6 +45,7 @@ use std::process::ExitCode;
 use axum::extract::ConnectInfo;
 
 use tower_zerotrust::BoxError;
+use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
 use tower_zerotrust::authz::{Policy, SharedPolicy};
 use tower_zerotrust::hmac::HmacConfigBuilder;
 use tower_zerotrust::jwt::JwtConfigBuilder;
@@ -96,9 +101,32 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    // Ctrl-C or SIGTERM (what container runtimes send): stop accepting, finish what is open.
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                eprintln!("cannot watch SIGTERM: {error}");
+                return ExitCode::from(1);
+            }
+        };
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
     };
+    let audit = match std::env::var("AUDIT_LOG").ok().filter(|v| !v.is_empty()) {
+        Some(path) => match JsonLinesSink::append_to(&path, 4096, Overflow::Wait) {
+            Ok(sink) => sink,
+            Err(error) => {
+                eprintln!("cannot open AUDIT_LOG {path}: {error}");
+                return ExitCode::from(2);
+            }
+        },
+        None => JsonLinesSink::new(std::io::stdout(), 4096, Overflow::Wait),
+    };
+    let app = app.layer(AuditLayer::new(audit.clone()).peer_addr(peer_ip));
     let served = match tls {
         Some(tls) => {
             if let Err(error) = tls.reload_on_signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -116,6 +144,8 @@ async fn main() -> ExitCode {
                 .await
         }
     };
+    // Every request has finished: write out the last audit events.
+    audit.flush().await;
     if let Err(error) = served {
         eprintln!("server error: {error}");
         return ExitCode::from(1);
@@ -172,13 +202,16 @@ fn access() -> Result<secure_app::Access, BoxError> {
         None => Policy::seed_004_defaults().into(),
     };
     let limits = RateLimitConfigBuilder::from_env()?
-        // Callers nobody proved are counted by address: plain HTTP records it as axum's
-        // `ConnectInfo`, HTTPS (serve_tls) as `PeerAddr`.
-        .peer_addr(|ext| {
-            ext.get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip())
-                .or_else(|| ext.get::<PeerAddr>().map(|p| p.0.ip()))
-        })
+        .peer_addr(peer_ip)
         .build()?;
     Ok(secure_app::Access { policy, limits })
+}
+
+/// The client's address: plain HTTP records it as axum's `ConnectInfo`, HTTPS (serve_tls) as
+/// `PeerAddr`.
+fn peer_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .or_else(|| extensions.get::<PeerAddr>().map(|p| p.0.ip()))
 }

@@ -54,6 +54,7 @@
 //! | `axum`  | yes     | `Principal` extractor, `IntoResponse` for `Rejection` |
 //! | `authz` | yes     | [`authz`]: RBAC policy, route rules, trust matrix, cached ACLs |
 //! | `rate-limit` | yes | [`rate_limit`]: keyed GCRA quotas (governor) |
+//! | `audit` | yes     | [`audit`]: one JSON event per request, `tracing` and JSON-lines sinks |
 //! | `full`  | no      | everything |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -77,11 +78,14 @@ mod error;
 ))]
 mod future;
 mod integration;
+pub mod peer;
 mod principal;
 #[cfg(any(feature = "hmac", feature = "jwt"))]
 mod public;
 pub mod reject;
 
+#[cfg(feature = "audit")]
+pub mod audit;
 #[cfg(feature = "authz")]
 pub mod authz;
 #[cfg(feature = "hmac")]

@@ -91,6 +91,18 @@ impl Principal {
         &self.id
     }
 
+    /// Puts the principal into a request's extensions, and tells the audit layer, if the
+    /// request is audited.
+    #[cfg_attr(
+        not(any(feature = "hmac", feature = "jwt", feature = "mtls")),
+        allow(dead_code)
+    )]
+    pub(crate) fn attach(self, extensions: &mut http::Extensions) {
+        #[cfg(feature = "audit")]
+        crate::audit::record_principal(extensions, &self);
+        extensions.insert(self);
+    }
+
     /// How the caller was proven.
     pub fn method(&self) -> AuthMethod {
         self.method

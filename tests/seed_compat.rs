@@ -824,3 +824,70 @@ async fn secure_service_authorizes_models_by_role_and_limits_each_principal() {
     assert!(stderr.contains("may only end in"), "{stderr}");
     std::fs::remove_file(&roles).ok();
 }
+
+/// `AUDIT_LOG`: one seed-004 event per request, and all of them on disk after `SIGTERM`.
+#[tokio::test]
+async fn secure_service_writes_its_audit_trail_and_flushes_it_on_sigterm() {
+    let path = std::env::temp_dir().join(format!("zt-audit-svc-{}.jsonl", std::process::id()));
+    std::fs::remove_file(&path).ok();
+    let audit_log = path.display().to_string();
+    let mut service = SecureService::start(&[
+        ("SERVICE_SECRET", SECRET),
+        ("ALLOWED_CALLERS", "gateway"),
+        ("AUDIT_LOG", &audit_log),
+    ]);
+    let addr = service.addr;
+    let mut ok = formula_request(SECRET, "gateway", "POST", addr, "/execute");
+    set(&mut ok, "user-agent", "Python/3.11");
+    assert_eq!(send(ok).await.status, StatusCode::OK);
+    let refused = send(formula_request(
+        SECRET, "external", "POST", addr, "/execute",
+    ))
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(request("GET", addr, "/health")).await.status,
+        StatusCode::OK
+    );
+
+    let term = Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = service.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 3, "{text}");
+    let keys: Vec<&str> = events[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for key in [
+        "timestamp",
+        "event_type",
+        "status",
+        "principal",
+        "resource",
+        "action",
+        "source_ip",
+        "user_agent",
+        "trace_id",
+        "metadata",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {}", events[0]);
+    }
+    assert_eq!(events[0]["principal"], "gateway");
+    assert_eq!(events[0]["source_ip"], "127.0.0.1");
+    assert_eq!(events[0]["user_agent"], "Python/3.11");
+    assert_eq!(events[1]["metadata"]["reason"], "hmac.caller_not_allowed");
+    assert_eq!(events[2]["resource"], "/health");
+    assert!(!text.contains(SECRET));
+    std::fs::remove_file(&path).ok();
+}

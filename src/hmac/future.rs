@@ -96,7 +96,7 @@ where
                         call.take().expect("polled after completion");
                     let outcome = match checked {
                         Ok(()) => {
-                            request.extensions_mut().insert(principal);
+                            principal.attach(request.extensions_mut());
                             RejectOr::call(inner.call(request))
                         }
                         Err(error) => {

@@ -78,7 +78,7 @@ where
                 let noop = &mut Context::from_waker(Waker::noop());
                 match Pin::new(&mut check).poll(noop) {
                     Poll::Ready(Ok(())) => {
-                        req.extensions_mut().insert(principal);
+                        principal.attach(req.extensions_mut());
                         ResponseFuture::call(self.inner.call(req))
                     }
                     Poll::Ready(Err(error)) => {

@@ -104,7 +104,7 @@ where
                         request.extensions(),
                     ) {
                         Ok(Verdict::Verified(principal, claims)) => {
-                            request.extensions_mut().insert(principal);
+                            principal.attach(request.extensions_mut());
                             request.extensions_mut().insert(claims);
                             RejectOr::call(inner.call(request))
                         }

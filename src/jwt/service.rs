@@ -44,7 +44,7 @@ where
         match authenticate(settings, req.headers(), req.extensions()) {
             Ok(Verdict::Anonymous) => ResponseFuture::call(self.inner.call(req)),
             Ok(Verdict::Verified(principal, claims)) => {
-                req.extensions_mut().insert(principal);
+                principal.attach(req.extensions_mut());
                 req.extensions_mut().insert(claims);
                 ResponseFuture::call(self.inner.call(req))
             }

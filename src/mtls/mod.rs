@@ -25,6 +25,7 @@ mod reload;
 mod serve;
 mod v1;
 
+pub use crate::peer::PeerAddr;
 #[cfg(feature = "certgen")]
 pub use certgen::{CertGenError, CertificateAuthority, IssuedCertificate};
 pub use config::{TlsConfig, TlsError};
@@ -34,4 +35,4 @@ pub use principal::{
     MtlsPrincipalLayer, ResponseFuture,
 };
 pub use reload::{ReloadingServerConfig, ServerConfigSource};
-pub use serve::{PeerAddr, serve_tls};
+pub use serve::serve_tls;

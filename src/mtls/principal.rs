@@ -215,7 +215,7 @@ where
         let inner = match self.config.inner.principal(peer) {
             Ok(principal) => {
                 if let Some(principal) = principal {
-                    req.extensions_mut().insert(principal);
+                    principal.attach(req.extensions_mut());
                 }
                 RejectOr::call(self.inner.call(req))
             }

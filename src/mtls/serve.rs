@@ -18,13 +18,10 @@ use tower_service::Service;
 
 use super::{PeerIdentity, ServerConfigSource};
 use crate::BoxError;
+use crate::peer::PeerAddr;
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The TCP peer of a connection, in every request's extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerAddr(pub SocketAddr);
 
 /// Serves `service` (an axum `Router`, a tonic `Routes`, any `tower` HTTP service) over TLS on
 /// `listener`, HTTP/1.1 and HTTP/2, until `shutdown` completes; then stops accepting and waits

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use http::{Extensions, HeaderMap};
 
-use super::client_ip::{PeerAddrFn, client_ip, default_peer_addr};
 use super::limiter::{Bucket, Decision, RateQuota};
 use crate::error::ConfigError;
+use crate::peer::{PeerAddrFn, client_ip, default_peer_addr};
 use crate::principal::Principal;
 use crate::reject::Rejection;
 

@@ -8,12 +8,11 @@
 //! `RateLimit-Remaining`. Idle keys are purged and each quota tracks a bounded number of keys,
 //! so a flood of distinct addresses cannot exhaust memory.
 
-mod client_ip;
 mod config;
 mod layer;
 mod limiter;
 
-pub use client_ip::PeerAddrFn;
+pub use crate::peer::PeerAddrFn;
 pub use config::{RateLimitConfig, RateLimitConfigBuilder};
 pub use layer::{RateLimit, RateLimitLayer, ResponseFuture};
 pub use limiter::RateQuota;

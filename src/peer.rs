@@ -2,26 +2,28 @@
 //! names in `X-Forwarded-For`.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::{Extensions, HeaderMap};
+
+/// The TCP peer of a connection, in every request's extensions (put there by
+/// [`serve_tls`](crate::mtls::serve_tls)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// Reads the connection's peer address from a request's extensions.
 pub type PeerAddrFn = fn(&Extensions) -> Option<IpAddr>;
 
-/// The default [`PeerAddrFn`]: the address [`serve_tls`](crate::mtls::serve_tls) records.
+/// The default [`PeerAddrFn`]: the [`PeerAddr`] extension.
+#[cfg_attr(not(any(feature = "rate-limit", feature = "audit")), allow(dead_code))]
 pub(crate) fn default_peer_addr(extensions: &Extensions) -> Option<IpAddr> {
-    #[cfg(feature = "mtls")]
-    if let Some(peer) = extensions.get::<crate::mtls::PeerAddr>() {
-        return Some(peer.0.ip());
-    }
-    let _ = extensions;
-    None
+    extensions.get::<PeerAddr>().map(|peer| peer.0.ip())
 }
 
 /// The client's address: the peer's, unless the peer is a trusted proxy, in which case the
 /// right-most address of `X-Forwarded-For` that is not itself a trusted proxy. Entries further
 /// left were written by the client and prove nothing.
+#[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
 pub(crate) fn client_ip(
     peer: Option<IpAddr>,
     headers: &HeaderMap,

@@ -1,0 +1,27 @@
+//! What the layers inside the audit layer tell it about a request: who was proven. (Refusals
+//! travel in the response's extensions as the `Rejection` itself.)
+
+use std::sync::{Arc, OnceLock};
+
+use http::Extensions;
+
+use crate::principal::Principal;
+
+/// Put into each request by the audit layer; authentication layers record the principal in
+/// it when they prove one.
+#[derive(Clone, Default)]
+pub(crate) struct AuditContext(Arc<OnceLock<Principal>>);
+
+impl AuditContext {
+    pub(crate) fn principal(&self) -> Option<&Principal> {
+        self.0.get()
+    }
+}
+
+/// Records `principal` in the request's audit context, if the request is being audited. The
+/// first principal proven is the one audited.
+pub(crate) fn record_principal(extensions: &Extensions, principal: &Principal) {
+    if let Some(context) = extensions.get::<AuditContext>() {
+        let _ = context.0.set(principal.clone());
+    }
+}

@@ -1,0 +1,140 @@
+//! The audit event: seed 004's JSON format, one per request.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// What a request was, who made it and how it ended, in seed 004's format:
+///
+/// ```json
+/// {"timestamp":"2024-01-15T10:30:00.000Z","event_type":"authentication","status":"failure",
+///  "principal":null,"resource":"/api/v1/models","action":"GET","source_ip":"10.0.1.50",
+///  "user_agent":"Python/3.11","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736",
+///  "metadata":{"roles":[],"auth_method":null,"layer":"jwt","reason":"jwt.expired",
+///  "http_status":401,"grpc_status":null,"latency_ms":0.21}}
+/// ```
+///
+/// No header values but `User-Agent` are ever read into an event, so credentials
+/// (`Authorization`, `X-Signature`, cookies, tokens) cannot leak through it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct AuditEvent {
+    /// RFC 3339, UTC, milliseconds.
+    pub timestamp: String,
+    /// `authentication`, `authorization`, `rate_limit` (the layer that refused), or `access`.
+    pub event_type: EventType,
+    /// `success` or `failure`.
+    pub status: Status,
+    /// Who was proven, if anyone.
+    pub principal: Option<String>,
+    /// The path, or the gRPC method (`/pkg.Service/Method`).
+    pub resource: String,
+    /// The HTTP method.
+    pub action: String,
+    /// The client address, when the connection's is known.
+    pub source_ip: Option<String>,
+    /// The `User-Agent` header, at most 256 characters.
+    pub user_agent: Option<String>,
+    /// From the W3C `traceparent` header, or generated.
+    pub trace_id: String,
+    /// The rest.
+    pub metadata: Metadata,
+}
+
+/// Details of an [`AuditEvent`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Metadata {
+    /// The principal's roles.
+    pub roles: Vec<String>,
+    /// How the principal was proven (`hmac`, `jwt`, `mtls`).
+    pub auth_method: Option<&'static str>,
+    /// The layer that refused (`hmac`, `jwt`, `mtls`, `authz`, `rate_limit`, ...).
+    pub layer: Option<&'static str>,
+    /// The refusal's reason code (`jwt.expired`, `authz.permission_denied`, ...).
+    pub reason: Option<&'static str>,
+    /// The HTTP status of the response (500 when the service failed, 499 when the client went
+    /// away first).
+    pub http_status: u16,
+    /// The gRPC status, when the response carries one in its headers.
+    pub grpc_status: Option<u16>,
+    /// From the request to the response's head, in milliseconds.
+    pub latency_ms: f64,
+}
+
+/// Which decision an event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventType {
+    /// Credentials were refused.
+    Authentication,
+    /// A proven principal was refused.
+    Authorization,
+    /// Over quota.
+    RateLimit,
+    /// The request reached the service.
+    Access,
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Accepted and answered below 400.
+    Success,
+    /// Refused, or answered with an error.
+    Failure,
+}
+
+impl AuditEvent {
+    /// The event as one line of JSON (no newline).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("an audit event is always serializable")
+    }
+}
+
+/// `2024-01-15T10:30:00.123Z` for `time`.
+pub(crate) fn rfc3339(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = since.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60,
+        since.subsec_millis()
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let at = |secs: u64, millis: u64| {
+            rfc3339(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis))
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(1_705_314_600, 0), "2024-01-15T10:30:00.000Z");
+        assert_eq!(at(951_782_400, 7), "2000-02-29T00:00:00.007Z");
+        assert_eq!(at(4_102_444_799, 999), "2099-12-31T23:59:59.999Z");
+    }
+}

@@ -1,0 +1,188 @@
+//! Audit events as JSON lines, written by a thread of their own off the request path.
+
+use std::future::Future;
+use std::io::Write;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{AuditEvent, AuditSink};
+
+/// What to do when the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// The response waits until the writer has room: no event is ever lost, and a slow disk
+    /// slows the service down.
+    Wait,
+    /// The event is dropped and counted ([`JsonLinesSink::dropped`]): the service never
+    /// waits, and the count says how much the trail is missing.
+    DropAndCount,
+}
+
+enum Message {
+    /// Boxed: the queue's slots are then pointer-sized.
+    Event(Box<AuditEvent>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Writes each event as one line of JSON to a writer (a file, stdout), from a dedicated
+/// thread fed by a bounded queue, so requests never wait on I/O unless you choose
+/// [`Overflow::Wait`] and the queue is full.
+///
+/// Call [`flush`](Self::flush) after the server's graceful shutdown: every event recorded before
+/// it is then written and flushed.
+///
+/// Cheap to clone; clones share the queue.
+#[derive(Clone)]
+pub struct JsonLinesSink {
+    sender: mpsc::Sender<Message>,
+    overflow: Overflow,
+    dropped: Arc<AtomicU64>,
+}
+
+impl JsonLinesSink {
+    /// Starts the writer thread with a queue of `capacity` events.
+    ///
+    /// # Panics
+    ///
+    /// When `capacity` is zero, or the thread cannot be started.
+    pub fn new(writer: impl Write + Send + 'static, capacity: usize, overflow: Overflow) -> Self {
+        let (sender, receiver) = mpsc::channel(capacity);
+        std::thread::Builder::new()
+            .name("zerotrust-audit".into())
+            .spawn(move || write_lines(writer, receiver))
+            .expect("the audit writer thread starts");
+        Self {
+            sender,
+            overflow,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Appends to the file at `path`, creating it.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be opened.
+    pub fn append_to(
+        path: impl AsRef<std::path::Path>,
+        capacity: usize,
+        overflow: Overflow,
+    ) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Self::new(file, capacity, overflow))
+    }
+
+    /// How many events were dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every event recorded so far is written and the writer flushed.
+    pub async fn flush(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.sender.send(Message::Flush(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+}
+
+impl std::fmt::Debug for JsonLinesSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonLinesSink")
+            .field("overflow", &self.overflow)
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The writer thread: lines as they come, a flush whenever the queue runs dry.
+fn write_lines(writer: impl Write, mut receiver: mpsc::Receiver<Message>) {
+    let mut out = std::io::BufWriter::new(writer);
+    let mut failed = false;
+    let report = |error: std::io::Error, failed: &mut bool| {
+        if !*failed {
+            tracing::error!(target: "tower_zerotrust::audit", %error, "cannot write audit events");
+        }
+        *failed = true;
+    };
+    while let Some(message) = receiver.blocking_recv() {
+        let mut next = Some(message);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Event(event) => {
+                    let mut line = event.to_json();
+                    line.push('\n');
+                    if let Err(error) = out.write_all(line.as_bytes()) {
+                        report(error, &mut failed);
+                    }
+                }
+                Message::Flush(ack) => {
+                    if let Err(error) = out.flush() {
+                        report(error, &mut failed);
+                    }
+                    let _ = ack.send(());
+                }
+            }
+            next = receiver.try_recv().ok();
+        }
+        if let Err(error) = out.flush() {
+            report(error, &mut failed);
+        }
+    }
+    let _ = out.flush();
+}
+
+impl AuditSink for JsonLinesSink {
+    type Future = Recording;
+
+    fn record(&self, event: AuditEvent) -> Self::Future {
+        match self.sender.try_send(Message::Event(Box::new(event))) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Recording(None),
+            Err(mpsc::error::TrySendError::Full(Message::Event(event))) => match self.overflow {
+                Overflow::DropAndCount => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    Recording(None)
+                }
+                Overflow::Wait => {
+                    let sender = self.sender.clone();
+                    Recording(Some(Box::pin(async move {
+                        let _ = sender.send(Message::Event(event)).await;
+                    })))
+                }
+            },
+            Err(mpsc::error::TrySendError::Full(Message::Flush(_))) => Recording(None),
+        }
+    }
+}
+
+/// The future of [`JsonLinesSink::record`]: ready at once unless it waits for room.
+pub struct Recording(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl Future for Recording {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.0 {
+            None => Poll::Ready(()),
+            Some(waiting) => waiting.as_mut().poll(cx),
+        }
+    }
+}
+
+impl std::fmt::Debug for Recording {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Recording(waiting)"
+        } else {
+            "Recording(done)"
+        })
+    }
+}

@@ -1,0 +1,345 @@
+//! The audit layer: one event per request, whatever the outcome.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::{Instant, SystemTime};
+
+use http::{Extensions, HeaderMap, Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::context::AuditContext;
+use super::event::{AuditEvent, EventType, Metadata, Status, rfc3339};
+use super::sink::AuditSink;
+use crate::peer::{PeerAddrFn, default_peer_addr};
+use crate::reject::Rejection;
+
+/// Longest `User-Agent` kept in an event.
+const MAX_USER_AGENT: usize = 256;
+
+/// Emits exactly one [`AuditEvent`] per request to a sink, when the response head is ready
+/// (or when the request is abandoned first): who was proven, what was asked, and which layer
+/// refused it and why, read from the [`Rejection`] every layer of this crate leaves in the
+/// response's extensions.
+///
+/// Put it outermost, so that it sees every refusal.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower_zerotrust::audit::{AuditLayer, TracingSink};
+///
+/// let app: Router = Router::new()
+///     .route("/models", get(|| async { "[]" }))
+///     // ... authentication, rate limit and authorize layers ...
+///     .layer(AuditLayer::new(TracingSink));
+/// ```
+#[derive(Debug, Clone)]
+pub struct AuditLayer<K> {
+    sink: K,
+    peer_addr: PeerAddrFn,
+}
+
+impl<K: AuditSink + Clone> AuditLayer<K> {
+    /// A layer recording into `sink`.
+    pub fn new(sink: K) -> Self {
+        Self {
+            sink,
+            peer_addr: default_peer_addr,
+        }
+    }
+
+    /// Where the connection's peer address is (the default reads
+    /// [`PeerAddr`](crate::mtls::PeerAddr), which [`serve_tls`](crate::mtls::serve_tls)
+    /// records; for `axum::serve` with connect info, read `ConnectInfo<SocketAddr>`).
+    #[must_use]
+    pub fn peer_addr(mut self, peer_addr: PeerAddrFn) -> Self {
+        self.peer_addr = peer_addr;
+        self
+    }
+}
+
+impl<S, K: AuditSink + Clone> Layer<S> for AuditLayer<K> {
+    type Service = Audit<S, K>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Audit {
+            inner,
+            sink: self.sink.clone(),
+            peer_addr: self.peer_addr,
+        }
+    }
+}
+
+/// The service made by [`AuditLayer`].
+#[derive(Debug, Clone)]
+pub struct Audit<S, K> {
+    inner: S,
+    sink: K,
+    peer_addr: PeerAddrFn,
+}
+
+impl<S, K> Audit<S, K> {
+    inner_service_accessors!();
+}
+
+impl<S, K, ReqBody, ResBody> Service<Request<ReqBody>> for Audit<S, K>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    K: AuditSink + Clone,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, K>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let context = AuditContext::default();
+        let started = Started::new(&req, context.clone(), self.peer_addr);
+        req.extensions_mut().insert(context);
+        ResponseFuture {
+            inner: self.inner.call(req),
+            state: State::Running {
+                started: Some(started),
+            },
+            sink: self.sink.clone(),
+        }
+    }
+}
+
+/// What is known of a request before it runs.
+struct Started {
+    at: SystemTime,
+    clock: Instant,
+    context: AuditContext,
+    resource: String,
+    action: String,
+    source_ip: Option<IpAddr>,
+    user_agent: Option<String>,
+    trace_id: String,
+}
+
+impl Started {
+    fn new<B>(req: &Request<B>, context: AuditContext, peer_addr: PeerAddrFn) -> Self {
+        Self {
+            at: SystemTime::now(),
+            clock: Instant::now(),
+            context,
+            resource: req.uri().path().to_owned(),
+            action: req.method().as_str().to_owned(),
+            source_ip: peer_addr(req.extensions()),
+            user_agent: user_agent(req.headers()),
+            trace_id: trace_id(req.headers()),
+        }
+    }
+
+    /// The event, from the response's status and the rejection (if any) in its extensions.
+    fn finish(
+        self,
+        http_status: u16,
+        headers: Option<&HeaderMap>,
+        extensions: Option<&Extensions>,
+    ) -> AuditEvent {
+        let rejection = extensions.and_then(|e| e.get::<Rejection>());
+        let grpc_status = headers
+            .and_then(|h| h.get("grpc-status"))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u16>().ok());
+        let (event_type, layer) = match rejection {
+            Some(rejection) => classify(rejection.code()),
+            None => (EventType::Access, None),
+        };
+        let failed =
+            rejection.is_some() || http_status >= 400 || grpc_status.is_some_and(|s| s != 0);
+        let principal = self.context.principal();
+        AuditEvent {
+            timestamp: rfc3339(self.at),
+            event_type,
+            status: if failed {
+                Status::Failure
+            } else {
+                Status::Success
+            },
+            principal: principal.map(|p| p.id().to_owned()),
+            resource: self.resource,
+            action: self.action,
+            source_ip: self.source_ip.map(|ip| ip.to_string()),
+            user_agent: self.user_agent,
+            trace_id: self.trace_id,
+            metadata: Metadata {
+                roles: principal.map(|p| p.roles().to_vec()).unwrap_or_default(),
+                auth_method: principal.map(|p| p.method().as_str()),
+                layer,
+                reason: rejection.map(Rejection::code),
+                http_status,
+                grpc_status,
+                latency_ms: self.clock.elapsed().as_secs_f64() * 1000.0,
+            },
+        }
+    }
+}
+
+/// Which kind of decision a reason code belongs to, and the layer that made it.
+fn classify(code: &'static str) -> (EventType, Option<&'static str>) {
+    let layer = code.split_once('.').map_or(code, |(layer, _)| layer);
+    let kind = match layer {
+        "authz" => EventType::Authorization,
+        "rate_limit" => EventType::RateLimit,
+        _ => EventType::Authentication,
+    };
+    (kind, Some(layer))
+}
+
+fn user_agent(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(http::header::USER_AGENT)?.to_str().ok()?;
+    let end = value
+        .char_indices()
+        .nth(MAX_USER_AGENT)
+        .map_or(value.len(), |(i, _)| i);
+    Some(value[..end].to_owned())
+}
+
+/// The trace id of a valid W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), else a new one.
+fn trace_id(headers: &HeaderMap) -> String {
+    let from_header = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let mut parts = v.split('-');
+            let (_version, trace) = (parts.next()?, parts.next()?);
+            let valid = trace.len() == 32
+                && trace
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                && trace.bytes().any(|b| b != b'0');
+            valid.then(|| trace.to_owned())
+        });
+    from_header.unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()))
+}
+
+pin_project! {
+    /// The response future of [`Audit`].
+    pub struct ResponseFuture<F: std::future::Future, K: AuditSink> {
+        #[pin]
+        inner: F,
+        state: State<F::Output, K>,
+        sink: K,
+    }
+
+    impl<F: std::future::Future, K: AuditSink> PinnedDrop for ResponseFuture<F, K> {
+        fn drop(this: Pin<&mut Self>) {
+            // Abandoned before its response: still one event, as 499 (client closed request).
+            let this = this.project();
+            if let State::Running { started } = this.state
+                && let Some(started) = started.take()
+            {
+                drop(this.sink.record(started.finish(499, None, None)));
+            }
+        }
+    }
+}
+
+enum State<O, K: AuditSink> {
+    Running {
+        started: Option<Started>,
+    },
+    Recording {
+        recording: K::Future,
+        output: Option<O>,
+    },
+    Done,
+}
+
+impl<F, K, B, E> std::future::Future for ResponseFuture<F, K>
+where
+    F: std::future::Future<Output = Result<Response<B>, E>>,
+    K: AuditSink,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state {
+                State::Running { started } => {
+                    let output = ready!(this.inner.as_mut().poll(cx));
+                    let started = started.take().expect("an event per request");
+                    let event = match &output {
+                        Ok(response) => started.finish(
+                            response.status().as_u16(),
+                            Some(response.headers()),
+                            Some(response.extensions()),
+                        ),
+                        Err(_) => started.finish(500, None, None),
+                    };
+                    *this.state = State::Recording {
+                        recording: this.sink.record(event),
+                        output: Some(output),
+                    };
+                }
+                State::Recording { recording, output } => {
+                    ready!(Pin::new(recording).poll(cx));
+                    let output = output.take().expect("polled after completion");
+                    *this.state = State::Done;
+                    return Poll::Ready(output);
+                }
+                State::Done => panic!("polled after completion"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn trace_ids_come_from_valid_traceparents_only() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("traceparent", HeaderValue::from_static(value));
+            trace_id(&headers)
+        };
+        assert_eq!(
+            with("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f35-00f067aa0ba902b7-01",
+            "garbage",
+        ] {
+            let generated = with(bad);
+            assert_eq!(generated.len(), 32, "{bad}");
+            assert_ne!(generated, "4bf92f3577b34da6a3ce929d0e0e4736");
+        }
+        assert_ne!(trace_id(&HeaderMap::new()), trace_id(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn reason_codes_name_the_layer_and_the_kind_of_decision() {
+        assert_eq!(
+            classify("jwt.expired"),
+            (EventType::Authentication, Some("jwt"))
+        );
+        assert_eq!(
+            classify("hmac.replayed"),
+            (EventType::Authentication, Some("hmac"))
+        );
+        assert_eq!(
+            classify("authz.permission_denied"),
+            (EventType::Authorization, Some("authz"))
+        );
+        assert_eq!(
+            classify("rate_limit.exceeded"),
+            (EventType::RateLimit, Some("rate_limit"))
+        );
+    }
+}

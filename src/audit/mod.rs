@@ -1,0 +1,22 @@
+//! Audit: exactly one structured event per request, whatever the outcome (seed 004's format).
+//!
+//! [`AuditLayer`] (outermost) records who was proven (the authentication layers report the
+//! principal into the request's audit context), what was asked, and which layer refused the
+//! request and why (the [`Rejection`](crate::Rejection) every layer leaves in the response's
+//! extensions). Events go to an [`AuditSink`]: [`TracingSink`] (target `audit`),
+//! [`JsonLinesSink`] (a file or stdout, written off the request path from a bounded queue), or
+//! your own.
+//!
+//! Events never contain credentials: no header but `User-Agent` is read.
+
+mod context;
+mod event;
+mod jsonl;
+mod layer;
+mod sink;
+
+pub(crate) use context::record_principal;
+pub use event::{AuditEvent, EventType, Metadata, Status};
+pub use jsonl::{JsonLinesSink, Overflow, Recording};
+pub use layer::{Audit, AuditLayer, ResponseFuture};
+pub use sink::{AuditSink, TracingSink};
