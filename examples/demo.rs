@@ -9,8 +9,12 @@
 //! refused and why, followed by the service's rejection log. Exits non-zero if any outcome
 //! differs from the expected one.
 
+#[path = "support/demo_ca.rs"]
+mod demo_ca;
 #[path = "support/secure_app.rs"]
 mod secure_app;
+
+use demo_ca::DemoCa;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -442,44 +446,6 @@ impl Table {
             "  {case:<48} {request:<18} {:>6}  refused at the TLS handshake [{mark}]",
             "-"
         );
-    }
-}
-
-/// A private CA for the demo, made on the spot with rcgen.
-struct DemoCa {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pem: String,
-}
-
-impl DemoCa {
-    fn new(name: &str) -> Self {
-        let key = rcgen::KeyPair::generate().expect("key generation");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let pem = params.self_signed(&key).expect("self-signed CA").pem();
-        Self {
-            issuer: rcgen::Issuer::new(params, key),
-            pem,
-        }
-    }
-
-    /// (certificate PEM, key PEM) for a server (`localhost`) or a client named `name`.
-    fn issue(&self, name: &str, server: bool) -> (String, String) {
-        let sans = if server {
-            vec!["localhost".to_owned()]
-        } else {
-            Vec::new()
-        };
-        let mut params = rcgen::CertificateParams::new(sans).expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let key = rcgen::KeyPair::generate().expect("key generation");
-        let cert = params.signed_by(&key, &self.issuer).expect("signed leaf");
-        (cert.pem(), key.serialize_pem())
     }
 }
 

@@ -8,8 +8,9 @@ use http::StatusCode;
 use rcgen::SanType;
 use serde_json::json;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use support::certs::{Ca, Leaf, https_get, https_get_with, pem_to_der, serve_whoami, spiffe};
+use support::certs::{
+    Ca, Leaf, https_get, https_get_with, no_certificate_config, pem_to_der, serve_whoami, spiffe,
+};
 use tower_zerotrust::mtls::{
     IdentityRule, MtlsPrincipalConfig, PeerIdentity, TlsConfig, serve_tls,
 };
@@ -228,19 +229,6 @@ fn tls_config_errors_are_clear() {
         missing.to_string().contains("/nonexistent/cert.pem"),
         "{missing}"
     );
-}
-
-/// A client configuration trusting `ca` that presents no certificate.
-fn no_certificate_config(ca: &Ca) -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pem_to_der(&ca.pem).into()).unwrap();
-    rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth()
 }
 
 /// GET /whoami over HTTPS without a client certificate.

@@ -14,7 +14,7 @@ use super::context::AuditContext;
 use super::event::{AuditEvent, EventType, Metadata, Status, rfc3339};
 use super::sink::AuditSink;
 use crate::peer::{PeerAddrFn, default_peer_addr};
-use crate::reject::Rejection;
+use crate::reject::{Rejection, RejectionKind};
 
 /// Longest `User-Agent` kept in an event.
 const MAX_USER_AGENT: usize = 256;
@@ -150,7 +150,7 @@ impl Started {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u16>().ok());
         let (event_type, layer) = match rejection {
-            Some(rejection) => classify(rejection.code()),
+            Some(rejection) => classify(rejection),
             None => (EventType::Access, None),
         };
         let failed =
@@ -183,13 +183,17 @@ impl Started {
     }
 }
 
-/// Which kind of decision a reason code belongs to, and the layer that made it.
-fn classify(code: &'static str) -> (EventType, Option<&'static str>) {
+/// Which kind of decision refused the request, and the layer that made it (the reason code's
+/// prefix): nobody proven is an authentication failure wherever it was noticed, a proven
+/// caller refused is an authorization one.
+fn classify(rejection: &Rejection) -> (EventType, Option<&'static str>) {
+    let code = rejection.code();
     let layer = code.split_once('.').map_or(code, |(layer, _)| layer);
-    let kind = match layer {
-        "authz" => EventType::Authorization,
-        "rate_limit" => EventType::RateLimit,
-        _ => EventType::Authentication,
+    let kind = match rejection.kind() {
+        RejectionKind::Unauthenticated => EventType::Authentication,
+        RejectionKind::RateLimited => EventType::RateLimit,
+        RejectionKind::Unavailable if layer != "authz" => EventType::Authentication,
+        _ => EventType::Authorization,
     };
     (kind, Some(layer))
 }

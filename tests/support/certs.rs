@@ -205,6 +205,20 @@ pub fn client_config_presenting(
         .with_client_cert_resolver(Arc::new(Always(Arc::new(CertifiedKey::new(chain, key)))))
 }
 
+/// A client configuration trusting `ca` that presents no certificate.
+#[cfg(feature = "mtls")]
+pub fn no_certificate_config(ca: &Ca) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pem_to_der(&ca.pem).into()).unwrap();
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth()
+}
+
 /// GET /whoami over HTTPS with any client configuration (say, one without a certificate).
 #[cfg(feature = "mtls")]
 pub async fn https_get_with(
