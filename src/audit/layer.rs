@@ -328,22 +328,41 @@ mod tests {
     }
 
     #[test]
-    fn reason_codes_name_the_layer_and_the_kind_of_decision() {
-        assert_eq!(
-            classify("jwt.expired"),
-            (EventType::Authentication, Some("jwt"))
-        );
-        assert_eq!(
-            classify("hmac.replayed"),
-            (EventType::Authentication, Some("hmac"))
-        );
-        assert_eq!(
-            classify("authz.permission_denied"),
-            (EventType::Authorization, Some("authz"))
-        );
-        assert_eq!(
-            classify("rate_limit.exceeded"),
-            (EventType::RateLimit, Some("rate_limit"))
-        );
+    fn refusals_name_the_layer_and_the_kind_of_decision() {
+        use RejectionKind::*;
+        let of = |kind, code| classify(&Rejection::new(kind, code, "m"));
+        let cases = [
+            (Unauthenticated, "jwt.expired", EventType::Authentication),
+            (
+                Unauthenticated,
+                "authz.unauthenticated",
+                EventType::Authentication,
+            ),
+            (
+                Forbidden,
+                "hmac.caller_not_allowed",
+                EventType::Authorization,
+            ),
+            (
+                Forbidden,
+                "authz.permission_denied",
+                EventType::Authorization,
+            ),
+            (RateLimited, "rate_limit.exceeded", EventType::RateLimit),
+            (
+                Unavailable,
+                "nonce.store_unavailable",
+                EventType::Authentication,
+            ),
+            (
+                Unavailable,
+                "authz.acl_unavailable",
+                EventType::Authorization,
+            ),
+        ];
+        for (kind, code, expected) in cases {
+            let layer = code.split('.').next();
+            assert_eq!(of(kind, code), (expected, layer), "{code}");
+        }
     }
 }
