@@ -13,11 +13,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hmac::{Hmac, Mac};
 use http::{Request, Response, StatusCode};
 use sha2::Sha256;
-use support::{complete, in_chunks};
+use support::{complete, in_chunks, steady_store};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
-use tower_zerotrust::clock::{Clock, SystemClock};
 use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
-use tower_zerotrust::nonce::{MemoryNonceStore, NonceStore};
+use tower_zerotrust::nonce::NonceStore;
 use tower_zerotrust::sign::HmacSigner;
 
 const SECRET: &str = "3f8a2c9d1e7b4f60a5c8d2e9f1b3a7c4d6e8f0a2b4c6d8e0f2a4b6c8d0e2f4a6";
@@ -27,29 +26,6 @@ const TTL: Duration = Duration::from_secs(60);
 /// Nonce-store time running `factor` times faster than real time, so that the 60 s TTL
 /// passes quickly and the store reaches the steady state of a long-running service (whole
 /// generations dropped as new ones fill) instead of growing for the whole run.
-struct Warp {
-    start: Instant,
-    base: u64,
-    factor: u64,
-}
-
-impl Clock for Warp {
-    fn now_millis(&self) -> u64 {
-        self.base + self.start.elapsed().as_millis() as u64 * self.factor
-    }
-}
-
-/// A store in steady state whose generations last `60 s / factor` of real time; large enough
-/// never to fill at the rates measured here.
-fn steady_store(factor: u64) -> MemoryNonceStore {
-    let clock = Warp {
-        start: Instant::now(),
-        base: SystemClock.now_millis(),
-        factor,
-    };
-    MemoryNonceStore::with_clock(8_000_000, clock)
-}
-
 fn floor(c: &mut Criterion) {
     let mut group = c.benchmark_group("floor");
     group.bench_function("hmac_sha256_with_key_schedule", |b| {

@@ -37,3 +37,34 @@ pub fn in_chunks<I, O>(
     }
     total
 }
+
+/// A clock running `factor` times faster than real time.
+#[cfg(feature = "hmac")]
+struct Warp {
+    start: Instant,
+    base: u64,
+    factor: u64,
+}
+
+#[cfg(feature = "hmac")]
+impl tower_zerotrust::clock::Clock for Warp {
+    fn now_millis(&self) -> u64 {
+        self.base + self.start.elapsed().as_millis() as u64 * self.factor
+    }
+}
+
+/// A store in steady state whose generations last `60 s / factor` of real time; large enough
+/// never to fill at the rates measured here.
+///
+/// The clock runs fast so that a benchmark reaches the steady state of a long-running service
+/// (whole generations expiring as new ones fill) instead of filling the store.
+#[cfg(feature = "hmac")]
+#[allow(dead_code)]
+pub fn steady_store(factor: u64) -> tower_zerotrust::nonce::MemoryNonceStore {
+    let clock = Warp {
+        start: Instant::now(),
+        base: tower_zerotrust::clock::Clock::now_millis(&tower_zerotrust::clock::SystemClock),
+        factor,
+    };
+    tower_zerotrust::nonce::MemoryNonceStore::with_clock(8_000_000, clock)
+}

@@ -1,0 +1,146 @@
+//! Every layer stacked, in process: audit ▸ authentication (HMAC or JWT) ▸ rate limit ▸
+//! authorize, through `oneshot` on a service that does nothing, against that service alone.
+
+mod support;
+
+use std::convert::Infallible;
+use std::io::sink;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Method, Request, Response, StatusCode};
+use support::{complete, in_chunks, steady_store};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
+use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Policy, Require};
+use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
+use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey, RequireJwtLayer};
+use tower_zerotrust::rate_limit::{RateLimitConfig, RateLimitLayer, RateQuota};
+use tower_zerotrust::sign::{HmacSigner, TokenIssuer};
+
+const SECRET: &str = "3f8a2c9d1e7b4f60a5c8d2e9f1b3a7c4d6e8f0a2b4c6d8e0f2a4b6c8d0e2f4a6";
+
+fn policy() -> Policy {
+    Policy::builder()
+        .role("developer", ["models:read", "models:write"])
+        .assign("gateway", ["developer"])
+        .build()
+        .unwrap()
+}
+
+fn authorize() -> AuthorizeLayer {
+    AuthorizeLayer::new(
+        AuthorizeConfig::builder(policy())
+            .public(Method::GET, "/health")
+            .route(Method::GET, "/models", Require::permission("models:read"))
+            .route(Method::POST, "/models", Require::permission("models:write"))
+            .build()
+            .unwrap(),
+    )
+}
+
+fn limits() -> RateLimitLayer {
+    // A quota no request reaches: every check is an accepted one.
+    RateLimitLayer::new(
+        RateLimitConfig::builder()
+            .quota(RateQuota::new(1_000_000_000, 1_000_000))
+            .build()
+            .unwrap(),
+    )
+}
+
+fn full_stack(c: &mut Criterion) {
+    let noop = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    // Events are serialized and written (to nowhere) by the sink's own thread.
+    let audit = JsonLinesSink::new(sink(), 1 << 16, Overflow::DropAndCount);
+
+    let hmac = HmacConfig::builder()
+        .secret(SECRET)
+        .allow_callers(["gateway"])
+        .build()
+        .unwrap();
+    let hmac_stack = ServiceBuilder::new()
+        .layer(AuditLayer::new(audit.clone()))
+        .layer(VerifyHmacLayer::with_nonce_store(hmac, steady_store(1000)))
+        .layer(limits())
+        .layer(authorize())
+        .service(noop);
+    let signer = HmacSigner::new("gateway", SECRET).unwrap();
+    let signed = || {
+        let mut req = Request::post("/models").body(()).unwrap();
+        signer.sign_request(&mut req);
+        req
+    };
+
+    let jwt = JwtConfig::builder()
+        .key(JwtKey::hmac(Algorithm::HS256, SECRET).unwrap())
+        .issuer("intellirouter")
+        .audience("intellirouter-services")
+        .build()
+        .unwrap();
+    let jwt_stack = ServiceBuilder::new()
+        .layer(AuditLayer::new(audit.clone()))
+        .layer(RequireJwtLayer::new(jwt))
+        .layer(limits())
+        .layer(authorize())
+        .service(noop);
+    let token = TokenIssuer::hmac(
+        Algorithm::HS256,
+        SECRET,
+        "intellirouter",
+        "intellirouter-services",
+    )
+    .unwrap()
+    .mint("gateway", &["developer"])
+    .unwrap();
+    let bearer = format!("Bearer {token}");
+    let with_token = || {
+        Request::post("/models")
+            .header("authorization", &bearer)
+            .body(())
+            .unwrap()
+    };
+
+    assert_eq!(
+        complete(hmac_stack.clone().oneshot(signed()))
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        complete(jwt_stack.clone().oneshot(with_token()))
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+
+    let mut group = c.benchmark_group("full_stack");
+    group.bench_function("noop_service_alone", |b| {
+        b.iter_custom(|iters| in_chunks(iters, signed, |req| complete(noop.oneshot(req))))
+    });
+    group.bench_function("hmac_ratelimit_authorize_audit", |b| {
+        b.iter_custom(|iters| {
+            in_chunks(iters, signed, |req| {
+                let response = complete(hmac_stack.clone().oneshot(req)).unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                response
+            })
+        })
+    });
+    group.bench_function("jwt_ratelimit_authorize_audit", |b| {
+        b.iter_custom(|iters| {
+            in_chunks(iters, with_token, |req| {
+                let response = complete(jwt_stack.clone().oneshot(req)).unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                response
+            })
+        })
+    });
+    group.finish();
+    println!(
+        "audit events dropped while benchmarking: {}",
+        audit.dropped()
+    );
+}
+
+criterion_group!(benches, full_stack);
+criterion_main!(benches);
