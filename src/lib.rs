@@ -55,6 +55,7 @@
 //! | `authz` | yes     | [`authz`]: RBAC policy, route rules, trust matrix, cached ACLs |
 //! | `rate-limit` | yes | [`rate_limit`]: keyed GCRA quotas (governor) |
 //! | `audit` | yes     | [`audit`]: one JSON event per request, `tracing` and JSON-lines sinks |
+//! | `metrics` | no    | [`metrics`]: request counters and gauges through the `metrics` facade |
 //! | `full`  | no      | everything |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -92,6 +93,8 @@ pub mod authz;
 pub mod hmac;
 #[cfg(feature = "jwt")]
 pub mod jwt;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "mtls")]
 pub mod mtls;
 #[cfg(feature = "hmac")]

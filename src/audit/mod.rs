@@ -19,4 +19,4 @@ pub(crate) use context::record_principal;
 pub use event::{AuditEvent, EventType, Metadata, Status};
 pub use jsonl::{JsonLinesSink, Overflow, Recording};
 pub use layer::{Audit, AuditLayer, ResponseFuture};
-pub use sink::{AuditSink, TracingSink};
+pub use sink::{AuditSink, Both, TracingSink};

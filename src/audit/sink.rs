@@ -38,3 +38,46 @@ impl<S: AuditSink> AuditSink for std::sync::Arc<S> {
         (**self).record(event)
     }
 }
+
+/// Both sinks get every event: `(JsonLinesSink, MetricsSink)`.
+impl<A: AuditSink, B: AuditSink> AuditSink for (A, B) {
+    type Future = Both<A::Future, B::Future>;
+
+    fn record(&self, event: AuditEvent) -> Self::Future {
+        let first = self.0.record(event.clone());
+        Both(Some(first), Some(self.1.record(event)))
+    }
+}
+
+/// The future of a pair of sinks: done when both are.
+#[derive(Debug)]
+pub struct Both<A, B>(Option<A>, Option<B>);
+
+impl<A, B> Future for Both<A, B>
+where
+    A: Future<Output = ()> + Unpin,
+    B: Future<Output = ()> + Unpin,
+{
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if let Some(a) = &mut self.0
+            && std::pin::Pin::new(a).poll(cx).is_ready()
+        {
+            self.0 = None;
+        }
+        if let Some(b) = &mut self.1
+            && std::pin::Pin::new(b).poll(cx).is_ready()
+        {
+            self.1 = None;
+        }
+        if self.0.is_none() && self.1.is_none() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Metrics through the [`metrics`](https://docs.rs/metrics) facade: whatever exporter the
+//! service installs (Prometheus, StatsD, ...) receives them.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `zerotrust_requests_total` | counter | `outcome` (`accepted`/`rejected`), `method`, `reason` (a reason code, or `none`) |
+//! | `zerotrust_request_duration_seconds` | histogram | `outcome` |
+//! | `zerotrust_nonce_store_entries` | gauge | |
+//! | `zerotrust_certificate_expiry_seconds` | gauge | time left on the served certificate |
+//!
+//! Requests are counted by [`MetricsSink`], an [`AuditSink`](crate::audit::AuditSink): give it
+//! to the [`AuditLayer`](crate::audit::AuditLayer), alone or paired with another sink
+//! (`(JsonLinesSink, MetricsSink)`). The gauges are refreshed by [`Gauges::spawn`].
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tower_zerotrust::audit::{AuditLayer, TracingSink};
+//! use tower_zerotrust::metrics::{Gauges, MetricsSink};
+//! use tower_zerotrust::nonce::MemoryNonceStore;
+//!
+//! # async fn run() {
+//! let audit = AuditLayer::new((TracingSink, MetricsSink));
+//! let nonces = MemoryNonceStore::default();
+//! Gauges::new().nonce_store(nonces.clone()).spawn(Duration::from_secs(15));
+//! # }
+//! ```
+
+use std::future::{Ready, ready};
+use std::time::Duration;
+
+use crate::audit::{AuditEvent, AuditSink, Status};
+
+/// Counts every audited request (see the [module](self) table).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsSink;
+
+impl AuditSink for MetricsSink {
+    type Future = Ready<()>;
+
+    fn record(&self, event: AuditEvent) -> Self::Future {
+        let outcome = match event.status {
+            Status::Success => "accepted",
+            Status::Failure => "rejected",
+        };
+        ::metrics::counter!(
+            "zerotrust_requests_total",
+            "outcome" => outcome,
+            "method" => event.action,
+            "reason" => event.metadata.reason.unwrap_or("none"),
+        )
+        .increment(1);
+        ::metrics::histogram!("zerotrust_request_duration_seconds", "outcome" => outcome)
+            .record(event.metadata.latency_ms / 1000.0);
+        ready(())
+    }
+}
+
+/// The gauges, refreshed on a timer.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct Gauges {
+    #[cfg(feature = "hmac")]
+    nonce_store: Option<crate::nonce::MemoryNonceStore>,
+    #[cfg(feature = "mtls")]
+    certificate: Option<crate::mtls::ReloadingServerConfig>,
+}
+
+impl Gauges {
+    /// No gauges yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reports how many nonces the store holds.
+    #[cfg(feature = "hmac")]
+    pub fn nonce_store(mut self, store: crate::nonce::MemoryNonceStore) -> Self {
+        self.nonce_store = Some(store);
+        self
+    }
+
+    /// Reports the time left on the served certificate.
+    #[cfg(feature = "mtls")]
+    pub fn certificate(mut self, tls: crate::mtls::ReloadingServerConfig) -> Self {
+        self.certificate = Some(tls);
+        self
+    }
+
+    /// Sets every gauge now.
+    pub fn report(&self) {
+        #[cfg(feature = "hmac")]
+        if let Some(store) = &self.nonce_store {
+            ::metrics::gauge!("zerotrust_nonce_store_entries").set(store.len() as f64);
+        }
+        #[cfg(feature = "mtls")]
+        if let Some(left) = self.certificate.as_ref().and_then(|c| c.time_to_expiry()) {
+            ::metrics::gauge!("zerotrust_certificate_expiry_seconds").set(left.as_secs_f64());
+        }
+    }
+
+    /// Reports every `interval` in a background task on the current tokio runtime, for as
+    /// long as the returned handle is not aborted.
+    pub fn spawn(self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            loop {
+                ticker.tick().await;
+                self.report();
+            }
+        })
+    }
+}
