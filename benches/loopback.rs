@@ -1,14 +1,15 @@
 //! A load test over loopback TCP: many concurrent keep-alive HTTP/1.1 connections against bare
-//! axum, then against the same route behind every layer (audit ▸ JWT ▸ rate limit ▸ authorize).
-//! Prints requests per second for each and the ratio.
+//! axum, then against the same route behind every layer (audit ▸ HMAC or JWT ▸ rate limit ▸
+//! authorize). Prints requests per second for each and the ratio to bare.
 //!
 //! ```text
-//! cargo bench --bench loopback            # CONNECTIONS=64 SECONDS=5 to change the load
+//! cargo bench --bench loopback            # CONNECTIONS=64 LOAD_SECONDS=5 to change the load
 //! ```
 //!
 //! The server runs on one tokio worker thread and the client on another, so each side has a
-//! core of this 2-core machine. The client sends a bearer token (no per-request signing cost
-//! on the client side, so both runs load the client equally).
+//! core of this 2-core machine. The client sends the same credentials to bare axum (which
+//! ignores them) as to the secured stack, so it works as hard in every run: a fresh HMAC
+//! signature per request, or a bearer token.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,9 +24,10 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
 use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Policy, Require};
+use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
 use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey, RequireJwtLayer};
 use tower_zerotrust::rate_limit::{RateLimitConfig, RateLimitLayer, RateQuota};
-use tower_zerotrust::sign::TokenIssuer;
+use tower_zerotrust::sign::{HmacSigner, TokenIssuer};
 
 const SECRET: &str = "3f8a2c9d1e7b4f60a5c8d2e9f1b3a7c4d6e8f0a2b4c6d8e0f2a4b6c8d0e2f4a6";
 
@@ -33,9 +35,17 @@ fn bare() -> Router {
     Router::new().route("/models", post(|| async { "created" }))
 }
 
-fn secured(audit: JsonLinesSink) -> Router {
+/// How callers prove themselves.
+#[derive(Clone, Copy)]
+enum Proof {
+    Hmac,
+    Jwt,
+}
+
+fn secured(audit: JsonLinesSink, proof: Proof) -> Router {
     let policy = Policy::builder()
         .role("developer", ["models:write"])
+        .assign("gateway", ["developer"])
         .build()
         .unwrap();
     let authorize = AuthorizeConfig::builder(policy)
@@ -52,11 +62,19 @@ fn secured(audit: JsonLinesSink) -> Router {
         .audience("intellirouter-services")
         .build()
         .unwrap();
-    bare()
+    let hmac = HmacConfig::builder()
+        .secret(SECRET)
+        .allow_callers(["gateway"])
+        .build()
+        .unwrap();
+    let app = bare()
         .layer(AuthorizeLayer::new(authorize))
-        .layer(RateLimitLayer::new(limits))
-        .layer(RequireJwtLayer::new(jwt))
-        .layer(AuditLayer::new(audit))
+        .layer(RateLimitLayer::new(limits));
+    let app = match proof {
+        Proof::Hmac => app.layer(VerifyHmacLayer::new(hmac)),
+        Proof::Jwt => app.layer(RequireJwtLayer::new(jwt)),
+    };
+    app.layer(AuditLayer::new(audit))
 }
 
 /// Serves `app` on its own one-thread runtime; returns the runtime (keep it alive) and port.
@@ -77,31 +95,52 @@ fn start(app: Router) -> (tokio::runtime::Runtime, std::net::SocketAddr) {
 
 /// Requests per second over `connections` keep-alive connections for `seconds`, after a
 /// second of warm-up.
-fn load(addr: std::net::SocketAddr, token: &str, connections: usize, seconds: u64) -> f64 {
+fn load(addr: std::net::SocketAddr, proof: Proof, connections: usize, seconds: u64) -> f64 {
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    let token = TokenIssuer::hmac(
+        Algorithm::HS256,
+        SECRET,
+        "intellirouter",
+        "intellirouter-services",
+    )
+    .unwrap()
+    .mint("release-bot", &["developer"])
+    .unwrap();
     let bearer = Arc::new(format!("Bearer {token}"));
+    let signer = Arc::new(HmacSigner::new("gateway", SECRET).unwrap());
     client.block_on(async {
         let counting = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for _ in 0..connections {
-            let (counting, stop, done, bearer) =
-                (counting.clone(), stop.clone(), done.clone(), bearer.clone());
+            let (counting, stop, done, bearer, signer) = (
+                counting.clone(),
+                stop.clone(),
+                done.clone(),
+                bearer.clone(),
+                signer.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
                 tcp.set_nodelay(true).unwrap();
                 let (mut sender, connection) = http1::handshake(TokioIo::new(tcp)).await.unwrap();
                 tokio::spawn(connection);
                 while !stop.load(Ordering::Relaxed) {
-                    let request = http::Request::post("/models")
+                    let mut request = http::Request::post("/models")
                         .header("host", "localhost")
-                        .header("authorization", bearer.as_str())
                         .body(Empty::<Bytes>::new())
                         .unwrap();
+                    match proof {
+                        Proof::Hmac => signer.sign_request(&mut request),
+                        Proof::Jwt => {
+                            let value = bearer.parse().unwrap();
+                            request.headers_mut().insert("authorization", value);
+                        }
+                    }
                     let response = sender.send_request(request).await.unwrap();
                     assert!(response.status().is_success(), "{}", response.status());
                     response.into_body().collect().await.unwrap();
@@ -137,47 +176,27 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let (connections, seconds) = (env("CONNECTIONS", 64) as usize, env("SECONDS", 5));
-    let token = TokenIssuer::hmac(
-        Algorithm::HS256,
-        SECRET,
-        "intellirouter",
-        "intellirouter-services",
-    )
-    .unwrap()
-    .mint("release-bot", &["developer"])
-    .unwrap();
+    let (connections, seconds) = (env("CONNECTIONS", 64) as usize, env("LOAD_SECONDS", 5));
     let audit = JsonLinesSink::new(std::io::sink(), 1 << 16, Overflow::DropAndCount);
-    let mut results = Vec::new();
-    // Alternate, three rounds each, and keep the medians: this VM's speed drifts.
-    let (mut bare_runs, mut full_runs) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        let (server, addr) = start(bare());
-        bare_runs.push(load(addr, &token, connections, seconds));
-        drop(server);
-        let (server, addr) = start(secured(audit.clone()));
-        full_runs.push(load(addr, &token, connections, seconds));
-        drop(server);
-    }
-    for runs in [&mut bare_runs, &mut full_runs] {
-        runs.sort_by(f64::total_cmp);
-        results.push(runs[1]);
-    }
     println!("loopback, {connections} keep-alive connections, {seconds} s per run, median of 3:");
-    println!(
-        "  bare axum:                                  {:>9.0} req/s",
-        results[0]
-    );
-    println!(
-        "  audit ▸ JWT ▸ rate limit ▸ authorize:       {:>9.0} req/s",
-        results[1]
-    );
-    println!(
-        "  full stack / bare:                          {:>8.1} %",
-        100.0 * results[1] / results[0]
-    );
-    println!(
-        "  audit events dropped (queue full):          {:>9}",
-        audit.dropped()
-    );
+    for (name, proof) in [("HMAC", Proof::Hmac), ("JWT", Proof::Jwt)] {
+        // Alternate, three rounds each, and keep the medians: this VM's speed drifts.
+        let (mut bare_runs, mut full_runs) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            let (server, addr) = start(bare());
+            bare_runs.push(load(addr, proof, connections, seconds));
+            drop(server);
+            let (server, addr) = start(secured(audit.clone(), proof));
+            full_runs.push(load(addr, proof, connections, seconds));
+            drop(server);
+        }
+        bare_runs.sort_by(f64::total_cmp);
+        full_runs.sort_by(f64::total_cmp);
+        let (bare, full) = (bare_runs[1], full_runs[1]);
+        println!(
+            "  {name:<4}: bare axum {bare:>7.0} req/s; audit ▸ {name} ▸ rate limit ▸ authorize {full:>7.0} req/s = {:.1} % of bare",
+            100.0 * full / bare
+        );
+    }
+    println!("  audit events dropped (queue full): {}", audit.dropped());
 }
