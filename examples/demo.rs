@@ -9,15 +9,15 @@
 //! refused and why, followed by the service's rejection log. Exits non-zero if any outcome
 //! differs from the expected one.
 
+#[path = "support/captured.rs"]
+mod captured;
 #[path = "support/demo_ca.rs"]
 mod demo_ca;
 #[path = "support/secure_app.rs"]
 mod secure_app;
 
+use captured::Captured;
 use demo_ca::DemoCa;
-
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::Request;
@@ -42,7 +42,7 @@ type Body = Full<Bytes>;
 
 #[tokio::main]
 async fn main() -> Result<(), tower_zerotrust::BoxError> {
-    let log = LogBuffer::default();
+    let log = Captured::default();
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -68,7 +68,7 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     // Every request, accepted or not, leaves one audit event (seed 004's JSON).
-    let trail = LogBuffer::default();
+    let trail = Captured::default();
     let audit = JsonLinesSink::new(trail.clone(), 1024, Overflow::Wait);
     let app = app.layer(AuditLayer::new(audit.clone()));
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -464,35 +464,6 @@ async fn https_whoami(
     let client = Client::builder(TokioExecutor::new()).build::<_, Body>(connector);
     let uri = format!("https://localhost:{port}/whoami").parse()?;
     Ok(client.get(uri).await?)
-}
-
-/// Collects the service's log lines so they print after the table instead of inside it.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl LogBuffer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = Self;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
 }
 
 const ISSUER: &str = "intellirouter";

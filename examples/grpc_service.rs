@@ -23,14 +23,16 @@
 //!     .service(channel);
 //! ```
 
+#[path = "support/captured.rs"]
+mod captured;
 #[path = "support/demo_ca.rs"]
 mod demo_ca;
 #[path = "support/registry.rs"]
 mod registry;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use captured::Captured;
 use demo_ca::DemoCa;
 use registry::{client, secured};
 use rustls::pki_types::CertificateDer;
@@ -55,7 +57,7 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
     let limits = RateLimitConfig::builder()
         .principal_quota("batch-job", RateQuota::new(1, 2))
         .build()?;
-    let trail = Trail::default();
+    let trail = Captured::default();
     let audit = JsonLinesSink::new(trail.clone(), 1024, Overflow::Wait);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = secured::spawn(
@@ -228,27 +230,6 @@ impl Table {
         self.failures += usize::from(!as_expected);
         let mark = if as_expected { "ok" } else { "UNEXPECTED" };
         println!("  {case:<52} {method:<12} {text} [{mark}]");
-    }
-}
-
-/// The audit lines, kept to print at the end.
-#[derive(Clone, Default)]
-struct Trail(Arc<Mutex<Vec<u8>>>);
-
-impl Trail {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for Trail {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
