@@ -8,7 +8,7 @@
 //! | `zerotrust_nonce_store_entries` | gauge | |
 //! | `zerotrust_certificate_expiry_seconds` | gauge | time left on the served certificate |
 //!
-//! Requests are counted by [`MetricsSink`], an [`AuditSink`](crate::audit::AuditSink): give it
+//! Requests are counted by [`MetricsSink`], an [`AuditSink`]: give it
 //! to the [`AuditLayer`](crate::audit::AuditLayer), alone or paired with another sink
 //! (`(JsonLinesSink, MetricsSink)`). The gauges are refreshed by [`Gauges::spawn`].
 //!
