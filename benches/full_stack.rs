@@ -8,6 +8,7 @@ use std::io::sink;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use support::{complete, in_chunks, steady_store};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
@@ -49,7 +50,11 @@ fn limits() -> RateLimitLayer {
 }
 
 fn full_stack(c: &mut Criterion) {
-    let noop = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    // Responses have a (small) body, read to its end like a server does: the audit event is
+    // recorded there.
+    let noop = service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(String::from("ok")))
+    });
     // Events are serialized and written (to nowhere) by the sink's own thread.
     let audit = JsonLinesSink::new(sink(), 1 << 16, Overflow::DropAndCount);
 
@@ -115,14 +120,19 @@ fn full_stack(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("full_stack");
     group.bench_function("noop_service_alone", |b| {
-        b.iter_custom(|iters| in_chunks(iters, signed, |req| complete(noop.oneshot(req))))
+        b.iter_custom(|iters| {
+            in_chunks(iters, signed, |req| {
+                let response = complete(noop.oneshot(req)).unwrap();
+                complete(response.into_body().collect()).unwrap()
+            })
+        })
     });
     group.bench_function("hmac_ratelimit_authorize_audit", |b| {
         b.iter_custom(|iters| {
             in_chunks(iters, signed, |req| {
                 let response = complete(hmac_stack.clone().oneshot(req)).unwrap();
                 assert_eq!(response.status(), StatusCode::OK);
-                response
+                complete(response.into_body().collect()).unwrap()
             })
         })
     });
@@ -131,7 +141,7 @@ fn full_stack(c: &mut Criterion) {
             in_chunks(iters, with_token, |req| {
                 let response = complete(jwt_stack.clone().oneshot(req)).unwrap();
                 assert_eq!(response.status(), StatusCode::OK);
-                response
+                complete(response.into_body().collect()).unwrap()
             })
         })
     });

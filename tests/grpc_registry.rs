@@ -176,6 +176,18 @@ async fn tonic_clients_get_the_statuses_they_expect_through_every_layer() {
     assert_eq!(exhausted["resource"], registry::GET_MODEL);
     assert_eq!(exhausted["metadata"]["grpc_status"], 8);
     assert_eq!(events[2]["metadata"]["auth_method"], "mtls");
+    // Statuses the handler sends in trailers are in the events too.
+    assert_eq!(events[0]["metadata"]["grpc_status"], 0);
+    assert_eq!(events[0]["status"], "success");
+    let not_found = &events[13];
+    assert_eq!(not_found["metadata"]["grpc_status"], 5);
+    assert_eq!(
+        (
+            not_found["event_type"].as_str(),
+            not_found["status"].as_str()
+        ),
+        (Some("access"), Some("failure"))
+    );
     assert!(
         !text.contains(&token),
         "a bearer token reached the audit trail"

@@ -56,9 +56,9 @@ pub struct Metadata {
     /// The HTTP status of the response (500 when the service failed, 499 when the client went
     /// away first).
     pub http_status: u16,
-    /// The gRPC status, when the response carries one in its headers.
+    /// The gRPC status, from the response's headers (refusals) or trailers.
     pub grpc_status: Option<u16>,
-    /// From the request to the response's head, in milliseconds.
+    /// From the request to the end of the response body, in milliseconds.
     pub latency_ms: f64,
 }
 

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::{Instant, SystemTime};
 
-use http::{Extensions, HeaderMap, Request, Response};
+use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -19,10 +19,10 @@ use crate::reject::{Rejection, RejectionKind};
 /// Longest `User-Agent` kept in an event.
 const MAX_USER_AGENT: usize = 256;
 
-/// Emits exactly one [`AuditEvent`] per request to a sink, when the response head is ready
-/// (or when the request is abandoned first): who was proven, what was asked, and which layer
-/// refused it and why, read from the [`Rejection`] every layer of this crate leaves in the
-/// response's extensions.
+/// Emits exactly one [`AuditEvent`] per request to a sink, when the response body ends (or
+/// when the request or its body is abandoned first): who was proven, what was asked, which
+/// layer refused it and why (read from the [`Rejection`] every layer of this crate leaves in
+/// the response's extensions), and the HTTP and gRPC status, trailers included.
 ///
 /// Put it outermost, so that it sees every refusal.
 ///
@@ -88,8 +88,9 @@ impl<S, K, ReqBody, ResBody> Service<Request<ReqBody>> for Audit<S, K>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     K: AuditSink + Clone,
+    ResBody: http_body::Body,
 {
-    type Response = Response<ResBody>;
+    type Response = Response<AuditBody<ResBody, K>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, K>;
 
@@ -137,24 +138,16 @@ impl Started {
         }
     }
 
-    /// The event, from the response's status and the rejection (if any) in its extensions.
-    fn finish(
-        self,
-        http_status: u16,
-        headers: Option<&HeaderMap>,
-        extensions: Option<&Extensions>,
-    ) -> AuditEvent {
-        let rejection = extensions.and_then(|e| e.get::<Rejection>());
-        let grpc_status = headers
-            .and_then(|h| h.get("grpc-status"))
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u16>().ok());
-        let (event_type, layer) = match rejection {
-            Some(rejection) => classify(rejection),
+    /// The event, from how the response went.
+    fn finish(self, outcome: Outcome) -> AuditEvent {
+        let (event_type, layer) = match outcome.rejection {
+            Some((kind, code)) => classify(kind, code),
             None => (EventType::Access, None),
         };
-        let failed =
-            rejection.is_some() || http_status >= 400 || grpc_status.is_some_and(|s| s != 0);
+        let failed = outcome.rejection.is_some()
+            || outcome.broken
+            || outcome.http_status >= 400
+            || outcome.grpc_status.is_some_and(|s| s != 0);
         let principal = self.context.principal();
         AuditEvent {
             timestamp: rfc3339(self.at),
@@ -174,22 +167,60 @@ impl Started {
                 roles: principal.map(|p| p.roles().to_vec()).unwrap_or_default(),
                 auth_method: principal.map(|p| p.method().as_str()),
                 layer,
-                reason: rejection.map(Rejection::code),
-                http_status,
-                grpc_status,
+                reason: outcome.rejection.map(|(_, code)| code),
+                http_status: outcome.http_status,
+                grpc_status: outcome.grpc_status,
                 latency_ms: self.clock.elapsed().as_secs_f64() * 1000.0,
             },
         }
     }
 }
 
+/// How a response went, as far as the audit is concerned.
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    http_status: u16,
+    /// From the headers (trailers-only responses) or, later, the trailers.
+    grpc_status: Option<u16>,
+    rejection: Option<(RejectionKind, &'static str)>,
+    /// The body failed or was abandoned before its end.
+    broken: bool,
+}
+
+impl Outcome {
+    fn of<B>(response: &Response<B>) -> Self {
+        Self {
+            http_status: response.status().as_u16(),
+            grpc_status: grpc_status(response.headers()),
+            rejection: response
+                .extensions()
+                .get::<Rejection>()
+                .map(|r| (r.kind(), r.code())),
+            broken: false,
+        }
+    }
+
+    /// No response at all: the service failed (500) or the client left first (499).
+    fn none(http_status: u16) -> Self {
+        Self {
+            http_status,
+            grpc_status: None,
+            rejection: None,
+            broken: false,
+        }
+    }
+}
+
+fn grpc_status(headers: &HeaderMap) -> Option<u16> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
 /// Which kind of decision refused the request, and the layer that made it (the reason code's
 /// prefix): nobody proven is an authentication failure wherever it was noticed, a proven
 /// caller refused is an authorization one.
-fn classify(rejection: &Rejection) -> (EventType, Option<&'static str>) {
-    let code = rejection.code();
+fn classify(kind: RejectionKind, code: &'static str) -> (EventType, Option<&'static str>) {
     let layer = code.split_once('.').map_or(code, |(layer, _)| layer);
-    let kind = match rejection.kind() {
+    let kind = match kind {
         RejectionKind::Unauthenticated => EventType::Authentication,
         RejectionKind::RateLimited => EventType::RateLimit,
         RejectionKind::Unavailable if layer != "authz" => EventType::Authentication,
@@ -241,7 +272,7 @@ pin_project! {
             if let State::Running { started } = this.state
                 && let Some(started) = started.take()
             {
-                drop(this.sink.record(started.finish(499, None, None)));
+                drop(this.sink.record(started.finish(Outcome::none(499))));
             }
         }
     }
@@ -251,6 +282,7 @@ enum State<O, K: AuditSink> {
     Running {
         started: Option<Started>,
     },
+    /// The service failed: its error is returned once the event is taken.
     Recording {
         recording: K::Future,
         output: Option<O>,
@@ -261,9 +293,10 @@ enum State<O, K: AuditSink> {
 impl<F, K, B, E> std::future::Future for ResponseFuture<F, K>
 where
     F: std::future::Future<Output = Result<Response<B>, E>>,
-    K: AuditSink,
+    K: AuditSink + Clone,
+    B: http_body::Body,
 {
-    type Output = Result<Response<B>, E>;
+    type Output = Result<Response<AuditBody<B, K>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -272,28 +305,144 @@ where
                 State::Running { started } => {
                     let output = ready!(this.inner.as_mut().poll(cx));
                     let started = started.take().expect("an event per request");
-                    let event = match &output {
-                        Ok(response) => started.finish(
-                            response.status().as_u16(),
-                            Some(response.headers()),
-                            Some(response.extensions()),
-                        ),
-                        Err(_) => started.finish(500, None, None),
-                    };
-                    *this.state = State::Recording {
-                        recording: this.sink.record(event),
-                        output: Some(output),
-                    };
+                    match output {
+                        Ok(response) => {
+                            // The event waits for the body's end: its trailers may carry the
+                            // gRPC status.
+                            *this.state = State::Done;
+                            let outcome = Outcome::of(&response);
+                            return Poll::Ready(Ok(response.map(|inner| AuditBody {
+                                inner,
+                                ending: Some(Ending {
+                                    sink: this.sink.clone(),
+                                    started: Some(started),
+                                    outcome,
+                                    recording: None,
+                                }),
+                                held: None,
+                            })));
+                        }
+                        Err(error) => {
+                            *this.state = State::Recording {
+                                recording: this.sink.record(started.finish(Outcome::none(500))),
+                                output: Some(Err(error)),
+                            };
+                        }
+                    }
                 }
                 State::Recording { recording, output } => {
                     ready!(Pin::new(recording).poll(cx));
                     let output = output.take().expect("polled after completion");
                     *this.state = State::Done;
-                    return Poll::Ready(output);
+                    // Only the service's error is recorded here; its event is taken.
+                    return Poll::Ready(output.map(|response| {
+                        response.map(|inner| AuditBody {
+                            inner,
+                            ending: None,
+                            held: None,
+                        })
+                    }));
                 }
                 State::Done => panic!("polled after completion"),
             }
         }
+    }
+}
+
+/// What the body still owes the audit: the event, recorded when the body ends.
+struct Ending<K: AuditSink> {
+    sink: K,
+    started: Option<Started>,
+    outcome: Outcome,
+    recording: Option<K::Future>,
+}
+
+impl<K: AuditSink> Ending<K> {
+    fn record(&mut self) {
+        if let Some(started) = self.started.take() {
+            self.recording = Some(self.sink.record(started.finish(self.outcome)));
+        }
+    }
+}
+
+pin_project! {
+    /// The response body of [`Audit`]: the request's event is recorded when the body ends (so
+    /// a gRPC status sent in trailers is in it), or when it is dropped before its end.
+    pub struct AuditBody<B: http_body::Body, K: AuditSink> {
+        #[pin]
+        inner: B,
+        ending: Option<Ending<K>>,
+        // The last frame, returned once the event is taken.
+        held: Option<Option<Result<http_body::Frame<B::Data>, B::Error>>>,
+    }
+
+    impl<B: http_body::Body, K: AuditSink> PinnedDrop for AuditBody<B, K> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(ending) = this.ending.as_mut()
+                && ending.started.is_some()
+            {
+                ending.outcome.broken = true;
+                ending.record();
+                drop(ending.recording.take());
+            }
+        }
+    }
+}
+
+impl<B: http_body::Body, K: AuditSink> http_body::Body for AuditBody<B, K> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        if this.held.is_none() {
+            let frame = ready!(this.inner.as_mut().poll_frame(cx));
+            let Some(ending) = this.ending.as_mut().filter(|e| e.started.is_some()) else {
+                return Poll::Ready(frame);
+            };
+            let ended = match &frame {
+                Some(Ok(frame)) => match frame.trailers_ref() {
+                    Some(trailers) => {
+                        ending.outcome.grpc_status =
+                            grpc_status(trailers).or(ending.outcome.grpc_status);
+                        true
+                    }
+                    None => this.inner.is_end_stream(),
+                },
+                Some(Err(_)) => {
+                    ending.outcome.broken = true;
+                    true
+                }
+                None => true,
+            };
+            if !ended {
+                return Poll::Ready(frame);
+            }
+            ending.record();
+            *this.held = Some(frame);
+        }
+        if let Some(recording) = this.ending.as_mut().and_then(|e| e.recording.as_mut()) {
+            ready!(Pin::new(recording).poll(cx));
+        }
+        if let Some(ending) = this.ending.as_mut() {
+            ending.recording = None;
+        }
+        Poll::Ready(this.held.take().flatten())
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // Not over until the event is recorded: one more poll does it.
+        self.held.is_none()
+            && self.ending.as_ref().is_none_or(|e| e.started.is_none())
+            && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -330,7 +479,7 @@ mod tests {
     #[test]
     fn refusals_name_the_layer_and_the_kind_of_decision() {
         use RejectionKind::*;
-        let of = |kind, code| classify(&Rejection::new(kind, code, "m"));
+        let of = classify;
         let cases = [
             (Unauthenticated, "jwt.expired", EventType::Authentication),
             (

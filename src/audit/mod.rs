@@ -18,5 +18,5 @@ mod sink;
 pub(crate) use context::record_principal;
 pub use event::{AuditEvent, EventType, Metadata, Status};
 pub use jsonl::{JsonLinesSink, Overflow, Recording};
-pub use layer::{Audit, AuditLayer, ResponseFuture};
+pub use layer::{Audit, AuditBody, AuditLayer, ResponseFuture};
 pub use sink::{AuditSink, Both, TracingSink};

@@ -4,7 +4,7 @@ use std::future::{Future, Ready, ready};
 
 use super::AuditEvent;
 
-/// Takes audit events. Called once per request, when its response head is ready.
+/// Takes audit events. Called once per request, when its response ends.
 ///
 /// `record` must not block: a sink that can fall behind returns a future that waits for room
 /// (the request's response waits with it) or drops the event and counts it.
