@@ -80,6 +80,8 @@ mod error;
 mod future;
 mod integration;
 pub mod peer;
+#[cfg(any(feature = "authz", feature = "mtls", feature = "metrics"))]
+mod periodic;
 mod principal;
 #[cfg(any(feature = "hmac", feature = "jwt"))]
 mod public;

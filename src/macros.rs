@@ -20,3 +20,32 @@ macro_rules! inner_service_accessors {
         }
     };
 }
+
+/// The response future of a layer whose service either calls the inner service or answers with
+/// a rejection at once: a named wrapper around `RejectOr`.
+#[allow(unused_macros)] // every user sits behind a feature
+macro_rules! reject_or_response_future {
+    ($service:literal) => {
+        pin_project_lite::pin_project! {
+            #[doc = concat!("The response future of [`", $service, "`].")]
+            pub struct ResponseFuture<F> {
+                #[pin]
+                inner: crate::future::RejectOr<F>,
+            }
+        }
+
+        impl<F, B, E> std::future::Future for ResponseFuture<F>
+        where
+            F: std::future::Future<Output = Result<http::Response<B>, E>>,
+        {
+            type Output = Result<http::Response<crate::body::ResponseBody<B>>, E>;
+
+            fn poll(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Self::Output> {
+                self.project().inner.poll(cx)
+            }
+        }
+    };
+}

@@ -100,12 +100,6 @@ impl Gauges {
     /// Reports every `interval` in a background task on the current tokio runtime, for as
     /// long as the returned handle is not aborted.
     pub fn spawn(self, interval: Duration) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            loop {
-                ticker.tick().await;
-                self.report();
-            }
-        })
+        crate::periodic::every(interval, true, move || self.report())
     }
 }

@@ -34,14 +34,14 @@ pub(crate) fn client_ip(
         return Some(peer);
     }
     let mut client = peer;
-    // Several headers are one list, in order.
+    // Several headers are one list, in order; walk it from the right.
     let hops = headers
         .get_all("x-forwarded-for")
         .iter()
+        .rev()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .collect::<Vec<_>>();
-    for hop in hops.iter().rev() {
+        .flat_map(|v| v.rsplit(','));
+    for hop in hops {
         match hop.trim().parse::<IpAddr>() {
             Ok(ip) => {
                 client = ip;

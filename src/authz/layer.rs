@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Method, Request, Response};
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -368,24 +367,7 @@ where
     }
 }
 
-pin_project! {
-    /// The response future of [`Authorize`].
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: RejectOr<F>,
-    }
-}
-
-impl<F, B, E> std::future::Future for ResponseFuture<F>
-where
-    F: std::future::Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<ResponseBody<B>>, E>;
-
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx)
-    }
-}
+reject_or_response_future!("Authorize");
 
 #[cfg(test)]
 mod tests {

@@ -309,13 +309,8 @@ impl SharedPolicy {
     /// as the returned handle is not aborted.
     pub fn reload_every(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                let _ = this.reload();
-            }
+        crate::periodic::every(interval, false, move || {
+            let _ = this.reload();
         })
     }
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -225,21 +224,4 @@ where
     }
 }
 
-pin_project! {
-    /// The response future of [`MtlsPrincipal`].
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: RejectOr<F>,
-    }
-}
-
-impl<F, B, E> std::future::Future for ResponseFuture<F>
-where
-    F: std::future::Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<ResponseBody<B>>, E>;
-
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx)
-    }
-}
+reject_or_response_future!("MtlsPrincipal");

@@ -119,13 +119,8 @@ impl ReloadingServerConfig {
     /// as the returned handle is not aborted.
     pub fn reload_every(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                let _ = this.reload();
-            }
+        crate::periodic::every(interval, false, move || {
+            let _ = this.reload();
         })
     }
 

@@ -116,12 +116,11 @@ impl V1TolerantVerifier {
     fn verify_handshake(
         &self,
         message: &[u8],
-        cert: &CertificateDer<'_>,
+        leaf: &X509Certificate<'_>,
         dss: &DigitallySignedStruct,
         tls13: bool,
     ) -> Result<HandshakeSignatureValid, Error> {
         let bad = || Error::InvalidCertificate(CertificateError::BadSignature);
-        let (_, leaf) = X509Certificate::from_der(cert).map_err(|_| bad())?;
         let spki = SubjectPublicKey::parse(leaf.public_key().raw).ok_or_else(bad)?;
         let candidates = self
             .algorithms
@@ -185,10 +184,9 @@ impl ClientCertVerifier for V1TolerantVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        if parse_v1(cert).is_some() {
-            self.verify_handshake(message, cert, dss, false)
-        } else {
-            self.inner.verify_tls12_signature(message, cert, dss)
+        match parse_v1(cert) {
+            Some(leaf) => self.verify_handshake(message, &leaf, dss, false),
+            None => self.inner.verify_tls12_signature(message, cert, dss),
         }
     }
 
@@ -198,10 +196,9 @@ impl ClientCertVerifier for V1TolerantVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        if parse_v1(cert).is_some() {
-            self.verify_handshake(message, cert, dss, true)
-        } else {
-            self.inner.verify_tls13_signature(message, cert, dss)
+        match parse_v1(cert) {
+            Some(leaf) => self.verify_handshake(message, &leaf, dss, true),
+            None => self.inner.verify_tls13_signature(message, cert, dss),
         }
     }
 
