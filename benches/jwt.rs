@@ -99,36 +99,44 @@ fn jwt(c: &mut Criterion) {
             })
         });
 
-        let config = JwtConfig::builder()
-            .key(case.key.clone())
-            .issuer(ISS)
-            .audience(AUD)
-            .build()
-            .unwrap();
         let noop = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
-        let layered = ServiceBuilder::new()
-            .layer(RequireJwtLayer::new(config))
-            .service(noop);
+        let layered = |cache_capacity: usize| {
+            let config = JwtConfig::builder()
+                .key(case.key.clone())
+                .issuer(ISS)
+                .audience(AUD)
+                .cache_capacity(cache_capacity)
+                .build()
+                .unwrap();
+            ServiceBuilder::new()
+                .layer(RequireJwtLayer::new(config))
+                .service(noop)
+        };
         let request = || {
             Request::get("/")
                 .header("authorization", format!("Bearer {}", case.token))
                 .body(())
                 .unwrap()
         };
-        assert_eq!(
-            complete(layered.clone().oneshot(request()))
-                .unwrap()
-                .status(),
-            StatusCode::OK
-        );
         group.bench_function(format!("{}_noop_service_alone", case.name), |b| {
             b.iter_custom(|iters| in_chunks(iters, request, |req| complete(noop.oneshot(req))))
         });
-        group.bench_function(format!("{}_require_jwt_layer", case.name), |b| {
-            b.iter_custom(|iters| {
-                in_chunks(iters, request, |req| complete(layered.clone().oneshot(req)))
-            })
-        });
+        // Every token verified in full (a token seen for the first time), then the default: a
+        // token the layer has verified before.
+        for (variant, capacity) in [("verified", 0), ("remembered", 4096)] {
+            let layered = layered(capacity);
+            assert_eq!(
+                complete(layered.clone().oneshot(request()))
+                    .unwrap()
+                    .status(),
+                StatusCode::OK
+            );
+            group.bench_function(format!("{}_require_jwt_layer_{variant}", case.name), |b| {
+                b.iter_custom(|iters| {
+                    in_chunks(iters, request, |req| complete(layered.clone().oneshot(req)))
+                })
+            });
+        }
     }
     group.finish();
 }

@@ -3,7 +3,7 @@
 //! authorize). Prints requests per second for each and the ratio to bare.
 //!
 //! ```text
-//! cargo bench --bench loopback            # CONNECTIONS=64 LOAD_SECONDS=5 to change the load
+//! cargo bench --bench loopback   # CONNECTIONS=64 LOAD_SECONDS=2 ROUNDS=7 to change the load
 //! ```
 //!
 //! The server runs on one tokio worker thread and the client on another, so each side has a
@@ -22,6 +22,7 @@ use http::Method;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use tower::ServiceBuilder;
 use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
 use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Policy, Require};
 use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
@@ -67,14 +68,23 @@ fn secured(audit: JsonLinesSink, proof: Proof) -> Router {
         .allow_callers(["gateway"])
         .build()
         .unwrap();
-    let app = bare()
-        .layer(AuthorizeLayer::new(authorize))
-        .layer(RateLimitLayer::new(limits));
-    let app = match proof {
-        Proof::Hmac => app.layer(VerifyHmacLayer::new(hmac)),
-        Proof::Jwt => app.layer(RequireJwtLayer::new(jwt)),
-    };
-    app.layer(AuditLayer::new(audit))
+    // One `Router::layer` of a `ServiceBuilder`, as axum recommends for several middleware:
+    // axum then adapts the stack's request and response bodies once, not at every layer.
+    let stack = ServiceBuilder::new().layer(AuditLayer::new(audit));
+    match proof {
+        Proof::Hmac => bare().layer(
+            stack
+                .layer(VerifyHmacLayer::new(hmac))
+                .layer(RateLimitLayer::new(limits))
+                .layer(AuthorizeLayer::new(authorize)),
+        ),
+        Proof::Jwt => bare().layer(
+            stack
+                .layer(RequireJwtLayer::new(jwt))
+                .layer(RateLimitLayer::new(limits))
+                .layer(AuthorizeLayer::new(authorize)),
+        ),
+    }
 }
 
 /// Serves `app` on its own one-thread runtime; returns the runtime (keep it alive) and port.
@@ -93,9 +103,9 @@ fn start(app: Router) -> (tokio::runtime::Runtime, std::net::SocketAddr) {
     (runtime, addr)
 }
 
-/// Requests per second over `connections` keep-alive connections for `seconds`, after a
+/// Requests per second over `connections` keep-alive connections for `seconds`, after half a
 /// second of warm-up.
-fn load(addr: std::net::SocketAddr, proof: Proof, connections: usize, seconds: u64) -> f64 {
+fn load(addr: std::net::SocketAddr, proof: Proof, connections: usize, seconds: u64) -> Run {
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -150,18 +160,45 @@ fn load(addr: std::net::SocketAddr, proof: Proof, connections: usize, seconds: u
                 }
             }));
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         counting.store(true, Ordering::Relaxed);
-        let start = Instant::now();
+        let (start, cpu_before) = (Instant::now(), server_cpu());
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         let counted = done.load(Ordering::Relaxed);
-        let elapsed = start.elapsed();
+        let (elapsed, cpu) = (start.elapsed(), server_cpu() - cpu_before);
         stop.store(true, Ordering::Relaxed);
         for task in tasks {
             task.await.unwrap();
         }
-        counted as f64 / elapsed.as_secs_f64()
+        Run {
+            per_second: counted as f64 / elapsed.as_secs_f64(),
+            server_micros: cpu.as_secs_f64() * 1e6 / counted as f64,
+        }
     })
+}
+
+/// Throughput, and the server's CPU time per request.
+struct Run {
+    per_second: f64,
+    server_micros: f64,
+}
+
+/// CPU time used so far by the server's side of this process: the runtime's worker and the
+/// audit writer (Linux, from `/proc`; 10 ms ticks, plenty over a run of ~10⁵ requests).
+fn server_cpu() -> Duration {
+    let ticks: u64 = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .filter(|stat| stat.contains("(tokio-rt-worker)") || stat.contains("(zerotrust-audit)"))
+        .filter_map(|stat| {
+            // Fields after the `(comm)`: state is the 3rd field, utime and stime the 14th/15th.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
 
 fn main() {
@@ -176,26 +213,52 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let (connections, seconds) = (env("CONNECTIONS", 64) as usize, env("LOAD_SECONDS", 5));
+    let (connections, seconds, rounds) = (
+        env("CONNECTIONS", 64) as usize,
+        env("LOAD_SECONDS", 2),
+        env("ROUNDS", 7) as usize,
+    );
     let audit = JsonLinesSink::new(std::io::sink(), 1 << 16, Overflow::DropAndCount);
-    println!("loopback, {connections} keep-alive connections, {seconds} s per run, median of 3:");
+    println!(
+        "loopback, {connections} keep-alive connections, {rounds} rounds of {seconds} s per stack:"
+    );
+    let median = |mut runs: Vec<f64>| {
+        runs.sort_by(f64::total_cmp);
+        runs[runs.len() / 2]
+    };
     for (name, proof) in [("HMAC", Proof::Hmac), ("JWT", Proof::Jwt)] {
-        // Alternate, three rounds each, and keep the medians: this VM's speed drifts.
-        let (mut bare_runs, mut full_runs) = (Vec::new(), Vec::new());
-        for _ in 0..3 {
+        // This VM's speed drifts by tens of percent within a minute: each round runs bare and
+        // secured back to back, and the ratio reported is the median of the rounds' ratios.
+        let (mut bare_runs, mut full_runs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut bare_cpu, mut full_cpu) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
             let (server, addr) = start(bare());
-            bare_runs.push(load(addr, proof, connections, seconds));
+            let bare = load(addr, proof, connections, seconds);
             drop(server);
             let (server, addr) = start(secured(audit.clone(), proof));
-            full_runs.push(load(addr, proof, connections, seconds));
+            let full = load(addr, proof, connections, seconds);
             drop(server);
+            ratios.push(full.per_second / bare.per_second);
+            bare_runs.push(bare.per_second);
+            full_runs.push(full.per_second);
+            bare_cpu.push(bare.server_micros);
+            full_cpu.push(full.server_micros);
         }
-        bare_runs.sort_by(f64::total_cmp);
-        full_runs.sort_by(f64::total_cmp);
-        let (bare, full) = (bare_runs[1], full_runs[1]);
         println!(
-            "  {name:<4}: bare axum {bare:>7.0} req/s; audit ▸ {name} ▸ rate limit ▸ authorize {full:>7.0} req/s = {:.1} % of bare",
-            100.0 * full / bare
+            "  {name:<4}: bare axum {:>7.0} req/s; audit ▸ {name} ▸ rate limit ▸ authorize {:>7.0} req/s; ratio {:.1} % (rounds {})",
+            median(bare_runs),
+            median(full_runs),
+            100.0 * median(ratios.clone()),
+            ratios
+                .iter()
+                .map(|r| format!("{:.0}", 100.0 * r))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        println!(
+            "        server CPU per request: bare {:.1} µs, secured {:.1} µs",
+            median(bare_cpu),
+            median(full_cpu)
         );
     }
     println!("  audit events dropped (queue full): {}", audit.dropped());

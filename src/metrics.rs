@@ -45,7 +45,7 @@ impl AuditSink for MetricsSink {
         ::metrics::counter!(
             "zerotrust_requests_total",
             "outcome" => outcome,
-            "method" => event.action,
+            "method" => event.action.as_str().to_owned(),
             "reason" => event.metadata.reason.unwrap_or("none"),
         )
         .increment(1);

@@ -86,7 +86,7 @@ impl Principal {
     }
 
     /// The id, shared: a key that costs no allocation.
-    #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "rate-limit", feature = "audit")), allow(dead_code))]
     pub(crate) fn shared_id(&self) -> &Arc<str> {
         &self.id
     }
@@ -101,6 +101,11 @@ impl Principal {
         #[cfg(feature = "audit")]
         crate::audit::record_principal(extensions, &self);
         extensions.insert(self);
+    }
+
+    #[cfg(feature = "audit")]
+    pub(crate) fn shared_roles(&self) -> Option<&Arc<[String]>> {
+        self.roles.as_ref()
     }
 
     /// How the caller was proven.

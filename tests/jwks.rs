@@ -172,16 +172,15 @@ async fn rotation_new_kid_accepted_after_refresh_removed_kid_refused() {
     let addr = protected(source.clone(), &idp.issuer()).await;
 
     // First use loads the set.
-    assert_eq!(
-        bearer(addr, &k1.token(&idp.issuer())).await.status,
-        StatusCode::OK
-    );
+    let remembered = k1.token(&idp.issuer());
+    assert_eq!(bearer(addr, &remembered).await.status, StatusCode::OK);
     assert_eq!(idp.fetches(), 1);
     // Known keys are served from the cache.
     assert_eq!(
         bearer(addr, &k1.token(&idp.issuer())).await.status,
         StatusCode::OK
     );
+    assert_eq!(bearer(addr, &remembered).await.status, StatusCode::OK);
     assert_eq!(idp.fetches(), 1);
 
     // The provider rotates: k2 in, k1 out.
@@ -192,6 +191,10 @@ async fn rotation_new_kid_accepted_after_refresh_removed_kid_refused() {
     );
     assert_eq!(idp.fetches(), 2);
     let reply = bearer(addr, &k1.token(&idp.issuer())).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.code(), "jwt.unknown_key");
+    // A token verified before the rotation is not accepted from memory: its key is gone.
+    let reply = bearer(addr, &remembered).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply.code(), "jwt.unknown_key");
 }

@@ -4,7 +4,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use axum::Router;
 use base64::Engine;
@@ -13,6 +13,7 @@ use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use support::*;
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_zerotrust::clock::Clock;
 use tower_zerotrust::jwt::{
     Algorithm, Claims, JwtConfig, JwtConfigBuilder, JwtKey, RequireJwtLayer,
 };
@@ -315,6 +316,53 @@ async fn time_claims_are_enforced_with_leeway() {
         &bearer(addr, &hs(&claims(json!({"exp": "tomorrow"})))).await,
         "jwt.malformed",
     );
+}
+
+/// A clock the test moves.
+#[derive(Clone, Default)]
+struct MovableClock(Arc<AtomicU64>);
+
+impl Clock for MovableClock {
+    fn now_millis(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn a_remembered_token_still_expires_and_its_forgeries_are_not_remembered() {
+    let clock = MovableClock::default();
+    clock.0.store(now() * 1000, Ordering::SeqCst);
+    let config = builder(hs256()).clock(clock.clone()).build().unwrap();
+    let (addr, hits) = server(config).await;
+    let token = hs(&claims(json!({"exp": now() + 60})));
+    for _ in 0..3 {
+        assert_eq!(bearer(addr, &token).await.status, StatusCode::OK);
+    }
+    // Same header and payload, another signature: not the remembered token.
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    let forged = format!("{signed}.{}", b64(&[0u8; 32]));
+    assert_invalid(&bearer(addr, &forged).await, "jwt.invalid_signature");
+    assert_invalid(
+        &bearer(addr, &format!("{token}x")).await,
+        "jwt.invalid_signature",
+    );
+    // Past `exp` and the 30 s leeway, the remembered token is refused like any other.
+    clock.0.fetch_add(91_000, Ordering::SeqCst);
+    assert_invalid(&bearer(addr, &token).await, "jwt.expired");
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn the_cache_can_be_turned_off() {
+    let config = builder(hs256()).cache_capacity(0).build().unwrap();
+    let (addr, hits) = server(config).await;
+    let token = hs(&claims(json!({})));
+    for _ in 0..2 {
+        let reply = bearer(addr, &token).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.json()["id"], "router_core");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

@@ -20,6 +20,10 @@ impl AuditContext {
 
 /// Records `principal` in the request's audit context, if the request is being audited. The
 /// first principal proven is the one audited.
+#[cfg_attr(
+    not(any(feature = "hmac", feature = "jwt", feature = "mtls")),
+    allow(dead_code)
+)]
 pub(crate) fn record_principal(extensions: &Extensions, principal: &Principal) {
     if let Some(context) = extensions.get::<AuditContext>() {
         let _ = context.0.set(principal.clone());

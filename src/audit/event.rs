@@ -1,8 +1,12 @@
 //! The audit event: seed 004's JSON format, one per request.
 
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use http::Method;
+use serde::{Serialize, Serializer};
 
 /// What a request was, who made it and how it ended, in seed 004's format:
 ///
@@ -16,27 +20,33 @@ use serde::Serialize;
 ///
 /// No header values but `User-Agent` are ever read into an event, so credentials
 /// (`Authorization`, `X-Signature`, cookies, tokens) cannot leak through it.
+///
+/// Its fields are kept as they were found (times, addresses, the method, shared ids) and
+/// turned into text only when the event is written, off the request path for
+/// [`JsonLinesSink`](super::JsonLinesSink).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct AuditEvent {
-    /// RFC 3339, UTC, milliseconds.
-    pub timestamp: String,
+    /// When the request arrived; written as RFC 3339, UTC, milliseconds.
+    #[serde(serialize_with = "as_rfc3339")]
+    pub timestamp: SystemTime,
     /// `authentication`, `authorization`, `rate_limit` (the layer that refused), or `access`.
     pub event_type: EventType,
     /// `success` or `failure`.
     pub status: Status,
     /// Who was proven, if anyone.
-    pub principal: Option<String>,
+    pub principal: Option<Arc<str>>,
     /// The path, or the gRPC method (`/pkg.Service/Method`).
     pub resource: String,
     /// The HTTP method.
-    pub action: String,
+    #[serde(serialize_with = "as_method")]
+    pub action: Method,
     /// The client address, when the connection's is known.
-    pub source_ip: Option<String>,
+    pub source_ip: Option<IpAddr>,
     /// The `User-Agent` header, at most 256 characters.
     pub user_agent: Option<String>,
     /// From the W3C `traceparent` header, or generated.
-    pub trace_id: String,
+    pub trace_id: TraceId,
     /// The rest.
     pub metadata: Metadata,
 }
@@ -46,7 +56,7 @@ pub struct AuditEvent {
 #[non_exhaustive]
 pub struct Metadata {
     /// The principal's roles.
-    pub roles: Vec<String>,
+    pub roles: Arc<[String]>,
     /// How the principal was proven (`hmac`, `jwt`, `mtls`).
     pub auth_method: Option<&'static str>,
     /// The layer that refused (`hmac`, `jwt`, `mtls`, `authz`, `rate_limit`, ...).
@@ -87,6 +97,48 @@ pub enum Status {
     Failure,
 }
 
+/// A W3C trace id: 16 bytes, written as 32 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceId([u8; 16]);
+
+impl TraceId {
+    /// The trace id with these bytes.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// A random trace id.
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+
+    /// Its bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceId({self})")
+    }
+}
+
+impl Serialize for TraceId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// The roles of an event without a principal, shared.
+pub(crate) static NO_ROLES: LazyLock<Arc<[String]>> = LazyLock::new(|| Arc::from(Vec::new()));
+
 impl AuditEvent {
     /// The event as one line of JSON (no newline).
     pub fn to_json(&self) -> String {
@@ -94,19 +146,32 @@ impl AuditEvent {
     }
 }
 
-/// `2024-01-15T10:30:00.123Z` for `time`.
-pub(crate) fn rfc3339(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let secs = since.as_secs();
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60,
-        since.subsec_millis()
-    )
+fn as_method<S: Serializer>(method: &Method, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(method.as_str())
+}
+
+fn as_rfc3339<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&Rfc3339(*time))
+}
+
+/// Writes `2024-01-15T10:30:00.123Z`.
+struct Rfc3339(SystemTime);
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let since = self.0.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let secs = since.as_secs();
+        let (days, rest) = (secs / 86_400, secs % 86_400);
+        let (year, month, day) = civil_from_days(days as i64);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rest / 3600,
+            rest / 60 % 60,
+            rest % 60,
+            since.subsec_millis()
+        )
+    }
 }
 
 /// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's algorithm).
@@ -130,7 +195,8 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc() {
         let at = |secs: u64, millis: u64| {
-            rfc3339(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis))
+            Rfc3339(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis))
+                .to_string()
         };
         assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
         assert_eq!(at(1_705_314_600, 0), "2024-01-15T10:30:00.000Z");

@@ -143,9 +143,9 @@ impl<W: Write> Lines<W> {
     fn take(&mut self, message: Message) {
         match message {
             Message::Event(event) => {
-                let mut line = event.to_json();
-                line.push('\n');
-                let written = self.out.write_all(line.as_bytes());
+                let written = serde_json::to_writer(&mut self.out, &*event)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| self.out.write_all(b"\n"));
                 self.report(written);
             }
             Message::Flush(ack) => {

@@ -11,7 +11,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::context::AuditContext;
-use super::event::{AuditEvent, EventType, Metadata, Status, rfc3339};
+use super::event::{AuditEvent, EventType, Metadata, NO_ROLES, Status, TraceId};
 use super::sink::AuditSink;
 use crate::peer::{PeerAddrFn, default_peer_addr};
 use crate::reject::{Rejection, RejectionKind};
@@ -118,10 +118,10 @@ struct Started {
     clock: Instant,
     context: AuditContext,
     resource: String,
-    action: String,
+    action: http::Method,
     source_ip: Option<IpAddr>,
     user_agent: Option<String>,
-    trace_id: String,
+    trace_id: TraceId,
 }
 
 impl Started {
@@ -131,7 +131,7 @@ impl Started {
             clock: Instant::now(),
             context,
             resource: req.uri().path().to_owned(),
-            action: req.method().as_str().to_owned(),
+            action: req.method().clone(),
             source_ip: peer_addr(req.extensions()),
             user_agent: user_agent(req.headers()),
             trace_id: trace_id(req.headers()),
@@ -150,21 +150,24 @@ impl Started {
             || outcome.grpc_status.is_some_and(|s| s != 0);
         let principal = self.context.principal();
         AuditEvent {
-            timestamp: rfc3339(self.at),
+            timestamp: self.at,
             event_type,
             status: if failed {
                 Status::Failure
             } else {
                 Status::Success
             },
-            principal: principal.map(|p| p.id().to_owned()),
+            principal: principal.map(|p| p.shared_id().clone()),
             resource: self.resource,
             action: self.action,
-            source_ip: self.source_ip.map(|ip| ip.to_string()),
+            source_ip: self.source_ip,
             user_agent: self.user_agent,
             trace_id: self.trace_id,
             metadata: Metadata {
-                roles: principal.map(|p| p.roles().to_vec()).unwrap_or_default(),
+                roles: principal
+                    .and_then(|p| p.shared_roles())
+                    .unwrap_or(&NO_ROLES)
+                    .clone(),
                 auth_method: principal.map(|p| p.method().as_str()),
                 layer,
                 reason: outcome.rejection.map(|(_, code)| code),
@@ -239,21 +242,29 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The trace id of a valid W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), else a new one.
-fn trace_id(headers: &HeaderMap) -> String {
-    let from_header = headers
+fn trace_id(headers: &HeaderMap) -> TraceId {
+    headers
         .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let mut parts = v.split('-');
-            let (_version, trace) = (parts.next()?, parts.next()?);
-            let valid = trace.len() == 32
-                && trace
-                    .bytes()
-                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-                && trace.bytes().any(|b| b != b'0');
-            valid.then(|| trace.to_owned())
-        });
-    from_header.unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()))
+        .and_then(|v| v.as_bytes().split(|b| *b == b'-').nth(1))
+        .and_then(parse_trace_id)
+        .unwrap_or_else(TraceId::random)
+}
+
+/// 32 lowercase hex digits, not all zero (W3C: an all-zero trace id is invalid).
+fn parse_trace_id(hex: &[u8]) -> Option<TraceId> {
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    (bytes != [0; 16]).then_some(TraceId::from_bytes(bytes))
 }
 
 pin_project! {
@@ -457,7 +468,7 @@ mod tests {
         let with = |value: &'static str| {
             let mut headers = HeaderMap::new();
             headers.insert("traceparent", HeaderValue::from_static(value));
-            trace_id(&headers)
+            trace_id(&headers).to_string()
         };
         assert_eq!(
             with("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),

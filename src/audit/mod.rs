@@ -16,7 +16,7 @@ mod layer;
 mod sink;
 
 pub(crate) use context::record_principal;
-pub use event::{AuditEvent, EventType, Metadata, Status};
+pub use event::{AuditEvent, EventType, Metadata, Status, TraceId};
 pub use jsonl::{JsonLinesSink, Overflow, Recording};
 pub use layer::{Audit, AuditBody, AuditLayer, ResponseFuture};
 pub use sink::{AuditSink, Both, TracingSink};

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::cache::TokenCache;
 use super::claims::RolesPath;
 use super::keys::{Algorithm, JwtKey};
 use crate::clock::{Clock, SharedClock};
@@ -12,6 +13,7 @@ use crate::public::PublicPaths;
 
 const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+const DEFAULT_CACHE_CAPACITY: usize = 4096;
 /// Most static keys valid at once.
 const MAX_KEYS: usize = 16;
 
@@ -34,6 +36,7 @@ pub(crate) struct Settings {
     pub(crate) leeway_secs: u64,
     pub(crate) required_claims: Vec<String>,
     pub(crate) max_token_bytes: usize,
+    pub(crate) cache: Option<TokenCache>,
     pub(crate) roles: RolesPath,
     pub(crate) public_paths: PublicPaths,
     pub(crate) optional: bool,
@@ -47,6 +50,16 @@ impl Settings {
             .find(|(a, _)| *a == algorithm)
             .map(|(_, v)| v)
             .expect("a validation exists for every algorithm")
+    }
+
+    /// Changes whenever the verifying keys may have: cached verdicts of another generation
+    /// are not used.
+    pub(crate) fn key_generation(&self) -> u64 {
+        #[cfg(feature = "jwks")]
+        if let Some(jwks) = &self.jwks {
+            return jwks.generation();
+        }
+        0
     }
 
     /// Whether a single static key, without a key id, can verify everything, so the token's
@@ -82,6 +95,7 @@ pub struct JwtConfigBuilder {
     leeway: Duration,
     required_claims: Vec<String>,
     max_token_bytes: usize,
+    cache_capacity: usize,
     roles_claim: String,
     public_paths: PublicPaths,
     optional: bool,
@@ -100,6 +114,7 @@ impl Default for JwtConfigBuilder {
             leeway: DEFAULT_LEEWAY,
             required_claims: Vec::new(),
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
             roles_claim: "roles".to_owned(),
             public_paths: PublicPaths::default(),
             optional: false,
@@ -239,6 +254,17 @@ impl JwtConfigBuilder {
         self
     }
 
+    /// How many verified tokens are remembered (default 4096; 0 turns the cache off).
+    ///
+    /// Services send the same token for many requests; a remembered one skips the signature
+    /// and claim checks, whose answer cannot change, and only its time claims and
+    /// certificate binding are checked again. Entries are keyed by the token's SHA-256 and
+    /// forgotten whenever a key set refresh may have withdrawn a key.
+    pub fn cache_capacity(mut self, tokens: usize) -> Self {
+        self.cache_capacity = tokens;
+        self
+    }
+
     /// Where the principal's roles are in the claims: a dotted path such as `roles` (the
     /// default), `realm_access.roles`, `scope` or `permissions`.
     pub fn roles_claim(mut self, path: impl Into<String>) -> Self {
@@ -319,6 +345,7 @@ impl JwtConfigBuilder {
                 leeway_secs: self.leeway.as_secs(),
                 required_claims: self.required_claims,
                 max_token_bytes: self.max_token_bytes,
+                cache: TokenCache::new(self.cache_capacity),
                 roles,
                 public_paths: self.public_paths,
                 optional: self.optional,

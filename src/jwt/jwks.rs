@@ -80,6 +80,8 @@ struct Inner {
     last_attempt: Mutex<Option<Instant>>,
     background: AtomicBool,
     fetches: AtomicU64,
+    /// Counts the key sets stored.
+    generation: AtomicU64,
 }
 
 #[derive(Default)]
@@ -137,6 +139,7 @@ impl JwksSourceBuilder {
                 last_attempt: Mutex::new(None),
                 background: AtomicBool::new(false),
                 fetches: AtomicU64::new(0),
+                generation: AtomicU64::new(0),
             }),
         })
     }
@@ -196,6 +199,11 @@ impl JwksSource {
     /// How many fetches this source has made (for metrics and tests).
     pub fn fetch_count(&self) -> u64 {
         self.inner.fetches.load(Ordering::Relaxed)
+    }
+
+    /// Changes with every key set stored.
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     /// Whether a set has been fetched successfully at least once.
@@ -271,6 +279,7 @@ impl JwksSource {
                     by_kid,
                     fetched_at: Some(Instant::now()),
                 }));
+                inner.generation.fetch_add(1, Ordering::AcqRel);
                 tracing::debug!(target: "tower_zerotrust::jwt", url = %inner.url, keys = count, "key set refreshed");
                 Ok(count)
             }

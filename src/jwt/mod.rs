@@ -69,6 +69,7 @@
 //! * Tokens are bearer credentials: anyone holding one can use it until it expires. Keep
 //!   lifetimes short and use TLS; bind tokens to client certificates where mTLS is available.
 
+mod cache;
 mod claims;
 mod config;
 mod future;

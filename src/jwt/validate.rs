@@ -8,6 +8,7 @@ use http::{Extensions, HeaderMap};
 use jsonwebtoken::errors::ErrorKind;
 use serde_json::{Map, Value};
 
+use super::cache::{TokenCache, Verified};
 use super::claims::Claims;
 use super::config::Settings;
 use super::keys::{Algorithm, JwtKey};
@@ -47,6 +48,36 @@ pub(crate) fn authenticate(
     if token.len() > settings.max_token_bytes {
         return Err(invalid("jwt.token_too_large", "Token too large"));
     }
+    let now = settings.clock.now_millis() / 1000;
+    let generation = settings.key_generation();
+    let cache = settings
+        .cache
+        .as_ref()
+        .map(|cache| (cache, TokenCache::key(token)));
+    if let Some((cache, key)) = &cache
+        && let Some(hit) = cache.get(key, generation)
+    {
+        return accept(&hit, now, settings.leeway_secs, extensions);
+    }
+    let Some(verified) = verify(settings, token, generation)? else {
+        return Ok(Verdict::UnknownKey);
+    };
+    let verdict = accept(&verified, now, settings.leeway_secs, extensions);
+    // Expired or bound to another certificate, it is still verified: the next use is
+    // refused without verifying it again.
+    if let Some((cache, key)) = cache {
+        cache.insert(key, verified);
+    }
+    verdict
+}
+
+/// The checks that give the same answer for a token every time: signature, issuer,
+/// audience, claims. `None` when a key set may learn the token's key on refresh.
+fn verify(
+    settings: &Settings,
+    token: &str,
+    generation: u64,
+) -> Result<Option<Verified>, Rejection> {
     let claims = match settings.single_key() {
         Some(key) => decode(settings, key, token)?,
         None => {
@@ -56,26 +87,53 @@ pub(crate) fn authenticate(
                 invalid("jwt.algorithm_not_allowed", "Token algorithm not allowed")
             })?;
             let Some(key) = choose_key(settings, header.kid.as_deref(), algorithm)? else {
-                return Ok(Verdict::UnknownKey);
+                return Ok(None);
             };
             decode(settings, &key, token)?
         }
     };
-    let now = settings.clock.now_millis() / 1000;
-    check_time(&claims, now, settings.leeway_secs)?;
+    let times = time_claims(&claims)?;
     for name in &settings.required_claims {
         if !claims.contains_key(name) {
             return Err(missing_claim());
         }
     }
     let subject = match claims.get("sub") {
-        Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
+        Some(Value::String(sub)) if !sub.is_empty() => sub.as_str(),
         _ => return Err(missing_claim()),
     };
-    check_confirmation(&claims, extensions)?;
-    let roles = settings.roles.roles(&claims);
-    let principal = Principal::new(subject, AuthMethod::Jwt).with_roles(roles);
-    Ok(Verdict::Verified(principal, Claims::new(claims)))
+    let bound_to = confirmation(&claims)?;
+    let principal =
+        Principal::new(subject, AuthMethod::Jwt).with_roles(settings.roles.roles(&claims));
+    Ok(Some(Verified::new(
+        principal,
+        Claims::new(claims),
+        times,
+        bound_to,
+        generation,
+    )))
+}
+
+/// The checks that depend on the moment and the connection.
+fn accept(
+    verified: &Verified,
+    now: u64,
+    leeway: u64,
+    extensions: &Extensions,
+) -> Result<Verdict, Rejection> {
+    check_time(verified.exp, verified.nbf, now, leeway)?;
+    if let Some(bound) = verified.bound_to
+        && presented_certificate(extensions) != Some(bound)
+    {
+        return Err(invalid(
+            "jwt.certificate_mismatch",
+            "Token is bound to another client certificate",
+        ));
+    }
+    Ok(Verdict::Verified(
+        verified.principal.clone(),
+        verified.claims.clone(),
+    ))
 }
 
 /// The token of `Authorization: Bearer <token>`; `None` when there is no such header or it
@@ -152,9 +210,8 @@ fn decode(settings: &Settings, key: &JwtKey, token: &str) -> Result<Map<String, 
         })
 }
 
-/// `exp` is required; `nbf` is checked when present. Both are NumericDates (seconds, possibly
-/// fractional).
-fn check_time(claims: &Map<String, Value>, now: u64, leeway: u64) -> Result<(), Rejection> {
+/// `exp` (required) and `nbf`: NumericDates, seconds, possibly fractional.
+fn time_claims(claims: &Map<String, Value>) -> Result<(u64, Option<u64>), Rejection> {
     let seconds = |name: &str| -> Result<Option<u64>, Rejection> {
         match claims.get(name) {
             None => Ok(None),
@@ -166,12 +223,14 @@ fn check_time(claims: &Map<String, Value>, now: u64, leeway: u64) -> Result<(), 
         }
     };
     let exp = seconds("exp")?.ok_or_else(missing_claim)?;
+    Ok((exp, seconds("nbf")?))
+}
+
+fn check_time(exp: u64, nbf: Option<u64>, now: u64, leeway: u64) -> Result<(), Rejection> {
     if now > exp.saturating_add(leeway) {
         return Err(invalid("jwt.expired", "Token expired"));
     }
-    if let Some(nbf) = seconds("nbf")?
-        && nbf > now.saturating_add(leeway)
-    {
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
         return Err(invalid("jwt.not_yet_valid", "Token not yet valid"));
     }
     Ok(())
@@ -180,12 +239,9 @@ fn check_time(claims: &Map<String, Value>, now: u64, leeway: u64) -> Result<(), 
 /// RFC 8705 §3: a token whose `cnf` claim carries `x5t#S256` is bound to a client certificate
 /// and is accepted only on a connection that presented that very certificate. A `cnf` this
 /// layer cannot check (another confirmation method, such as DPoP's `jkt`) fails closed.
-fn check_confirmation(
-    claims: &Map<String, Value>,
-    extensions: &Extensions,
-) -> Result<(), Rejection> {
+fn confirmation(claims: &Map<String, Value>) -> Result<Option<[u8; 32]>, Rejection> {
     let Some(cnf) = claims.get("cnf") else {
-        return Ok(());
+        return Ok(None);
     };
     let Some(Value::String(thumbprint)) = cnf.get("x5t#S256") else {
         return Err(invalid(
@@ -195,16 +251,8 @@ fn check_confirmation(
     };
     let mut bound = [0u8; 32];
     match URL_SAFE_NO_PAD.decode_slice(thumbprint.trim_end_matches('='), &mut bound) {
-        Ok(32) => {}
-        _ => return Err(invalid("jwt.malformed", "Malformed token")),
-    }
-    if presented_certificate(extensions) == Some(bound) {
-        Ok(())
-    } else {
-        Err(invalid(
-            "jwt.certificate_mismatch",
-            "Token is bound to another client certificate",
-        ))
+        Ok(32) => Ok(Some(bound)),
+        _ => Err(invalid("jwt.malformed", "Malformed token")),
     }
 }
 
@@ -267,34 +315,44 @@ mod tests {
         assert_eq!(token_of("Bearer   "), Err("jwt.malformed"));
     }
 
-    #[test]
-    fn time_claims_with_leeway() {
-        let claims = |v: serde_json::Value| match v {
+    fn claims(v: serde_json::Value) -> Map<String, Value> {
+        match v {
             Value::Object(m) => m,
             _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn time_claims_with_leeway() {
+        let check = |v: serde_json::Value, now: u64, leeway: u64| {
+            let (exp, nbf) = time_claims(&claims(v)).map_err(|r| r.code())?;
+            check_time(exp, nbf, now, leeway).map_err(|r| r.code())
         };
         let now = 1_000;
-        assert!(check_time(&claims(serde_json::json!({"exp": 1_000})), now, 0).is_ok());
-        assert!(check_time(&claims(serde_json::json!({"exp": 999})), now, 0).is_err());
-        assert!(check_time(&claims(serde_json::json!({"exp": 990})), now, 10).is_ok());
-        assert!(check_time(&claims(serde_json::json!({"exp": 1_500.5})), now, 0).is_ok());
-        assert!(check_time(&claims(serde_json::json!({"exp": "2000"})), now, 0).is_err());
-        assert!(check_time(&claims(serde_json::json!({})), now, 0).is_err());
-        let future = claims(serde_json::json!({"exp": 2_000, "nbf": 1_011}));
-        assert!(check_time(&future, now, 10).is_err());
-        assert!(check_time(&future, now, 11).is_ok());
+        assert_eq!(check(serde_json::json!({"exp": 1_000}), now, 0), Ok(()));
+        assert_eq!(
+            check(serde_json::json!({"exp": 999}), now, 0),
+            Err("jwt.expired")
+        );
+        assert_eq!(check(serde_json::json!({"exp": 990}), now, 10), Ok(()));
+        assert_eq!(check(serde_json::json!({"exp": 1_500.5}), now, 0), Ok(()));
+        assert_eq!(
+            check(serde_json::json!({"exp": "2000"}), now, 0),
+            Err("jwt.malformed")
+        );
+        assert_eq!(
+            check(serde_json::json!({}), now, 0),
+            Err("jwt.missing_claim")
+        );
+        let future = serde_json::json!({"exp": 2_000, "nbf": 1_011});
+        assert_eq!(check(future.clone(), now, 10), Err("jwt.not_yet_valid"));
+        assert_eq!(check(future, now, 11), Ok(()));
     }
 
     #[test]
     fn confirmation_claims_fail_closed() {
-        let claims = |v: serde_json::Value| match v {
-            Value::Object(m) => m,
-            _ => unreachable!(),
-        };
-        let none = Extensions::new();
-        let code =
-            |v: serde_json::Value| check_confirmation(&claims(v), &none).map_err(|r| r.code());
-        assert_eq!(code(serde_json::json!({})), Ok(()));
+        let code = |v: serde_json::Value| confirmation(&claims(v)).map_err(|r| r.code());
+        assert_eq!(code(serde_json::json!({})), Ok(None));
         assert_eq!(
             code(
                 serde_json::json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})
@@ -314,10 +372,22 @@ mod tests {
             Err("jwt.malformed")
         );
         // Well formed, but no certificate on this connection.
+        let bound = code(
+            serde_json::json!({"cnf": {"x5t#S256": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}),
+        )
+        .unwrap();
+        assert!(bound.is_some());
+        let verified = Verified::new(
+            Principal::new("svc", AuthMethod::Jwt),
+            Claims::new(Map::new()),
+            (u64::MAX, None),
+            bound,
+            0,
+        );
         assert_eq!(
-            code(
-                serde_json::json!({"cnf": {"x5t#S256": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})
-            ),
+            accept(&verified, 0, 0, &Extensions::new())
+                .map(|_| ())
+                .map_err(|r| r.code()),
             Err("jwt.certificate_mismatch")
         );
     }
