@@ -70,7 +70,8 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
     // Every request, accepted or not, leaves one audit event (seed 004's JSON).
     let trail = Captured::default();
     let audit = JsonLinesSink::new(trail.clone(), 1024, Overflow::Wait);
-    let app = app.layer(AuditLayer::new(audit.clone()));
+    let app = app.layer(AuditLayer::new(audit.clone()).peer_addr(secure_app::peer_ip));
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
@@ -314,7 +315,7 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
     tokio::spawn(serve_tls(
         listener,
         tls.server_config()?,
-        mtls_app.layer(AuditLayer::new(audit.clone())),
+        mtls_app.layer(AuditLayer::new(audit.clone()).peer_addr(secure_app::peer_ip)),
         std::future::pending(),
     ));
     let agent = ca.issue("agent-7", false);
@@ -376,6 +377,7 @@ fn access() -> Result<secure_app::Access, tower_zerotrust::ConfigError> {
         policy: Policy::seed_004_defaults().into(),
         limits: RateLimitConfig::builder()
             .principal_quota("batch-job", RateQuota::new(1, 3))
+            .peer_addr(secure_app::peer_ip)
             .build()?,
     })
 }

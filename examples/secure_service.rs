@@ -42,16 +42,12 @@ mod secure_app;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use axum::extract::ConnectInfo;
-
 use tower_zerotrust::BoxError;
 use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
 use tower_zerotrust::authz::{Policy, SharedPolicy};
 use tower_zerotrust::hmac::HmacConfigBuilder;
 use tower_zerotrust::jwt::JwtConfigBuilder;
-use tower_zerotrust::mtls::{
-    MtlsPrincipalConfig, PeerAddr, ReloadingServerConfig, TlsConfig, serve_tls,
-};
+use tower_zerotrust::mtls::{MtlsPrincipalConfig, ReloadingServerConfig, TlsConfig, serve_tls};
 use tower_zerotrust::rate_limit::RateLimitConfigBuilder;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
@@ -126,7 +122,7 @@ async fn main() -> ExitCode {
         },
         None => JsonLinesSink::new(std::io::stdout(), 4096, Overflow::Wait),
     };
-    let app = app.layer(AuditLayer::new(audit.clone()).peer_addr(peer_ip));
+    let app = app.layer(AuditLayer::new(audit.clone()).peer_addr(secure_app::peer_ip));
     let served = match tls {
         Some(tls) => {
             if let Err(error) = tls.reload_on_signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -202,16 +198,7 @@ fn access() -> Result<secure_app::Access, BoxError> {
         None => Policy::seed_004_defaults().into(),
     };
     let limits = RateLimitConfigBuilder::from_env()?
-        .peer_addr(peer_ip)
+        .peer_addr(secure_app::peer_ip)
         .build()?;
     Ok(secure_app::Access { policy, limits })
-}
-
-/// The client's address: plain HTTP records it as axum's `ConnectInfo`, HTTPS (serve_tls) as
-/// `PeerAddr`.
-fn peer_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
-    extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .or_else(|| extensions.get::<PeerAddr>().map(|p| p.0.ip()))
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, Router};
@@ -12,10 +12,19 @@ use serde_json::{Value, json};
 use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Require, SharedPolicy};
 use tower_zerotrust::hmac::{HmacConfigBuilder, VerifyHmacLayer};
 use tower_zerotrust::jwt::{JwtConfigBuilder, RequireJwtLayer};
-use tower_zerotrust::mtls::{MtlsPrincipalConfigBuilder, MtlsPrincipalLayer};
+use tower_zerotrust::mtls::{MtlsPrincipalConfigBuilder, MtlsPrincipalLayer, PeerAddr};
 use tower_zerotrust::nonce::MemoryNonceStore;
 use tower_zerotrust::rate_limit::{RateLimitConfig, RateLimitLayer};
 use tower_zerotrust::{ConfigError, Principal};
+
+/// The client's address: plain HTTP records it as axum's `ConnectInfo`, HTTPS (serve_tls) as
+/// `PeerAddr`.
+pub fn peer_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+        .or_else(|| extensions.get::<PeerAddr>().map(|p| p.0.ip()))
+}
 
 /// Who may do what, and how often.
 pub struct Access {
