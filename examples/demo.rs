@@ -31,6 +31,7 @@ use tower_zerotrust::clock::{Clock, SystemClock};
 use tower_zerotrust::hmac::HmacConfig;
 use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey};
 use tower_zerotrust::mtls::{MtlsPrincipalConfig, TlsConfig, serve_tls};
+use tower_zerotrust::nonce::MemoryNonceStore;
 use tower_zerotrust::rate_limit::{RateLimitConfig, RateQuota};
 use tower_zerotrust::sign::{
     AddBearerLayer, HmacSigner, MintedToken, SignHmacLayer, SignedHeaders, TokenIssuer,
@@ -64,7 +65,13 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
         .key(JwtKey::hmac(Algorithm::HS256, &jwt_secret)?)
         .issuer(ISSUER)
         .audience(AUDIENCE);
-    let app = secure_app::router(hmac.clone(), Some(jwt.clone()), None, access()?)?;
+    let app = secure_app::router(
+        hmac.clone(),
+        Some(jwt.clone()),
+        None,
+        access()?,
+        MemoryNonceStore::default(),
+    )?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     // Every request, accepted or not, leaves one audit event (seed 004's JSON).
@@ -309,6 +316,7 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
         Some(jwt),
         Some(MtlsPrincipalConfig::builder()),
         access()?,
+        MemoryNonceStore::default(),
     )?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let tls_port = listener.local_addr()?.port();

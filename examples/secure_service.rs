@@ -25,6 +25,11 @@
 //! | `ROLES_FILE`      | roles → permissions in seed 004's YAML (default: seed 004's `admin`, `operator`, `developer`, `viewer`); an optional `principals:` map gives roles to callers whose credentials carry none. `SIGHUP` reloads it |
 //! | `RATE_LIMIT_AVERAGE`, `RATE_LIMIT_BURST` | requests per second per principal, and burst (default 100 and 50) |
 //! | `AUDIT_LOG`       | file that receives one JSON audit event per request (seed 004's format); default: stdout |
+//! | `NONCE_STORE`     | where HMAC nonces are remembered: `memory` (default) or a `redis://` URL shared by every replica, so a request accepted by one is a replay to all (build with `--features redis`) |
+//! | `RATE_LIMIT_STORE` | where quotas are counted: `memory` (default, per replica) or a `redis://` URL shared by every replica |
+//!
+//! With Redis, an outage fails closed: signed requests and rate-limited routes get 503 until
+//! Redis answers again, and the service recovers by itself.
 //!
 //! `SIGTERM` or Ctrl-C stops it gracefully: open requests finish and every audit event is
 //! written before it exits.
@@ -48,7 +53,12 @@ use tower_zerotrust::authz::{Policy, SharedPolicy};
 use tower_zerotrust::hmac::HmacConfigBuilder;
 use tower_zerotrust::jwt::JwtConfigBuilder;
 use tower_zerotrust::mtls::{MtlsPrincipalConfig, ReloadingServerConfig, TlsConfig, serve_tls};
+use tower_zerotrust::nonce::MemoryNonceStore;
+#[cfg(feature = "redis")]
+use tower_zerotrust::nonce::RedisNonceStore;
 use tower_zerotrust::rate_limit::RateLimitConfigBuilder;
+#[cfg(feature = "redis")]
+use tower_zerotrust::rate_limit::{RedisRateLimits, WhenUnavailable};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
@@ -185,20 +195,58 @@ fn configure() -> Result<Configured, BoxError> {
     };
     // With TLS, a client certificate alone proves who is calling (its subject CN).
     let mtls = tls.is_some().then(MtlsPrincipalConfig::builder);
-    let access = access()?;
+    let access = access(store("RATE_LIMIT_STORE")?)?;
     let policy = access.policy.clone();
-    Ok((secure_app::router(hmac, jwt, mtls, access)?, tls, policy))
+    let app = match store("NONCE_STORE")? {
+        None => secure_app::router(hmac, jwt, mtls, access, MemoryNonceStore::default())?,
+        #[cfg(feature = "redis")]
+        Some(redis) => secure_app::router(hmac, jwt, mtls, access, RedisNonceStore::new(redis))?,
+        #[cfg(not(feature = "redis"))]
+        Some(never) => match never {},
+    };
+    Ok((app, tls, policy))
+}
+
+#[cfg(feature = "redis")]
+type Redis = tower_zerotrust::redis::RedisConnection;
+#[cfg(not(feature = "redis"))]
+type Redis = std::convert::Infallible;
+
+/// `NONCE_STORE` or `RATE_LIMIT_STORE`: `memory` (the default, `None`) or a Redis URL.
+fn store(name: &str) -> Result<Option<Redis>, BoxError> {
+    match std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .as_deref()
+    {
+        None | Some("memory") => Ok(None),
+        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            #[cfg(feature = "redis")]
+            return Ok(Some(Redis::open(url)?));
+            #[cfg(not(feature = "redis"))]
+            return Err(
+                format!("{name}: this build has no Redis support (--features redis)").into(),
+            );
+        }
+        Some(_) => Err(format!("{name} must be `memory` or a redis:// URL").into()),
+    }
 }
 
 /// `ROLES_FILE` (seed 004's YAML; seed 004's four roles when unset), `RATE_LIMIT_AVERAGE` and
-/// `RATE_LIMIT_BURST` (100 and 50).
-fn access() -> Result<secure_app::Access, BoxError> {
+/// `RATE_LIMIT_BURST` (100 and 50), counted in `shared` Redis when given.
+fn access(shared: Option<Redis>) -> Result<secure_app::Access, BoxError> {
     let policy = match std::env::var("ROLES_FILE").ok().filter(|v| !v.is_empty()) {
         Some(file) => SharedPolicy::from_yaml_file(file)?,
         None => Policy::seed_004_defaults().into(),
     };
-    let limits = RateLimitConfigBuilder::from_env()?
-        .peer_addr(secure_app::peer_ip)
-        .build()?;
+    let limits = RateLimitConfigBuilder::from_env()?.peer_addr(secure_app::peer_ip);
+    let limits = match shared {
+        None => limits,
+        #[cfg(feature = "redis")]
+        Some(redis) => limits.shared(RedisRateLimits::new(redis, WhenUnavailable::FailClosed)),
+        #[cfg(not(feature = "redis"))]
+        Some(never) => match never {},
+    }
+    .build()?;
     Ok(secure_app::Access { policy, limits })
 }

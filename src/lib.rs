@@ -56,6 +56,7 @@
 //! | `rate-limit` | yes | [`rate_limit`]: keyed GCRA quotas (governor) |
 //! | `audit` | yes     | [`audit`]: one JSON event per request, `tracing` and JSON-lines sinks |
 //! | `metrics` | no    | [`metrics`]: request counters and gauges through the `metrics` facade |
+//! | `redis` | no      | [`redis`]: state shared by replicas — the Redis nonce store, distributed rate limits, signed pub/sub |
 //! | `full`  | no      | everything |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -103,6 +104,8 @@ pub mod mtls;
 pub mod nonce;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(any(feature = "hmac", feature = "jwt"))]
 pub mod sign;
 

@@ -3,13 +3,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use http::StatusCode;
 use serde_json::json;
+use support::service::SecureService;
 use support::*;
 use tower_zerotrust::hmac::string_to_sign;
 use tower_zerotrust::sign::HmacSigner;
@@ -40,75 +38,6 @@ fn signatures_computed_by_pythons_hmac_module_are_reproduced_exactly() {
             formula_signature(text("secret"), text("message")),
             text("signature")
         );
-    }
-}
-
-/// The `secure_service` example, started as users start it: a process configured by env.
-struct SecureService {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl SecureService {
-    fn binary() -> PathBuf {
-        let exe = std::env::current_exe().unwrap();
-        let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-        let binary = dir.join("examples").join("secure_service");
-        assert!(
-            binary.exists(),
-            "{} is missing: `cargo test` builds it; with a filtered run, `cargo build --examples` first",
-            binary.display()
-        );
-        binary
-    }
-
-    fn start(env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(Self::binary());
-        command
-            .env_remove("ALLOWED_CALLERS")
-            .env_remove("SERVICE_SECRET_PREVIOUS")
-            .env("BIND", "127.0.0.1:0")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("secure_service exited before listening")
-                .unwrap();
-            let addr = line
-                .strip_prefix("listening on http://")
-                .or_else(|| line.strip_prefix("listening on https://"));
-            if let Some(addr) = addr {
-                break addr.parse().unwrap();
-            }
-        };
-        // Keep draining the log so the service never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, addr }
-    }
-
-    fn run_to_exit(env: &[(&str, &str)]) -> (Option<i32>, String) {
-        let output = Command::new(Self::binary())
-            .env_remove("SERVICE_SECRET")
-            .env_remove("ALLOWED_CALLERS")
-            .env("BIND", "127.0.0.1:0")
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    }
-}
-
-impl Drop for SecureService {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -13,7 +13,7 @@ use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Require, SharedPol
 use tower_zerotrust::hmac::{HmacConfigBuilder, VerifyHmacLayer};
 use tower_zerotrust::jwt::{JwtConfigBuilder, RequireJwtLayer};
 use tower_zerotrust::mtls::{MtlsPrincipalConfigBuilder, MtlsPrincipalLayer, PeerAddr};
-use tower_zerotrust::nonce::MemoryNonceStore;
+use tower_zerotrust::nonce::NonceStore;
 use tower_zerotrust::rate_limit::{RateLimitConfig, RateLimitLayer};
 use tower_zerotrust::{ConfigError, Principal};
 
@@ -42,15 +42,15 @@ pub struct Access {
 ///   `DELETE /models/{id}` (`models:delete`, 204 or 404): any proven caller whose roles grant
 ///   the permission.
 ///
-/// Every route but `/health` is rate limited per principal.
-pub fn router(
+/// Every route but `/health` is rate limited per principal. `nonces` is shared by every route:
+/// a nonce used on one route is spent on all of them.
+pub fn router<N: NonceStore + Clone>(
     hmac: HmacConfigBuilder,
     jwt: Option<JwtConfigBuilder>,
     mtls: Option<MtlsPrincipalConfigBuilder>,
     access: Access,
+    nonces: N,
 ) -> Result<Router, ConfigError> {
-    // One nonce store for every route: a nonce used on one route is spent on all of them.
-    let nonces = MemoryNonceStore::default();
     let allowed_callers = VerifyHmacLayer::with_nonce_store(hmac.clone().build()?, nonces.clone());
     let any_caller = hmac.allow_any_caller();
     let limit = RateLimitLayer::new(access.limits);

@@ -226,6 +226,7 @@ fn classify(kind: RejectionKind, code: &'static str) -> (EventType, Option<&'sta
     let kind = match kind {
         RejectionKind::Unauthenticated => EventType::Authentication,
         RejectionKind::RateLimited => EventType::RateLimit,
+        RejectionKind::Unavailable if layer == "rate_limit" => EventType::RateLimit,
         RejectionKind::Unavailable if layer != "authz" => EventType::Authentication,
         _ => EventType::Authorization,
     };
@@ -518,6 +519,11 @@ mod tests {
                 Unavailable,
                 "authz.acl_unavailable",
                 EventType::Authorization,
+            ),
+            (
+                Unavailable,
+                "rate_limit.store_unavailable",
+                EventType::RateLimit,
             ),
         ];
         for (kind, code, expected) in cases {

@@ -170,7 +170,10 @@ pub(crate) fn nonce_refusal<B>(error: &NonceError, caller: &str, request: &Reque
     let rejection = match error {
         NonceError::Replayed => unauthenticated("hmac.replayed", "Replayed request"),
         NonceError::Full => store_failed("nonce.store_full"),
-        _ => store_failed("nonce.store_unavailable"),
+        _ => {
+            tracing::warn!(target: "tower_zerotrust::hmac", %error, source = ?std::error::Error::source(error), "nonce store unavailable: refusing signed requests");
+            store_failed("nonce.store_unavailable")
+        }
     };
     super::log_rejection(&rejection, Some(caller), true, request);
     Pending::new(rejection, request.headers())

@@ -23,11 +23,15 @@
 //! ```
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::future::Future;
 use std::time::Duration;
 
 pub use memory::MemoryNonceStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisNonceStore;
 
 use crate::BoxError;
 

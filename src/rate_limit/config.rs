@@ -8,6 +8,8 @@ use std::sync::Arc;
 use http::{Extensions, HeaderMap};
 
 use super::limiter::{Bucket, Decision, RateQuota};
+#[cfg(feature = "redis")]
+use super::shared::RedisRateLimits;
 use crate::error::ConfigError;
 use crate::peer::{PeerAddrFn, client_ip, default_peer_addr};
 use crate::principal::Principal;
@@ -30,6 +32,15 @@ pub(crate) struct Limits {
     anonymous: Bucket<IpAddr>,
     trusted_proxies: HashSet<IpAddr>,
     peer_addr: PeerAddrFn,
+    #[cfg(feature = "redis")]
+    shared: Option<RedisRateLimits>,
+}
+
+/// A decision now (in-process buckets), or one the shared store is computing.
+pub(crate) enum Check {
+    Now(Decision),
+    #[cfg(feature = "redis")]
+    Shared(std::pin::Pin<Box<dyn std::future::Future<Output = Decision> + Send>>),
 }
 
 /// Builds a [`RateLimitConfig`].
@@ -43,6 +54,8 @@ pub struct RateLimitConfigBuilder {
     trusted_proxies: Vec<IpAddr>,
     peer_addr: PeerAddrFn,
     max_keys: usize,
+    #[cfg(feature = "redis")]
+    shared: Option<RedisRateLimits>,
 }
 
 impl RateLimitConfig {
@@ -57,11 +70,14 @@ impl RateLimitConfig {
             trusted_proxies: Vec::new(),
             peer_addr: default_peer_addr,
             max_keys: 100_000,
+            #[cfg(feature = "redis")]
+            shared: None,
         }
     }
 
     /// Takes one unit of `principal`'s quota outside the layer: for work the layer does not
-    /// see, such as each message of a long-lived stream.
+    /// see, such as each message of a long-lived stream. It draws on this process's buckets,
+    /// also when the layer's quotas are [shared](RateLimitConfigBuilder::shared).
     ///
     /// # Errors
     ///
@@ -75,10 +91,15 @@ impl RateLimitConfig {
     }
 
     /// The decision for one request.
-    pub(crate) fn check(&self, extensions: &Extensions, headers: &HeaderMap) -> Decision {
+    pub(crate) fn check(&self, extensions: &Extensions, headers: &HeaderMap) -> Check {
         let limits = &*self.inner;
         if let Some(principal) = extensions.get::<Principal>() {
-            return limits.bucket_for(principal).check(principal.shared_id());
+            let bucket = limits.bucket_for(principal);
+            #[cfg(feature = "redis")]
+            if let Some(shared) = &limits.shared {
+                return Check::Shared(shared.check(bucket.label(), principal.id(), bucket.quota()));
+            }
+            return Check::Now(bucket.check(principal.shared_id()));
         }
         let ip = client_ip(
             (limits.peer_addr)(extensions),
@@ -87,7 +108,12 @@ impl RateLimitConfig {
         )
         // Nobody can tell these apart: they share one bucket.
         .unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
-        limits.anonymous.check(&ip)
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &limits.shared {
+            let bucket = &limits.anonymous;
+            return Check::Shared(shared.check(bucket.label(), &ip.to_string(), bucket.quota()));
+        }
+        Check::Now(limits.anonymous.check(&ip))
     }
 }
 
@@ -180,6 +206,13 @@ impl RateLimitConfigBuilder {
         self
     }
 
+    /// Keeps the buckets in Redis, shared by every replica, instead of in this process.
+    #[cfg(feature = "redis")]
+    pub fn shared(mut self, store: RedisRateLimits) -> Self {
+        self.shared = Some(store);
+        self
+    }
+
     /// Checks the quotas.
     ///
     /// # Errors
@@ -195,10 +228,11 @@ impl RateLimitConfigBuilder {
         }
         fn bucket<K: std::hash::Hash + Eq + Clone>(
             name: &str,
+            label: &str,
             quota: RateQuota,
             max_keys: usize,
         ) -> Result<Bucket<K>, ConfigError> {
-            Bucket::new(quota, max_keys).ok_or_else(|| ConfigError::Invalid {
+            Bucket::new(quota, label, max_keys).ok_or_else(|| ConfigError::Invalid {
                 what: "rate limit",
                 reason: format!("{name}: average and burst must both be at least 1"),
             })
@@ -207,7 +241,7 @@ impl RateLimitConfigBuilder {
         for (id, quota) in &self.principals {
             principals.insert(
                 id.clone().into_boxed_str(),
-                bucket(id, *quota, self.max_keys)?,
+                bucket(id, "principal", *quota, self.max_keys)?,
             );
         }
         let mut roles = Vec::new();
@@ -215,21 +249,24 @@ impl RateLimitConfigBuilder {
             roles.push((
                 role.clone().into_boxed_str(),
                 *quota,
-                bucket(role, *quota, self.max_keys)?,
+                bucket(role, &format!("role:{role}"), *quota, self.max_keys)?,
             ));
         }
         Ok(RateLimitConfig {
             inner: Arc::new(Limits {
-                default: bucket("quota", self.default, self.max_keys)?,
+                default: bucket("quota", "default", self.default, self.max_keys)?,
                 principals,
                 roles,
                 anonymous: bucket(
                     "anonymous quota",
+                    "anonymous",
                     self.anonymous.unwrap_or(self.default),
                     self.max_keys,
                 )?,
                 trusted_proxies: self.trusted_proxies.into_iter().collect(),
                 peer_addr: self.peer_addr,
+                #[cfg(feature = "redis")]
+                shared: self.shared,
             }),
         })
     }

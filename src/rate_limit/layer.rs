@@ -8,7 +8,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::config::RateLimitConfig;
+use super::config::{Check, RateLimitConfig};
 use super::limiter::Decision;
 use crate::body::ResponseBody;
 use crate::future::RejectOr;
@@ -72,29 +72,50 @@ impl<S> RateLimit<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S, ReqBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let decision = self.config.check(req.extensions(), req.headers());
-        let quota = match decision {
-            Decision::Allow { limit, remaining } => Some((limit, remaining)),
-            Decision::Deny { limit, .. } => Some((limit, 0)),
-            Decision::Saturated => None,
-        };
-        let inner = match decision.rejection() {
-            None => RejectOr::call(self.inner.call(req)),
-            Some(rejection) => refuse(rejection, &req),
-        };
-        ResponseFuture { inner, quota }
+        match self.config.check(req.extensions(), req.headers()) {
+            Check::Now(decision) => ResponseFuture::decided(decide(decision, &mut self.inner, req)),
+            #[cfg(feature = "redis")]
+            Check::Shared(decision) => {
+                // The shared store answers later: take the inner service that is ready and
+                // leave a clone in its place.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture {
+                    state: State::Deciding {
+                        decision,
+                        call: Some((inner, req)),
+                    },
+                }
+            }
+        }
     }
+}
+
+/// Calls the inner service, or refuses, as `decision` says.
+fn decide<S, ReqBody, ResBody>(
+    decision: Decision,
+    inner: &mut S,
+    req: Request<ReqBody>,
+) -> (RejectOr<S::Future>, Option<(u32, u32)>)
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    let outcome = match decision.rejection() {
+        None => RejectOr::call(inner.call(req)),
+        Some(rejection) => refuse(rejection, &req),
+    };
+    (outcome, decision.quota_headers())
 }
 
 /// Logs the refusal (seed 003: time, caller, endpoint, reason) and answers with it.
@@ -115,27 +136,73 @@ const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remai
 
 pin_project! {
     /// The response future of [`RateLimit`].
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
         #[pin]
-        inner: RejectOr<F>,
-        quota: Option<(u32, u32)>,
+        state: State<S, ReqBody>,
     }
 }
 
-impl<F, B, E> std::future::Future for ResponseFuture<F>
+type SharedDecision = std::pin::Pin<Box<dyn std::future::Future<Output = Decision> + Send>>;
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        // The shared store is deciding; the request waits with the service that will take it.
+        Deciding {
+            decision: SharedDecision,
+            call: Option<(S, Request<ReqBody>)>,
+        },
+        Decided {
+            #[pin]
+            outcome: RejectOr<S::Future>,
+            quota: Option<(u32, u32)>,
+        },
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
-    F: std::future::Future<Output = Result<Response<B>, E>>,
+    S: Service<Request<ReqBody>>,
 {
-    type Output = Result<Response<ResponseBody<B>>, E>;
+    fn decided((outcome, quota): (RejectOr<S::Future>, Option<(u32, u32)>)) -> Self {
+        Self {
+            state: State::Decided { outcome, quota },
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> std::future::Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut response = ready!(this.inner.poll(cx))?;
-        if let Some((limit, remaining)) = *this.quota {
-            let headers = response.headers_mut();
-            headers.insert(RATELIMIT_LIMIT, HeaderValue::from(limit));
-            headers.insert(RATELIMIT_REMAINING, HeaderValue::from(remaining));
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Deciding { decision, call } => {
+                    let decision = ready!(decision.as_mut().poll(cx));
+                    let (mut inner, req) = call.take().expect("polled after completion");
+                    let (outcome, quota) = decide(decision, &mut inner, req);
+                    this.state.set(State::Decided { outcome, quota });
+                }
+                StateProj::Decided { outcome, quota } => {
+                    let mut response = ready!(outcome.poll(cx))?;
+                    if let Some((limit, remaining)) = *quota {
+                        let headers = response.headers_mut();
+                        headers.insert(RATELIMIT_LIMIT, HeaderValue::from(limit));
+                        headers.insert(RATELIMIT_REMAINING, HeaderValue::from(remaining));
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+            }
         }
-        Poll::Ready(Ok(response))
     }
 }

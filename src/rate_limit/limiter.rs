@@ -50,13 +50,19 @@ pub(crate) enum Decision {
     /// The bucket holds as many keys as it may; nobody new can be tracked until idle keys are
     /// purged.
     Saturated,
+    /// The shared store could not answer, and the limit fails closed.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Unavailable,
+    /// The shared store could not answer, and the limit fails open: allowed, uncounted.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Unchecked,
 }
 
 impl Decision {
     /// The refusal, when this is one.
     pub(crate) fn rejection(self) -> Option<Rejection> {
         match self {
-            Self::Allow { .. } => None,
+            Self::Allow { .. } | Self::Unchecked => None,
             Self::Deny { retry_after, .. } => Some(
                 Rejection::new(
                     RejectionKind::RateLimited,
@@ -73,6 +79,20 @@ impl Decision {
                 )
                 .with_retry_after(Duration::from_secs(1)),
             ),
+            Self::Unavailable => Some(Rejection::new(
+                RejectionKind::Unavailable,
+                "rate_limit.store_unavailable",
+                "Rate limiting unavailable",
+            )),
+        }
+    }
+
+    /// `RateLimit-Limit` and `RateLimit-Remaining`, when this decision has them.
+    pub(crate) fn quota_headers(self) -> Option<(u32, u32)> {
+        match self {
+            Self::Allow { limit, remaining } => Some((limit, remaining)),
+            Self::Deny { limit, .. } => Some((limit, 0)),
+            Self::Saturated | Self::Unavailable | Self::Unchecked => None,
         }
     }
 }
@@ -87,7 +107,11 @@ const SATURATED_RETRY: Duration = Duration::from_millis(100);
 pub(crate) struct Bucket<K: Hash + Eq + Clone> {
     limiter: Keyed<K>,
     clock: DefaultClock,
-    burst: u32,
+    quota: RateQuota,
+    /// Which quota this is (`default`, `principal`, `role:<name>`, `anonymous`): the shared
+    /// store keeps each quota's keys apart by it.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    label: Box<str>,
     max_keys: usize,
     checks: AtomicU64,
     saturated: AtomicBool,
@@ -95,7 +119,7 @@ pub(crate) struct Bucket<K: Hash + Eq + Clone> {
 }
 
 impl<K: Hash + Eq + Clone> Bucket<K> {
-    pub(crate) fn new(quota: RateQuota, max_keys: usize) -> Option<Self> {
+    pub(crate) fn new(quota: RateQuota, label: &str, max_keys: usize) -> Option<Self> {
         let clock = DefaultClock::default();
         let limiter = RateLimiter::<K, _, _, governor::middleware::NoOpMiddleware<_>>::new(
             quota.governor()?,
@@ -106,7 +130,8 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
         Some(Self {
             limiter,
             clock,
-            burst: quota.burst,
+            quota,
+            label: label.into(),
             max_keys,
             checks: AtomicU64::new(0),
             saturated: AtomicBool::new(false),
@@ -127,14 +152,24 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
         }
         match self.limiter.check_key(key) {
             Ok(state) => Decision::Allow {
-                limit: self.burst,
+                limit: self.quota.burst,
                 remaining: state.remaining_burst_capacity(),
             },
             Err(not_until) => Decision::Deny {
-                limit: self.burst,
+                limit: self.quota.burst,
                 retry_after: not_until.wait_time_from(self.clock.now()),
             },
         }
+    }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn quota(&self) -> RateQuota {
+        self.quota
+    }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn label(&self) -> &str {
+        &self.label
     }
 
     /// Drops keys whose state is back to fresh; marks the bucket saturated if it is still over
@@ -171,7 +206,7 @@ mod tests {
 
     #[test]
     fn burst_then_refusal_then_recovery() {
-        let bucket: Bucket<u32> = Bucket::new(RateQuota::new(100, 3), 10).unwrap();
+        let bucket: Bucket<u32> = Bucket::new(RateQuota::new(100, 3), "default", 10).unwrap();
         for remaining in [2, 1, 0] {
             assert_eq!(
                 bucket.check(&1),
@@ -200,7 +235,8 @@ mod tests {
     #[test]
     fn a_million_distinct_keys_stay_within_the_bound() {
         let max_keys = 10_000;
-        let bucket: Bucket<u64> = Bucket::new(RateQuota::new(1000, 1), max_keys).unwrap();
+        let bucket: Bucket<u64> =
+            Bucket::new(RateQuota::new(1000, 1), "default", max_keys).unwrap();
         let mut allowed = 0;
         for key in 0..1_000_000u64 {
             if matches!(bucket.check(&key), Decision::Allow { .. }) {
@@ -219,7 +255,7 @@ mod tests {
 
         // Keys that stay "recent" (1 per second) cannot be purged: the bucket saturates and
         // refuses instead of growing.
-        let slow: Bucket<u64> = Bucket::new(RateQuota::new(1, 1), 1000).unwrap();
+        let slow: Bucket<u64> = Bucket::new(RateQuota::new(1, 1), "default", 1000).unwrap();
         let saturated = (0..20_000u64)
             .filter(|key| slow.check(key) == Decision::Saturated)
             .count();

@@ -7,12 +7,19 @@
 //! `Retry-After` (gRPC: RESOURCE_EXHAUSTED); every response carries `RateLimit-Limit` and
 //! `RateLimit-Remaining`. Idle keys are purged and each quota tracks a bounded number of keys,
 //! so a flood of distinct addresses cannot exhaust memory.
+//!
+//! With the `redis` feature, [`RateLimitConfigBuilder::shared`] keeps the buckets in Redis
+//! (`RedisRateLimits`), so every replica of a service draws on one quota per principal.
 
 mod config;
 mod layer;
 mod limiter;
+#[cfg(feature = "redis")]
+mod shared;
 
 pub use crate::peer::PeerAddrFn;
 pub use config::{RateLimitConfig, RateLimitConfigBuilder};
 pub use layer::{RateLimit, RateLimitLayer, ResponseFuture};
 pub use limiter::RateQuota;
+#[cfg(feature = "redis")]
+pub use shared::{RedisRateLimits, WhenUnavailable};

@@ -3,6 +3,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod certs;
+pub mod redis;
+pub mod service;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,285 @@
+//! State shared by replicas, against a real `redis-server` on a random port: the nonce store,
+//! distributed rate limits, and two `secure_service` processes sharing one Redis.
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::time::Duration;
+
+use http::StatusCode;
+use support::redis::RedisServer;
+use support::service::SecureService;
+use support::*;
+use tower_zerotrust::nonce::{NonceError, NonceStore, RedisNonceStore};
+use tower_zerotrust::redis::RedisConnection;
+
+const TTL: Duration = Duration::from_secs(60);
+
+fn store(redis: &RedisServer) -> RedisNonceStore {
+    RedisNonceStore::new(RedisConnection::open(&redis.url()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_is_accepted_once_even_when_raced() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let store = store(&redis);
+    assert!(store.check_and_record("gateway", "n-1", TTL).await.is_ok());
+    assert!(matches!(
+        store.check_and_record("gateway", "n-1", TTL).await,
+        Err(NonceError::Replayed)
+    ));
+    // The same nonce from another caller is another pair.
+    assert!(
+        store
+            .check_and_record("rag-service", "n-1", TTL)
+            .await
+            .is_ok()
+    );
+
+    let racers: Vec<_> = (0..64)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.check_and_record("gateway", "raced", TTL).await })
+        })
+        .collect();
+    let mut accepted = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(()) => accepted += 1,
+            Err(NonceError::Replayed) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(accepted, 1);
+}
+
+#[tokio::test]
+async fn nonces_expire_with_their_ttl_and_prefixes_keep_services_apart() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let store = store(&redis);
+    let short = Duration::from_millis(100);
+    assert!(store.check_and_record("gateway", "n", short).await.is_ok());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(store.check_and_record("gateway", "n", short).await.is_ok());
+    let other = store.clone().prefix("other-service:nonce:");
+    assert!(other.check_and_record("gateway", "n", TTL).await.is_ok());
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_unavailable_within_the_timeout() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let url = redis.url();
+    redis.stop();
+    let store = RedisNonceStore::new(
+        RedisConnection::open(&url)
+            .unwrap()
+            .command_timeout(Duration::from_millis(200)),
+    );
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        store.check_and_record("gateway", "n", TTL).await,
+        Err(NonceError::Unavailable(_))
+    ));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn bad_urls_are_configuration_errors_that_do_not_repeat_the_password() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
+    let error = RedisConnection::open("http://user:hunter2@example.com/")
+        .unwrap_err()
+        .to_string();
+    assert!(!error.contains("hunter2"), "{error}");
+}
+
+/// Two replicas of `secure_service` sharing one Redis for nonces and quotas.
+fn replicas(redis: &RedisServer, extra: &[(&str, &str)]) -> (SecureService, SecureService) {
+    let url = redis.url();
+    let mut env = vec![
+        ("SERVICE_ID", "vault"),
+        ("SERVICE_SECRET", SECRET),
+        ("ALLOWED_CALLERS", "gateway"),
+        ("NONCE_STORE", url.as_str()),
+        ("RATE_LIMIT_STORE", url.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    (SecureService::start(&env), SecureService::start(&env))
+}
+
+/// The same signed request, sent to `addr`.
+fn replay(
+    original: &http::Request<Body>,
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> http::Request<Body> {
+    let mut req = request(original.method().as_str(), addr, path);
+    for (name, value) in original.headers() {
+        if name.as_str().starts_with("x-") {
+            req.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_accepted_by_one_replica_is_a_replay_to_the_other() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = replicas(&redis, &[]);
+    let original = formula_request(SECRET, "gateway", "POST", a.addr, "/execute");
+    let replayed = replay(&original, b.addr, "/execute");
+    assert_eq!(send(original).await.status, StatusCode::OK);
+    let reply = send(replayed).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.code(), "hmac.replayed");
+    // Fresh requests go through on both.
+    for addr in [a.addr, b.addr] {
+        let reply = send(formula_request(SECRET, "gateway", "GET", addr, "/whoami")).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quota_is_shared_by_the_replicas() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = replicas(
+        &redis,
+        &[("RATE_LIMIT_AVERAGE", "1"), ("RATE_LIMIT_BURST", "3")],
+    );
+    let mut remaining = Vec::new();
+    for addr in [a.addr, b.addr, a.addr] {
+        let reply = send(formula_request(SECRET, "gateway", "GET", addr, "/whoami")).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.headers["ratelimit-limit"], "3");
+        remaining.push(
+            reply.headers["ratelimit-remaining"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(remaining, ["2", "1", "0"]);
+    let reply = send(formula_request(SECRET, "gateway", "GET", b.addr, "/whoami")).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(reply.code(), "rate_limit.exceeded");
+    let retry_after: u64 = reply.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    // Another principal has its own quota.
+    let reply = send(formula_request(
+        SECRET,
+        "rag-service",
+        "GET",
+        a.addr,
+        "/whoami",
+    ))
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    // One interval later, one more request is allowed.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let reply = send(formula_request(SECRET, "gateway", "GET", b.addr, "/whoami")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_closed_and_the_service_recovers_by_itself() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, _b) = replicas(&redis, &[]);
+    let signed = || formula_request(SECRET, "gateway", "POST", a.addr, "/execute");
+    assert_eq!(send(signed()).await.status, StatusCode::OK);
+
+    redis.stop();
+    for _ in 0..3 {
+        let reply = send(signed()).await;
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{reply:?}");
+        assert!(
+            ["nonce.store_unavailable", "rate_limit.store_unavailable"].contains(&&*reply.code()),
+            "{reply:?}"
+        );
+    }
+    // Unsigned requests are refused before any store is asked.
+    let reply = send(request("POST", a.addr, "/execute")).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    // The public route never needed Redis.
+    assert_eq!(
+        send(request("GET", a.addr, "/health")).await.status,
+        StatusCode::OK
+    );
+
+    redis.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = send(signed()).await.status;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(std::time::Instant::now() < deadline, "no recovery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_that_fails_open_lets_requests_through_while_redis_is_away() {
+    use axum::Router;
+    use axum::routing::get;
+    use tower_zerotrust::Principal;
+    use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
+    use tower_zerotrust::nonce::MemoryNonceStore;
+    use tower_zerotrust::rate_limit::{
+        RateLimitConfig, RateLimitLayer, RateQuota, RedisRateLimits, WhenUnavailable,
+    };
+
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let app = |policy| {
+        let connection = RedisConnection::open(&redis.url())
+            .unwrap()
+            .command_timeout(Duration::from_millis(200));
+        let limits = RateLimitConfig::builder()
+            .quota(RateQuota::new(1, 1))
+            .shared(RedisRateLimits::new(connection, policy).prefix("fail-open-test:"))
+            .build()
+            .unwrap();
+        let hmac = HmacConfig::builder()
+            .secret(SECRET)
+            .allow_any_caller()
+            .build()
+            .unwrap();
+        Router::new()
+            .route("/", get(|p: Principal| async move { p.id().to_owned() }))
+            .layer(RateLimitLayer::new(limits))
+            .layer(VerifyHmacLayer::with_nonce_store(
+                hmac,
+                MemoryNonceStore::default(),
+            ))
+    };
+    let open = serve(app(WhenUnavailable::FailOpen)).await;
+    let closed = serve(app(WhenUnavailable::FailClosed)).await;
+    let call = |addr| send(formula_request(SECRET, "gateway", "GET", addr, "/"));
+    assert_eq!(call(open).await.status, StatusCode::OK);
+    assert_eq!(call(open).await.status, StatusCode::TOO_MANY_REQUESTS);
+    redis.stop();
+    let reply = call(open).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(!reply.headers.contains_key("ratelimit-remaining"));
+    let reply = call(closed).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.code(), "rate_limit.store_unavailable");
+}
