@@ -102,6 +102,8 @@ pub mod metrics;
 pub mod mtls;
 #[cfg(feature = "hmac")]
 pub mod nonce;
+#[cfg(feature = "redis")]
+pub mod pubsub;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 #[cfg(feature = "redis")]

@@ -283,3 +283,112 @@ async fn a_quota_that_fails_open_lets_requests_through_while_redis_is_away() {
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.code(), "rate_limit.store_unavailable");
 }
+
+mod pubsub {
+    use super::*;
+    use tower_zerotrust::hmac::HmacConfig;
+    use tower_zerotrust::pubsub::{SignedPublisher, SignedSubscription};
+    use tower_zerotrust::sign::HmacSigner;
+
+    async fn raw_publish(redis: &RedisServer, channel: &str, message: &str) {
+        let client = ::redis::Client::open(redis.url()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        ::redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(message)
+            .query_async::<usize>(&mut connection)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_signed_fresh_unreplayed_messages_are_delivered() {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let connection = RedisConnection::open(&redis.url()).unwrap();
+        let verifier = HmacConfig::builder()
+            .secret(SECRET)
+            .allow_callers(["router"])
+            .build()
+            .unwrap();
+        let mut events = SignedSubscription::subscribe(
+            &redis.url(),
+            "model-events",
+            verifier,
+            RedisNonceStore::new(connection.clone()),
+        )
+        .await
+        .unwrap();
+        let router = SignedPublisher::new(
+            connection.clone(),
+            HmacSigner::new("router", SECRET).unwrap(),
+        );
+
+        // A good message, captured on another channel to replay and tamper with.
+        let mut spy = SignedSubscription::subscribe(
+            &redis.url(),
+            "spy",
+            HmacConfig::builder()
+                .secret(SECRET)
+                .allow_any_caller()
+                .build()
+                .unwrap(),
+            tower_zerotrust::nonce::MemoryNonceStore::default(),
+        )
+        .await
+        .unwrap();
+        let client = ::redis::Client::open(redis.url()).unwrap();
+        let mut raw = client.get_async_pubsub().await.unwrap();
+        raw.subscribe("model-events").await.unwrap();
+        let mut raw = raw.into_on_message();
+
+        assert_eq!(
+            router.publish("model-events", b"ready").await.unwrap(),
+            2 // the subscription and the raw listener
+        );
+        let first = events.next().await.unwrap();
+        assert_eq!(first.sender.id(), "router");
+        assert_eq!(first.channel, "model-events");
+        assert_eq!(first.payload, b"ready");
+        use futures_util::StreamExt;
+        let captured: String = raw.next().await.unwrap().get_payload().unwrap();
+
+        // Replayed as is; tampered payload; tampered sender; onto another channel; unsigned;
+        // not JSON; signed with another secret; from a sender not allowed.
+        raw_publish(&redis, "model-events", &captured).await;
+        let mut envelope: serde_json::Value = serde_json::from_str(&captured).unwrap();
+        envelope["payload"] = "ZHJhaW5lZA==".into();
+        raw_publish(&redis, "model-events", &envelope.to_string()).await;
+        let mut envelope: serde_json::Value = serde_json::from_str(&captured).unwrap();
+        envelope["sender"] = "admin".into();
+        raw_publish(&redis, "model-events", &envelope.to_string()).await;
+        raw_publish(&redis, "spy", &captured).await;
+        raw_publish(&redis, "model-events", r#"{"payload":"cmVhZHk="}"#).await;
+        raw_publish(&redis, "model-events", "ready").await;
+        SignedPublisher::new(
+            connection.clone(),
+            HmacSigner::new("router", OTHER_SECRET).unwrap(),
+        )
+        .publish("model-events", b"forged")
+        .await
+        .unwrap();
+        SignedPublisher::new(
+            connection.clone(),
+            HmacSigner::new("intruder", SECRET).unwrap(),
+        )
+        .publish("model-events", b"hello")
+        .await
+        .unwrap();
+        // Then a good one: the only other message delivered.
+        router.publish("model-events", b"done").await.unwrap();
+        let next = events.next().await.unwrap();
+        assert_eq!(next.payload, b"done");
+        assert_eq!(events.dropped(), 7);
+
+        // On the spy channel, the captured message is refused too: the channel is signed.
+        router.publish("spy", b"spied").await.unwrap();
+        assert_eq!(spy.next().await.unwrap().payload, b"spied");
+        assert_eq!(spy.dropped(), 1);
+    }
+}

@@ -103,6 +103,8 @@ pub use service::VerifyHmac;
 
 pub(crate) use canonical::{Fields, SIGNATURE_PREFIX, is_valid_field};
 pub(crate) use keys::SigningKey;
+#[cfg(feature = "redis")]
+pub(crate) use verify::{Verdict, verify};
 
 /// Records a refusal the way the services this replaces did: caller, endpoint and reason.
 /// `proven` says whether the caller id was verified or merely claimed by the request.
