@@ -11,6 +11,8 @@
 //! ignores them) as to the secured stack, so it works as hard in every run: a fresh HMAC
 //! signature per request, or a bearer token.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +24,7 @@ use http::Method;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use support::{env_or, filtered_out};
 use tower::ServiceBuilder;
 use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
 use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Policy, Require};
@@ -202,21 +205,13 @@ fn server_cpu() -> Duration {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a filter that does not match skips the run.
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    if filter.is_some_and(|f| !"loopback".contains(&f)) {
+    if filtered_out("loopback") {
         return;
     }
-    let env = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
     let (connections, seconds, rounds) = (
-        env("CONNECTIONS", 64) as usize,
-        env("LOAD_SECONDS", 2),
-        env("ROUNDS", 7) as usize,
+        env_or("CONNECTIONS", 64usize),
+        env_or("LOAD_SECONDS", 2u64),
+        env_or("ROUNDS", 7usize),
     );
     let audit = JsonLinesSink::new(std::io::sink(), 1 << 16, Overflow::DropAndCount);
     println!(

@@ -6,6 +6,8 @@
 //! cargo bench --features redis --bench redis     # CHECKS=20000 IN_FLIGHT=64 to change the load
 //! ```
 
+mod support;
+
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use std::convert::Infallible;
 
 use http::{Request, Response};
+use support::{env_or, filtered_out};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_zerotrust::nonce::{NonceStore, RedisNonceStore};
 use tower_zerotrust::rate_limit::{
@@ -23,17 +26,10 @@ use tower_zerotrust::redis::RedisConnection;
 use tower_zerotrust::{AuthMethod, Principal};
 
 fn main() {
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    if filter.is_some_and(|f| !"redis".contains(&f)) {
+    if filtered_out("redis") {
         return;
     }
-    let env = |name: &str, default: usize| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let (checks, in_flight) = (env("CHECKS", 20_000), env("IN_FLIGHT", 64));
+    let (checks, in_flight) = (env_or("CHECKS", 20_000usize), env_or("IN_FLIGHT", 64usize));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -1,4 +1,5 @@
-//! Helpers shared by the benches.
+//! Helpers shared by the benches (each uses some of them).
+#![allow(dead_code)]
 
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
@@ -59,7 +60,6 @@ impl tower_zerotrust::clock::Clock for Warp {
 /// The clock runs fast so that a benchmark reaches the steady state of a long-running service
 /// (whole generations expiring as new ones fill) instead of filling the store.
 #[cfg(feature = "hmac")]
-#[allow(dead_code)]
 pub fn steady_store(factor: u64) -> tower_zerotrust::nonce::MemoryNonceStore {
     let clock = Warp {
         start: Instant::now(),
@@ -67,4 +67,21 @@ pub fn steady_store(factor: u64) -> tower_zerotrust::nonce::MemoryNonceStore {
         factor,
     };
     tower_zerotrust::nonce::MemoryNonceStore::with_clock(8_000_000, clock)
+}
+
+/// For benches with their own `main`: whether the filter `cargo bench` passes on leaves out
+/// the bench called `name`.
+pub fn filtered_out(name: &str) -> bool {
+    std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .is_some_and(|filter| !name.contains(&filter))
+}
+
+/// The environment variable `name` as a `T`, or `default` when unset or unparsable.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use http::{Extensions, HeaderMap};
 
+#[cfg(feature = "redis")]
+use super::limiter::PendingDecision;
 use super::limiter::{Bucket, Decision, RateQuota};
 #[cfg(feature = "redis")]
 use super::shared::RedisRateLimits;
@@ -40,7 +42,7 @@ pub(crate) struct Limits {
 pub(crate) enum Check {
     Now(Decision),
     #[cfg(feature = "redis")]
-    Shared(std::pin::Pin<Box<dyn std::future::Future<Output = Decision> + Send>>),
+    Shared(PendingDecision),
 }
 
 /// Builds a [`RateLimitConfig`].

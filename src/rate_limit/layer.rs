@@ -9,7 +9,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::config::{Check, RateLimitConfig};
-use super::limiter::Decision;
+use super::limiter::{Decision, PendingDecision};
 use crate::body::ResponseBody;
 use crate::future::RejectOr;
 use crate::principal::Principal;
@@ -145,8 +145,6 @@ pin_project! {
     }
 }
 
-type SharedDecision = std::pin::Pin<Box<dyn std::future::Future<Output = Decision> + Send>>;
-
 pin_project! {
     #[project = StateProj]
     enum State<S, ReqBody>
@@ -155,7 +153,7 @@ pin_project! {
     {
         // The shared store is deciding; the request waits with the service that will take it.
         Deciding {
-            decision: SharedDecision,
+            decision: PendingDecision,
             call: Option<(S, Request<ReqBody>)>,
         },
         Decided {

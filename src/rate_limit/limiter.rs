@@ -36,6 +36,10 @@ impl RateQuota {
     }
 }
 
+/// A decision the shared store is still computing.
+pub(crate) type PendingDecision =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Decision> + Send>>;
+
 /// What one check decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decision {

@@ -1,12 +1,10 @@
 //! Quotas shared by every replica: the same GCRA as the local buckets (governor's), computed
 //! atomically in Redis by a Lua script, on Redis's clock so replicas' clocks need not agree.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use super::limiter::{Decision, RateQuota};
+use super::limiter::{Decision, PendingDecision, RateQuota};
 use crate::redis::RedisConnection;
 
 const DEFAULT_PREFIX: &str = "zerotrust:ratelimit:";
@@ -84,12 +82,7 @@ impl RedisRateLimits {
     }
 
     /// Takes one request from `key`'s bucket of `quota`.
-    pub(crate) fn check(
-        &self,
-        bucket: &str,
-        key: &str,
-        quota: RateQuota,
-    ) -> Pin<Box<dyn Future<Output = Decision> + Send>> {
+    pub(crate) fn check(&self, bucket: &str, key: &str, quota: RateQuota) -> PendingDecision {
         let redis_key = format!("{}{bucket}:{key}", self.prefix);
         let interval = 1_000_000.0 / f64::from(quota.average);
         let taken = self.redis.run(move |mut redis| async move {
