@@ -301,21 +301,24 @@ mod pubsub {
             .unwrap();
     }
 
+    fn only_router() -> HmacConfig {
+        HmacConfig::builder()
+            .secret(SECRET)
+            .allow_callers(["router"])
+            .build()
+            .unwrap()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn only_signed_fresh_unreplayed_messages_are_delivered() {
         let Some(redis) = RedisServer::start() else {
             return;
         };
         let connection = RedisConnection::open(&redis.url()).unwrap();
-        let verifier = HmacConfig::builder()
-            .secret(SECRET)
-            .allow_callers(["router"])
-            .build()
-            .unwrap();
         let mut events = SignedSubscription::subscribe(
             &redis.url(),
             "model-events",
-            verifier,
+            only_router(),
             RedisNonceStore::new(connection.clone()),
         )
         .await
@@ -347,7 +350,7 @@ mod pubsub {
             router.publish("model-events", b"ready").await.unwrap(),
             2 // the subscription and the raw listener
         );
-        let first = events.next().await.unwrap();
+        let first = events.next().await;
         assert_eq!(first.sender.id(), "router");
         assert_eq!(first.channel, "model-events");
         assert_eq!(first.payload, b"ready");
@@ -382,13 +385,210 @@ mod pubsub {
         .unwrap();
         // Then a good one: the only other message delivered.
         router.publish("model-events", b"done").await.unwrap();
-        let next = events.next().await.unwrap();
+        let next = events.next().await;
         assert_eq!(next.payload, b"done");
         assert_eq!(events.dropped(), 7);
 
         // On the spy channel, the captured message is refused too: the channel is signed.
         router.publish("spy", b"spied").await.unwrap();
-        assert_eq!(spy.next().await.unwrap().payload, b"spied");
+        assert_eq!(spy.next().await.payload, b"spied");
         assert_eq!(spy.dropped(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_subscription_subscribes_again_after_redis_restarts() {
+        let Some(mut redis) = RedisServer::start() else {
+            return;
+        };
+        let connection = RedisConnection::open(&redis.url()).unwrap();
+        let events = SignedSubscription::subscribe(
+            &redis.url(),
+            "model-events",
+            only_router(),
+            tower_zerotrust::nonce::MemoryNonceStore::default(),
+        )
+        .await
+        .unwrap();
+        let mut events = Box::pin(events.into_stream());
+        let router = SignedPublisher::new(connection, HmacSigner::new("router", SECRET).unwrap());
+        router.publish("model-events", b"before").await.unwrap();
+        use futures_util::StreamExt;
+        assert_eq!(events.next().await.unwrap().payload, b"before");
+
+        redis.restart();
+        // The stream is polled meanwhile, so it notices the lost connection and subscribes
+        // again; once a publish reaches a subscriber, the message comes out of the stream.
+        let receiver = tokio::spawn(async move { events.next().await.unwrap() });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(1) = router.publish("model-events", b"after").await {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the subscription did not come back"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let message = tokio::time::timeout(Duration::from_secs(5), receiver)
+            .await
+            .expect("delivered")
+            .unwrap();
+        assert_eq!(message.payload, b"after");
+        assert_eq!(message.sender.id(), "router");
+    }
+
+    #[cfg(feature = "jwt")]
+    mod jwt {
+        use super::*;
+        use tower_zerotrust::clock::Clock;
+        use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey};
+        use tower_zerotrust::nonce::MemoryNonceStore;
+        use tower_zerotrust::pubsub::MessageSigner;
+        use tower_zerotrust::sign::TokenIssuer;
+
+        const JWT_SECRET: &str = "your-secret-key-of-at-least-32-bytes";
+        const ISSUER: &str = "intellirouter";
+        const AUDIENCE: &str = "intellirouter-services";
+
+        /// The system clock, moved by so many seconds.
+        struct Shifted(i64);
+
+        impl Clock for Shifted {
+            fn now_millis(&self) -> u64 {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap();
+                (now.as_millis() as i64 + 1000 * self.0) as u64
+            }
+        }
+
+        fn issuer(secret: &str, audience: &str) -> TokenIssuer {
+            TokenIssuer::hmac(Algorithm::HS256, secret, ISSUER, audience).unwrap()
+        }
+
+        fn verifier() -> JwtConfig {
+            JwtConfig::builder()
+                .key(JwtKey::hmac(Algorithm::HS256, JWT_SECRET).unwrap())
+                .issuer(ISSUER)
+                .audience(AUDIENCE)
+                .build()
+                .unwrap()
+        }
+
+        fn publisher(redis: &RedisServer, issuer: TokenIssuer) -> SignedPublisher {
+            let connection = RedisConnection::open(&redis.url()).unwrap();
+            SignedPublisher::new(
+                connection,
+                MessageSigner::jwt(issuer, "router_core", ["route_requests"]),
+            )
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn only_messages_with_a_fresh_token_for_this_payload_and_channel_are_delivered() {
+            let Some(redis) = RedisServer::start() else {
+                return;
+            };
+            let connection = RedisConnection::open(&redis.url()).unwrap();
+            let mut events = SignedSubscription::subscribe(
+                &redis.url(),
+                "routes",
+                verifier(),
+                RedisNonceStore::new(connection.clone()),
+            )
+            .await
+            .unwrap();
+            let mut other = SignedSubscription::subscribe(
+                &redis.url(),
+                "other",
+                verifier(),
+                MemoryNonceStore::default(),
+            )
+            .await
+            .unwrap();
+            let client = ::redis::Client::open(redis.url()).unwrap();
+            let mut raw = client.get_async_pubsub().await.unwrap();
+            raw.subscribe("routes").await.unwrap();
+            let mut raw = raw.into_on_message();
+            let router = publisher(&redis, issuer(JWT_SECRET, AUDIENCE));
+
+            router.publish("routes", b"message").await.unwrap();
+            let first = events.next().await;
+            assert_eq!(first.sender.id(), "router_core");
+            assert!(first.sender.has_role("route_requests"));
+            assert_eq!(first.payload, b"message");
+            use futures_util::StreamExt;
+            let captured: String = raw.next().await.unwrap().get_payload().unwrap();
+            let envelope: serde_json::Value = serde_json::from_str(&captured).unwrap();
+
+            // Each bad message is dropped: the good one published after it is the next one
+            // delivered, and the count goes up by one.
+            let mut expected_drops = 0;
+            let mut bad: Vec<String> = Vec::new();
+            // Replayed as is.
+            bad.push(captured.clone());
+            // The payload changed under the token.
+            let mut tampered = envelope.clone();
+            tampered["payload"] = "ZHJhaW5lZA==".into();
+            bad.push(tampered.to_string());
+            let bearer = TokenIssuer::hmac(Algorithm::HS256, JWT_SECRET, ISSUER, AUDIENCE)
+                .unwrap()
+                .mint("router_core", &["route_requests"])
+                .unwrap();
+            // An ordinary bearer token, which names no channel or payload.
+            bad.push(
+                serde_json::json!({"token": bearer, "payload": envelope["payload"]}).to_string(),
+            );
+            // No token; not JSON; an HMAC envelope.
+            bad.push(serde_json::json!({"payload": envelope["payload"]}).to_string());
+            bad.push("message".to_owned());
+            bad.push(
+                serde_json::json!({"sender":"router_core","timestamp":"1","nonce":"n",
+                    "signature":"v1=AAAA","payload": envelope["payload"]})
+                .to_string(),
+            );
+            // A token whose signature was changed.
+            let mut forged = envelope.clone();
+            let token = envelope["token"].as_str().unwrap();
+            forged["token"] = format!("{}AA", &token[..token.len() - 2]).into();
+            bad.push(forged.to_string());
+            for message in &bad {
+                raw_publish(&redis, "routes", message).await;
+                router.publish("routes", b"good").await.unwrap();
+                assert_eq!(events.next().await.payload, b"good", "after {message}");
+                expected_drops += 1;
+                assert_eq!(events.dropped(), expected_drops, "{message}");
+            }
+
+            // Signed by publishers the subscriber must not believe: another secret, another
+            // audience, a clock two minutes behind (expired) or ahead (not yet valid).
+            for liar in [
+                publisher(
+                    &redis,
+                    issuer("another-secret-key-of-at-least-32-bytes", AUDIENCE),
+                ),
+                publisher(&redis, issuer(JWT_SECRET, "another-audience")),
+                publisher(
+                    &redis,
+                    issuer(JWT_SECRET, AUDIENCE).with_clock(Shifted(-120)),
+                ),
+                publisher(
+                    &redis,
+                    issuer(JWT_SECRET, AUDIENCE).with_clock(Shifted(120)),
+                ),
+            ] {
+                liar.publish("routes", b"lie").await.unwrap();
+                router.publish("routes", b"good").await.unwrap();
+                assert_eq!(events.next().await.payload, b"good");
+                expected_drops += 1;
+                assert_eq!(events.dropped(), expected_drops);
+            }
+
+            // Moved to another channel: refused there, though that subscriber never saw it.
+            raw_publish(&redis, "other", &captured).await;
+            router.publish("other", b"mine").await.unwrap();
+            assert_eq!(other.next().await.payload, b"mine");
+            assert_eq!(other.dropped(), 1);
+        }
     }
 }

@@ -72,7 +72,7 @@ where
 }
 
 #[cfg(feature = "jwks")]
-fn refresh_future(config: &JwtConfig) -> Refresh {
+pub(crate) fn refresh_future(config: &JwtConfig) -> Refresh {
     match &config.inner.jwks {
         Some(jwks) => Box::pin(jwks.clone().refresh_unknown_key()),
         None => Box::pin(std::future::ready(())),
@@ -80,7 +80,7 @@ fn refresh_future(config: &JwtConfig) -> Refresh {
 }
 
 #[cfg(not(feature = "jwks"))]
-fn refresh_future(_config: &JwtConfig) -> Refresh {
+pub(crate) fn refresh_future(_config: &JwtConfig) -> Refresh {
     Box::pin(std::future::ready(()))
 }
 

@@ -89,6 +89,11 @@ pub use keys::{Algorithm, JwtKey};
 pub use layer::RequireJwtLayer;
 pub use service::RequireJwt;
 
+#[cfg(feature = "redis")]
+pub(crate) use future::refresh_future;
+#[cfg(feature = "redis")]
+pub(crate) use validate::{Verdict, authenticate_once, key_not_found};
+
 /// Records a refusal: path, reason, never the token.
 fn log_rejection<B>(rejection: &crate::Rejection, request: &http::Request<B>) {
     tracing::debug!(

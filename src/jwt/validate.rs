@@ -71,6 +71,20 @@ pub(crate) fn authenticate(
     verdict
 }
 
+/// A token that did not come in an `Authorization` header (a signed pub/sub message), held to
+/// the same rules but kept out of the token cache: each such token is used once.
+#[cfg(feature = "redis")]
+pub(crate) fn authenticate_once(settings: &Settings, token: &str) -> Result<Verdict, Rejection> {
+    if token.len() > settings.max_token_bytes {
+        return Err(invalid("jwt.token_too_large", "Token too large"));
+    }
+    let now = settings.clock.now_millis() / 1000;
+    match verify(settings, token, settings.key_generation())? {
+        Some(verified) => accept(&verified, now, settings.leeway_secs, &Extensions::new()),
+        None => Ok(Verdict::UnknownKey),
+    }
+}
+
 /// The checks that give the same answer for a token every time: signature, issuer,
 /// audience, claims. `None` when a key set may learn the token's key on refresh.
 fn verify(

@@ -9,6 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use http::HeaderValue;
 use jsonwebtoken::{EncodingKey, Header};
+use serde_json::{Map, Value};
 
 use crate::BoxError;
 use crate::clock::{Clock, SharedClock};
@@ -166,6 +167,31 @@ impl TokenIssuer {
         roles: &[R],
         now: u64,
     ) -> Result<String, MintError> {
+        self.mint_with(subject, roles, now, self.lifetime, Map::new())
+    }
+
+    /// A one-use token with its own `lifetime` and `extra` claims (a signed pub/sub message's
+    /// channel and digest).
+    #[cfg(feature = "redis")]
+    pub(crate) fn mint_message<R: AsRef<str>>(
+        &self,
+        subject: &str,
+        roles: &[R],
+        lifetime: Duration,
+        extra: Map<String, Value>,
+    ) -> Result<String, MintError> {
+        let now = self.clock.now_millis() / 1000;
+        self.mint_with(subject, roles, now, lifetime.min(self.lifetime), extra)
+    }
+
+    fn mint_with<R: AsRef<str>>(
+        &self,
+        subject: &str,
+        roles: &[R],
+        now: u64,
+        lifetime: Duration,
+        extra: Map<String, Value>,
+    ) -> Result<String, MintError> {
         let roles: Vec<&str> = roles.iter().map(AsRef::as_ref).collect();
         let mut claims = serde_json::json!({
             "sub": subject,
@@ -173,11 +199,14 @@ impl TokenIssuer {
             "iss": self.issuer,
             "aud": self.audience,
             "iat": now,
-            "exp": now + self.lifetime.as_secs(),
+            "exp": now + lifetime.as_secs(),
             "jti": hex::encode(rand::random::<[u8; 16]>()),
         });
         if let Some(thumbprint) = &self.certificate_thumbprint {
             claims["cnf"] = serde_json::json!({ "x5t#S256": thumbprint });
+        }
+        if let Value::Object(claims) = &mut claims {
+            claims.extend(extra);
         }
         jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(|e| MintError(e.to_string()))
     }
