@@ -196,6 +196,15 @@ pub mod client {
         Ok(grpc)
     }
 
+    /// Names the method in the request, as generated clients do (client interceptors that sign
+    /// read it).
+    fn named<T>(mut request: Request<T>, method: &'static str) -> Request<T> {
+        request
+            .extensions_mut()
+            .insert(tonic::GrpcMethod::new("registry.ModelRegistry", method));
+        request
+    }
+
     pub async fn get_model<S>(channel: S, id: &str) -> Result<Model, Status>
     where
         S: tonic::client::GrpcService<Body>,
@@ -203,7 +212,10 @@ pub mod client {
         S::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         <S::ResponseBody as http_body::Body>::Error: Into<BoxError> + Send,
     {
-        let request = Request::new(GetModelRequest { id: id.to_owned() });
+        let request = named(
+            Request::new(GetModelRequest { id: id.to_owned() }),
+            "GetModel",
+        );
         let codec = ProstCodec::<GetModelRequest, Model>::default();
         let path = PathAndQuery::from_static(GET_MODEL);
         let response = ready(channel).await?.unary(request, path, codec).await?;
@@ -217,9 +229,12 @@ pub mod client {
         S::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         <S::ResponseBody as http_body::Body>::Error: Into<BoxError> + Send,
     {
-        let request = Request::new(CreateModelRequest {
-            name: name.to_owned(),
-        });
+        let request = named(
+            Request::new(CreateModelRequest {
+                name: name.to_owned(),
+            }),
+            "CreateModel",
+        );
         let codec = ProstCodec::<CreateModelRequest, Model>::default();
         let path = PathAndQuery::from_static(CREATE_MODEL);
         let response = ready(channel).await?.unary(request, path, codec).await?;
@@ -233,7 +248,7 @@ pub mod client {
         S::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         <S::ResponseBody as http_body::Body>::Error: Into<BoxError> + Send,
     {
-        let request = Request::new(WatchModelsRequest {});
+        let request = named(Request::new(WatchModelsRequest {}), "WatchModels");
         let codec = ProstCodec::<WatchModelsRequest, Model>::default();
         let path = PathAndQuery::from_static(WATCH_MODELS);
         let mut stream: Streaming<Model> = ready(channel)

@@ -153,6 +153,25 @@ impl AuthorizeConfigBuilder {
     }
 }
 
+impl AuthorizeConfig {
+    /// The decision for a gRPC `path` (`None` when it is unknown: only a configuration without
+    /// per-method rules can decide then).
+    #[cfg(feature = "tonic")]
+    pub(crate) fn decide_grpc(
+        &self,
+        path: Option<&str>,
+        principal: Option<&Principal>,
+    ) -> Option<Result<(), Rejection>> {
+        let settings = &self.inner;
+        let path = match path {
+            Some(path) => path,
+            None if settings.rules.is_empty() => "",
+            None => return None,
+        };
+        Some(settings.decide(&Method::POST, path, principal))
+    }
+}
+
 impl Settings {
     fn decide(
         &self,

@@ -103,7 +103,9 @@ pub use service::VerifyHmac;
 
 pub(crate) use canonical::{Fields, SIGNATURE_PREFIX, is_valid_field};
 pub(crate) use keys::SigningKey;
-#[cfg(feature = "redis")]
+#[cfg(feature = "tonic")]
+pub(crate) use verify::nonce_rejection;
+#[cfg(any(feature = "redis", feature = "tonic"))]
 pub(crate) use verify::{Verdict, verify};
 
 /// Records a refusal the way the services this replaces did: caller, endpoint and reason.

@@ -167,16 +167,21 @@ fn caller_not_allowed() -> Rejection {
 
 /// The refusal for a nonce the store would not record, logged.
 pub(crate) fn nonce_refusal<B>(error: &NonceError, caller: &str, request: &Request<B>) -> Pending {
-    let rejection = match error {
+    let rejection = nonce_rejection(error);
+    super::log_rejection(&rejection, Some(caller), true, request);
+    Pending::new(rejection, request.headers())
+}
+
+/// Why a verified request is refused when its nonce cannot be recorded.
+pub(crate) fn nonce_rejection(error: &NonceError) -> Rejection {
+    match error {
         NonceError::Replayed => unauthenticated("hmac.replayed", "Replayed request"),
         NonceError::Full => store_failed("nonce.store_full"),
         _ => {
             tracing::warn!(target: "tower_zerotrust::hmac", %error, source = ?std::error::Error::source(error), "nonce store unavailable: refusing signed requests");
             store_failed("nonce.store_unavailable")
         }
-    };
-    super::log_rejection(&rejection, Some(caller), true, request);
-    Pending::new(rejection, request.headers())
+    }
 }
 
 fn store_failed(code: &'static str) -> Rejection {

@@ -89,10 +89,14 @@ pub use keys::{Algorithm, JwtKey};
 pub use layer::RequireJwtLayer;
 pub use service::RequireJwt;
 
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", all(feature = "tonic", feature = "jwks")))]
 pub(crate) use future::refresh_future;
+#[cfg(feature = "tonic")]
+pub(crate) use validate::authenticate;
 #[cfg(feature = "redis")]
-pub(crate) use validate::{Verdict, authenticate_once, key_not_found};
+pub(crate) use validate::authenticate_once;
+#[cfg(any(feature = "redis", feature = "tonic"))]
+pub(crate) use validate::{Verdict, key_not_found};
 
 /// Records a refusal: path, reason, never the token.
 fn log_rejection<B>(rejection: &crate::Rejection, request: &http::Request<B>) {

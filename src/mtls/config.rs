@@ -305,6 +305,34 @@ impl TlsConfig {
         Ok(Arc::new(config))
     }
 
+    /// The material as PEM, for TLS stacks that take only PEM (tonic's). `Err` names what
+    /// such a stack would silently drop: revocation lists, v1 client certificates.
+    #[cfg(feature = "tonic")]
+    pub(crate) fn to_pem(&self) -> Result<PemMaterial, &'static str> {
+        if !self.crls.is_empty() {
+            return Err("tonic's TLS cannot check revocation lists: serve with mtls::serve_tls");
+        }
+        if self.allow_v1_client_certificates {
+            return Err("tonic's TLS refuses v1 client certificates: serve with mtls::serve_tls");
+        }
+        let label = match &*self.key {
+            PrivateKeyDer::Pkcs1(_) => "RSA PRIVATE KEY",
+            PrivateKeyDer::Sec1(_) => "EC PRIVATE KEY",
+            _ => "PRIVATE KEY",
+        };
+        let certificates = |list: &[CertificateDer<'_>]| {
+            list.iter()
+                .map(|der| pem("CERTIFICATE", der))
+                .collect::<String>()
+        };
+        Ok(PemMaterial {
+            chain: certificates(&self.chain),
+            key: pem(label, self.key.secret_der()),
+            roots: certificates(&self.roots),
+            client_certificates_optional: self.client_certificates_optional,
+        })
+    }
+
     /// When the leaf certificate expires, in Unix seconds.
     pub(crate) fn leaf_not_after(&self) -> Option<i64> {
         let leaf = self.chain.first()?;
@@ -320,6 +348,28 @@ impl TlsConfig {
         }
         Ok(store)
     }
+}
+
+/// A [`TlsConfig`] as PEM text.
+#[cfg(feature = "tonic")]
+pub(crate) struct PemMaterial {
+    pub(crate) chain: String,
+    pub(crate) key: String,
+    pub(crate) roots: String,
+    pub(crate) client_certificates_optional: bool,
+}
+
+#[cfg(feature = "tonic")]
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 /// Whether the file's permissions let group or others read it (Unix only).

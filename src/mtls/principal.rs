@@ -119,6 +119,17 @@ impl MtlsPrincipalConfigBuilder {
     }
 }
 
+impl MtlsPrincipalConfig {
+    /// The principal of a connection's certificate, or why there is none.
+    #[cfg(feature = "tonic")]
+    pub(crate) fn principal(
+        &self,
+        peer: Option<&PeerIdentity>,
+    ) -> Result<Option<Principal>, Rejection> {
+        self.inner.principal(peer)
+    }
+}
+
 impl Settings {
     fn principal(&self, peer: Option<&PeerIdentity>) -> Result<Option<Principal>, Rejection> {
         let Some(peer) = peer else {

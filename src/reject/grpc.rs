@@ -33,6 +33,7 @@ pub(super) fn response<B>(rejection: Rejection) -> Response<ResponseBody<B>> {
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert("grpc-status", HeaderValue::from(code(rejection.kind)));
+    headers.insert(super::REASON, HeaderValue::from_static(rejection.code));
     let message = percent_encode(rejection.message());
     // Percent-encoding leaves only visible ASCII, so this cannot fail.
     if let Ok(value) = HeaderValue::from_str(&message) {

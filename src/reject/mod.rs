@@ -40,6 +40,10 @@ use ::http::{HeaderMap, Response};
 
 use crate::body::ResponseBody;
 
+/// The gRPC metadata key (a trailer of the trailers-only response) that carries a refusal's
+/// reason code, as the `code` field of the HTTP problem body does.
+pub const REASON: &str = "zerotrust-reason";
+
 /// The class of a refusal; it decides the HTTP status and the gRPC code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -245,7 +245,7 @@ pub trait TokenSource: Send + Sync + 'static {
 
 /// A fixed token.
 #[derive(Clone)]
-pub struct StaticToken(HeaderValue);
+pub struct StaticToken(pub(crate) HeaderValue);
 
 impl StaticToken {
     /// A source that always sends `token`.
@@ -305,7 +305,7 @@ impl MintedToken {
         }
     }
 
-    fn current(&self) -> Result<HeaderValue, BoxError> {
+    pub(crate) fn current(&self) -> Result<HeaderValue, BoxError> {
         let inner = &*self.inner;
         let now = inner.issuer.clock.now_millis() / 1000;
         if let Some(cached) = inner.cached.load().as_deref()

@@ -1,0 +1,29 @@
+//! A [`Rejection`] as the `tonic::Status` an interceptor returns: the same code, message and
+//! reason as the layers' trailers-only responses.
+
+use tonic::metadata::MetadataValue;
+use tonic::{Code, Status};
+
+use crate::reject::{REASON, Rejection, RejectionKind};
+
+impl From<Rejection> for Status {
+    fn from(rejection: Rejection) -> Self {
+        let code = match rejection.kind() {
+            RejectionKind::Unauthenticated => Code::Unauthenticated,
+            RejectionKind::Forbidden => Code::PermissionDenied,
+            RejectionKind::RateLimited => Code::ResourceExhausted,
+            RejectionKind::Unavailable => Code::Unavailable,
+        };
+        let mut status = Status::new(code, rejection.message());
+        status
+            .metadata_mut()
+            .insert(REASON, MetadataValue::from_static(rejection.code()));
+        status
+    }
+}
+
+/// A server misconfiguration, not the caller's fault: the request is refused all the same.
+pub(super) fn misconfigured(what: &'static str) -> Status {
+    tracing::error!(target: "tower_zerotrust::grpc", what, "refusing a request the interceptor cannot check");
+    Status::internal(what)
+}
