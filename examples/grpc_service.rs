@@ -22,6 +22,40 @@
 //!     .layer(AddBearerLayer::new(MintedToken::new(issuer, "release-bot", ["developer"])))
 //!     .service(channel);
 //! ```
+//!
+//! With the `tonic` feature, the same can be had tonic's way. Interceptors per service or
+//! client (`tower_zerotrust::grpc`; `MethodPathLayer` tells them the method):
+//!
+//! ```ignore
+//! let guarded = InterceptedService::new(
+//!     registry,
+//!     chain(JwtInterceptor::new(jwt_config), AuthorizeInterceptor::new(rules)),
+//! );
+//! Server::builder().layer(MethodPathLayer).add_service(guarded).serve(addr).await?;
+//! let signed = InterceptedService::new(channel, SignHmacInterceptor::new(signer));
+//! ```
+//!
+//! And seed 000's secure builders, almost line for line (`tests/grpc_interceptors.rs` runs
+//! them with JWT only, mTLS only and both):
+//!
+//! ```ignore
+//! // Secure gRPC server with JWT and mTLS: callers need a client certificate signed by the
+//! // CA and a token holding `read_models` or `write_models`.
+//! let mut server = SecureGrpcServerBuilder::new()
+//!     .with_tls(TlsConfig::new("registry.crt", "registry.key", "ca.crt")?)
+//!     .with_jwt(jwt_config, ["read_models", "write_models"])
+//!     .build()?;
+//! let router = server.add_service(ModelRegistry::default());
+//! router.serve("[::1]:50051".parse()?).await?;
+//!
+//! // Secure gRPC client with JWT and mTLS.
+//! let channel = SecureGrpcClientBuilder::new("intellirouter.local")
+//!     .with_tls(TlsConfig::new("router.crt", "router.key", "ca.crt")?)
+//!     .with_jwt(token_issuer, "router_core", ["read_models"])
+//!     .build("https://localhost:50051")
+//!     .await?;
+//! let model = client::get_model(channel, "1").await?;
+//! ```
 
 #[path = "support/captured.rs"]
 mod captured;
