@@ -9,16 +9,14 @@ use std::io::sink;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use support::{complete, in_chunks, steady_store};
+use support::{SECRET, complete, hs256_bearer, hs256_config, in_chunks, steady_store};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
 use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Policy, Require};
 use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
-use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey, RequireJwtLayer};
+use tower_zerotrust::jwt::RequireJwtLayer;
 use tower_zerotrust::rate_limit::{RateLimitConfig, RateLimitLayer, RateQuota};
-use tower_zerotrust::sign::{HmacSigner, TokenIssuer};
-
-const SECRET: &str = "3f8a2c9d1e7b4f60a5c8d2e9f1b3a7c4d6e8f0a2b4c6d8e0f2a4b6c8d0e2f4a6";
+use tower_zerotrust::sign::HmacSigner;
 
 fn policy() -> Policy {
     Policy::builder()
@@ -76,28 +74,14 @@ fn full_stack(c: &mut Criterion) {
         req
     };
 
-    let jwt = JwtConfig::builder()
-        .key(JwtKey::hmac(Algorithm::HS256, SECRET).unwrap())
-        .issuer("intellirouter")
-        .audience("intellirouter-services")
-        .build()
-        .unwrap();
+    let jwt = hs256_config();
     let jwt_stack = ServiceBuilder::new()
         .layer(AuditLayer::new(audit.clone()))
         .layer(RequireJwtLayer::new(jwt))
         .layer(limits())
         .layer(authorize())
         .service(noop);
-    let token = TokenIssuer::hmac(
-        Algorithm::HS256,
-        SECRET,
-        "intellirouter",
-        "intellirouter-services",
-    )
-    .unwrap()
-    .mint("gateway", &["developer"])
-    .unwrap();
-    let bearer = format!("Bearer {token}");
+    let bearer = hs256_bearer("gateway", &["developer"]);
     let with_token = || {
         Request::post("/models")
             .header("authorization", &bearer)

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
-use support::{complete, in_chunks, steady_store};
+use support::{SECRET, complete, hs256_bearer, hs256_config, in_chunks, steady_store};
 use tonic::service::interceptor::InterceptedService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Policy, Require};
@@ -15,10 +15,9 @@ use tower_zerotrust::grpc::{
     AuthorizeInterceptor, HmacInterceptor, JwtInterceptor, MethodPathLayer, chain,
 };
 use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
-use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey, RequireJwtLayer};
-use tower_zerotrust::sign::{HmacSigner, TokenIssuer};
+use tower_zerotrust::jwt::RequireJwtLayer;
+use tower_zerotrust::sign::HmacSigner;
 
-const SECRET: &str = "3f8a2c9d1e7b4f60a5c8d2e9f1b3a7c4d6e8f0a2b4c6d8e0f2a4b6c8d0e2f4a6";
 const CREATE: &str = "/registry.ModelRegistry/CreateModel";
 
 fn grpc_request() -> Request<()> {
@@ -52,22 +51,8 @@ where
 fn interceptors(c: &mut Criterion) {
     let noop =
         service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
-    let jwt = JwtConfig::builder()
-        .key(JwtKey::hmac(Algorithm::HS256, SECRET).unwrap())
-        .issuer("intellirouter")
-        .audience("intellirouter-services")
-        .build()
-        .unwrap();
-    let token = TokenIssuer::hmac(
-        Algorithm::HS256,
-        SECRET,
-        "intellirouter",
-        "intellirouter-services",
-    )
-    .unwrap()
-    .mint("router_core", &["developer"])
-    .unwrap();
-    let bearer = format!("Bearer {token}");
+    let jwt = hs256_config();
+    let bearer = hs256_bearer("router_core", &["developer"]);
     let with_token = || {
         let mut req = grpc_request();
         req.headers_mut()

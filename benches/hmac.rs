@@ -13,13 +13,12 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hmac::{Hmac, Mac};
 use http::{Request, Response, StatusCode};
 use sha2::Sha256;
-use support::{complete, in_chunks, steady_store};
+use support::{SECRET, complete, in_chunks, steady_store};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
 use tower_zerotrust::nonce::NonceStore;
 use tower_zerotrust::sign::HmacSigner;
 
-const SECRET: &str = "3f8a2c9d1e7b4f60a5c8d2e9f1b3a7c4d6e8f0a2b4c6d8e0f2a4b6c8d0e2f4a6";
 const MESSAGE: &str = "gateway:1708167234:0f1e2d3c4b5a69788796a5b4c3d2e1f0:POST:/execute";
 const TTL: Duration = Duration::from_secs(60);
 

@@ -24,16 +24,14 @@ use http::Method;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use support::{env_or, filtered_out};
+use support::{SECRET, env_or, filtered_out, hs256_bearer, hs256_config};
 use tower::ServiceBuilder;
 use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
 use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Policy, Require};
 use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
-use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey, RequireJwtLayer};
+use tower_zerotrust::jwt::RequireJwtLayer;
 use tower_zerotrust::rate_limit::{RateLimitConfig, RateLimitLayer, RateQuota};
-use tower_zerotrust::sign::{HmacSigner, TokenIssuer};
-
-const SECRET: &str = "3f8a2c9d1e7b4f60a5c8d2e9f1b3a7c4d6e8f0a2b4c6d8e0f2a4b6c8d0e2f4a6";
+use tower_zerotrust::sign::HmacSigner;
 
 fn bare() -> Router {
     Router::new().route("/models", post(|| async { "created" }))
@@ -60,12 +58,7 @@ fn secured(audit: JsonLinesSink, proof: Proof) -> Router {
         .quota(RateQuota::new(1_000_000_000, 1_000_000))
         .build()
         .unwrap();
-    let jwt = JwtConfig::builder()
-        .key(JwtKey::hmac(Algorithm::HS256, SECRET).unwrap())
-        .issuer("intellirouter")
-        .audience("intellirouter-services")
-        .build()
-        .unwrap();
+    let jwt = hs256_config();
     let hmac = HmacConfig::builder()
         .secret(SECRET)
         .allow_callers(["gateway"])
@@ -113,16 +106,7 @@ fn load(addr: std::net::SocketAddr, proof: Proof, connections: usize, seconds: u
         .enable_all()
         .build()
         .unwrap();
-    let token = TokenIssuer::hmac(
-        Algorithm::HS256,
-        SECRET,
-        "intellirouter",
-        "intellirouter-services",
-    )
-    .unwrap()
-    .mint("release-bot", &["developer"])
-    .unwrap();
-    let bearer = Arc::new(format!("Bearer {token}"));
+    let bearer = Arc::new(hs256_bearer("release-bot", &["developer"]));
     let signer = Arc::new(HmacSigner::new("gateway", SECRET).unwrap());
     client.block_on(async {
         let counting = Arc::new(AtomicBool::new(false));

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use registry::{ModelRegistry, client};
+use support::Shifted;
 use support::certs::{Ca, Leaf, spiffe};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -21,7 +22,6 @@ use tonic::transport::{
 };
 use tonic::{Code, Status};
 use tower_zerotrust::authz::{AuthorizeConfig, Policy, Require};
-use tower_zerotrust::clock::Clock;
 use tower_zerotrust::grpc::{
     AuthorizeInterceptor, BearerInterceptor, HmacInterceptor, JwtInterceptor, MethodPathLayer,
     MtlsInterceptor, SecureGrpcClientBuilder, SecureGrpcError, SecureGrpcServerBuilder,
@@ -37,18 +37,6 @@ const SECRET: &str = support::SECRET;
 const JWT_SECRET: &str = "your-secret-key-of-at-least-32-bytes";
 const ISSUER: &str = "intellirouter";
 const AUDIENCE: &str = "intellirouter-services";
-
-/// The system clock, moved by so many seconds.
-struct Shifted(i64);
-
-impl Clock for Shifted {
-    fn now_millis(&self) -> u64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap();
-        (now.as_millis() as i64 + 1000 * self.0) as u64
-    }
-}
 
 fn jwt_config() -> JwtConfig {
     JwtConfig::builder()
@@ -100,6 +88,15 @@ fn tls_endpoint(addr: SocketAddr, ca: &Ca, client: Option<&Leaf>) -> Endpoint {
 
 fn tls_config(leaf: &Leaf, ca: &Ca) -> TlsConfig {
     TlsConfig::from_pem(leaf.cert.as_bytes(), leaf.key.as_bytes(), ca.pem.as_bytes()).unwrap()
+}
+
+/// Serves the registry with the server `builder` makes, on a random port.
+async fn serve_registry(builder: SecureGrpcServerBuilder) -> SocketAddr {
+    let (listener, addr) = bind().await;
+    let mut server = builder.build().unwrap();
+    let router = server.add_service(ModelRegistry::default());
+    tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
+    addr
 }
 
 /// Creates a model through `channel`: the owner is the caller the server saw.
@@ -452,13 +449,10 @@ async fn the_authorize_interceptor_decides_per_method() {
 
 #[tokio::test]
 async fn the_builders_talk_with_jwt_only() {
-    let (listener, addr) = bind().await;
-    let mut server = SecureGrpcServerBuilder::new()
-        .with_jwt(jwt_config(), ["read_models", "write_models"])
-        .build()
-        .unwrap();
-    let router = server.add_service(ModelRegistry::default());
-    tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
+    let addr = serve_registry(
+        SecureGrpcServerBuilder::new().with_jwt(jwt_config(), ["read_models", "write_models"]),
+    )
+    .await;
     let url = format!("http://{addr}");
 
     let admin = SecureGrpcClientBuilder::new("intellirouter.local")
@@ -485,13 +479,9 @@ async fn the_builders_talk_with_jwt_only() {
 #[tokio::test]
 async fn the_builders_talk_with_mtls_only() {
     let ca = Ca::new("Registry CA");
-    let (listener, addr) = bind().await;
-    let mut server = SecureGrpcServerBuilder::new()
-        .with_tls(tls_config(&ca.server(), &ca))
-        .build()
-        .unwrap();
-    let router = server.add_service(ModelRegistry::default());
-    tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
+    let addr =
+        serve_registry(SecureGrpcServerBuilder::new().with_tls(tls_config(&ca.server(), &ca)))
+            .await;
     let url = format!("https://{addr}");
 
     let router_core = ca.issue("router_core", vec![], true);
@@ -512,14 +502,12 @@ async fn the_builders_talk_with_mtls_only() {
 #[tokio::test]
 async fn the_builders_talk_with_mtls_and_jwt() {
     let ca = Ca::new("Registry CA");
-    let (listener, addr) = bind().await;
-    let mut server = SecureGrpcServerBuilder::new()
-        .with_tls(tls_config(&ca.server(), &ca))
-        .with_jwt(jwt_config(), ["route_requests"])
-        .build()
-        .unwrap();
-    let router = server.add_service(ModelRegistry::default());
-    tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
+    let addr = serve_registry(
+        SecureGrpcServerBuilder::new()
+            .with_tls(tls_config(&ca.server(), &ca))
+            .with_jwt(jwt_config(), ["route_requests"]),
+    )
+    .await;
     let url = format!("https://{addr}");
     let certificate = ca.issue("router-host", vec![], true);
 

@@ -441,7 +441,7 @@ mod pubsub {
     #[cfg(feature = "jwt")]
     mod jwt {
         use super::*;
-        use tower_zerotrust::clock::Clock;
+        use support::Shifted;
         use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey};
         use tower_zerotrust::nonce::MemoryNonceStore;
         use tower_zerotrust::pubsub::MessageSigner;
@@ -450,18 +450,6 @@ mod pubsub {
         const JWT_SECRET: &str = "your-secret-key-of-at-least-32-bytes";
         const ISSUER: &str = "intellirouter";
         const AUDIENCE: &str = "intellirouter-services";
-
-        /// The system clock, moved by so many seconds.
-        struct Shifted(i64);
-
-        impl Clock for Shifted {
-            fn now_millis(&self) -> u64 {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap();
-                (now.as_millis() as i64 + 1000 * self.0) as u64
-            }
-        }
 
         fn issuer(secret: &str, audience: &str) -> TokenIssuer {
             TokenIssuer::hmac(Algorithm::HS256, secret, ISSUER, audience).unwrap()

@@ -5,6 +5,36 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+/// The shared secret of the benches' HMAC signatures and HS256 tokens.
+pub const SECRET: &str = "3f8a2c9d1e7b4f60a5c8d2e9f1b3a7c4d6e8f0a2b4c6d8e0f2a4b6c8d0e2f4a6";
+
+/// A JWT config accepting HS256 tokens signed with [`SECRET`] for seed 000's issuer and
+/// audience.
+#[cfg(feature = "jwt")]
+pub fn hs256_config() -> tower_zerotrust::jwt::JwtConfig {
+    use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey};
+    JwtConfig::builder()
+        .key(JwtKey::hmac(Algorithm::HS256, SECRET).unwrap())
+        .issuer("intellirouter")
+        .audience("intellirouter-services")
+        .build()
+        .unwrap()
+}
+
+/// `Bearer <token>` for `subject` with `roles`, accepted by [`hs256_config`].
+#[cfg(feature = "jwt")]
+pub fn hs256_bearer(subject: &str, roles: &[&str]) -> String {
+    use tower_zerotrust::jwt::Algorithm;
+    let issuer = tower_zerotrust::sign::TokenIssuer::hmac(
+        Algorithm::HS256,
+        SECRET,
+        "intellirouter",
+        "intellirouter-services",
+    )
+    .unwrap();
+    format!("Bearer {}", issuer.mint(subject, roles).unwrap())
+}
+
 /// Polls a future that completes without waiting (everything measured here does), so the
 /// numbers carry no executor overhead.
 pub fn complete<F: Future>(future: F) -> F::Output {

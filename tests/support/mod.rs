@@ -158,3 +158,15 @@ impl NonceStore for ProbeStore {
         })
     }
 }
+
+/// The system clock, moved by so many seconds (a peer whose clock is off).
+pub struct Shifted(pub i64);
+
+impl tower_zerotrust::clock::Clock for Shifted {
+    fn now_millis(&self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        (now.as_millis() as i64 + 1000 * self.0) as u64
+    }
+}
