@@ -3,13 +3,21 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 
 use http::Response;
 use pin_project_lite::pin_project;
 
 use crate::body::ResponseBody;
 use crate::reject::Pending;
+
+/// Polls `future` once, without a waker: for in-process work (an in-memory store, a cached
+/// token) that answers at once, so a request need not be parked. A `Pending` future must be
+/// polled again later with a real waker.
+#[cfg(any(feature = "hmac", feature = "jwt"))]
+pub(crate) fn poll_now<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    Pin::new(future).poll(&mut Context::from_waker(Waker::noop()))
+}
 
 pin_project! {
     /// The inner service's response (body wrapped), or a rejection's.

@@ -189,11 +189,7 @@ impl Settings {
             return Ok(());
         }
         let Some(principal) = principal else {
-            return Err(Rejection::new(
-                RejectionKind::Unauthenticated,
-                "authz.unauthenticated",
-                "Authentication required",
-            ));
+            return Err(unauthenticated());
         };
         if let Some(callers) = &self.callers
             && !callers.contains(principal.id())
@@ -206,9 +202,23 @@ impl Settings {
         if permits(&self.policy.load(), principal, require) {
             Ok(())
         } else {
-            Err(forbidden("authz.permission_denied", "Permission denied"))
+            Err(permission_denied())
         }
     }
+}
+
+/// No proven principal where one is required.
+pub(crate) fn unauthenticated() -> Rejection {
+    Rejection::new(
+        RejectionKind::Unauthenticated,
+        "authz.unauthenticated",
+        "Authentication required",
+    )
+}
+
+/// The principal lacks what the rule requires.
+pub(crate) fn permission_denied() -> Rejection {
+    forbidden("authz.permission_denied", "Permission denied")
 }
 
 fn permits(policy: &Policy, principal: &Principal, require: &Require) -> bool {
@@ -249,7 +259,7 @@ impl Authorizer {
         if self.permits(principal, permission) {
             Ok(())
         } else {
-            Err(forbidden("authz.permission_denied", "Permission denied"))
+            Err(permission_denied())
         }
     }
 

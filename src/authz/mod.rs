@@ -28,3 +28,6 @@ pub use layer::{
 pub use policy::{Policy, PolicyBuilder, PolicyError, SharedPolicy};
 pub use rules::Require;
 pub use trust::{TrustMatrix, TrustMatrixBuilder};
+
+#[cfg(feature = "tonic")]
+pub(crate) use layer::{permission_denied, unauthenticated};

@@ -1,15 +1,14 @@
 //! HMAC-signed requests checked by an interceptor.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use super::method::method_path;
 use super::status::misconfigured;
+use crate::future::poll_now;
 use crate::hmac::{HmacConfig, Verdict, nonce_rejection, verify};
 use crate::nonce::{MemoryNonceStore, NonceStore};
 use crate::principal::{AuthMethod, Principal};
@@ -75,8 +74,7 @@ impl Interceptor for HmacInterceptor {
             Ok(Verdict::Caller { id, nonce }) => {
                 let mut check = store.check_and_record(id, nonce, settings.nonce_ttl);
                 // The in-memory store answers at once.
-                let noop = &mut Context::from_waker(Waker::noop());
-                match Pin::new(&mut check).poll(noop) {
+                match poll_now(&mut check) {
                     Poll::Ready(Ok(())) => Principal::new(id, AuthMethod::Hmac),
                     Poll::Ready(Err(error)) => return Err(nonce_rejection(&error).into()),
                     Poll::Pending => return Err(misconfigured("nonce store did not answer")),

@@ -11,9 +11,9 @@ use tower_layer::{Identity as NoLayer, Stack};
 use super::status::misconfigured;
 use super::{JwtInterceptor, MethodPathLayer, MtlsInterceptor, SecureGrpcError};
 use crate::Principal;
+use crate::authz::{permission_denied, unauthenticated};
 use crate::jwt::JwtConfig;
 use crate::mtls::{MtlsPrincipalConfig, TlsConfig};
-use crate::reject::{Rejection, RejectionKind};
 
 /// The layers of a server made by [`SecureGrpcServerBuilder`]: the method path recorded, then
 /// the [`ServerGuard`].
@@ -158,20 +158,10 @@ impl Interceptor for ServerGuard {
             (None, None) => return Err(misconfigured("no credentials configured")),
         };
         let Some(principal) = request.extensions().get::<Principal>() else {
-            return Err(Rejection::new(
-                RejectionKind::Unauthenticated,
-                "authz.unauthenticated",
-                "Authentication required",
-            )
-            .into());
+            return Err(unauthenticated().into());
         };
         if !self.roles.is_empty() && !self.roles.iter().any(|role| principal.has_role(role)) {
-            return Err(Rejection::new(
-                RejectionKind::Forbidden,
-                "authz.permission_denied",
-                "Permission denied",
-            )
-            .into());
+            return Err(permission_denied().into());
         }
         Ok(request)
     }

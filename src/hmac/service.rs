@@ -1,7 +1,5 @@
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use tower_service::Service;
@@ -10,6 +8,7 @@ use super::future::ResponseFuture;
 use super::layer::Shared;
 use super::verify::{Verdict, nonce_refusal, verify};
 use crate::body::ResponseBody;
+use crate::future::poll_now;
 use crate::nonce::{MemoryNonceStore, NonceStore};
 use crate::principal::{AuthMethod, Principal};
 use crate::reject::{Pending, RejectionKind};
@@ -73,10 +72,9 @@ where
                     .store
                     .check_and_record(id, nonce, settings.nonce_ttl);
                 // In-process stores answer at once: finish here rather than park the request
-                // in the future. Polling with a no-op waker is fine: a store that is not ready
-                // is polled again, with the real waker, by the response future.
-                let noop = &mut Context::from_waker(Waker::noop());
-                match Pin::new(&mut check).poll(noop) {
+                // in the future. A store that is not ready is polled again, with the real
+                // waker, by the response future.
+                match poll_now(&mut check) {
                     Poll::Ready(Ok(())) => {
                         principal.attach(req.extensions_mut());
                         ResponseFuture::call(self.inner.call(req))

@@ -1,6 +1,6 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, ready};
 
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request};
@@ -10,6 +10,7 @@ use tower_service::Service;
 
 use super::TokenSource;
 use crate::BoxError;
+use crate::future::poll_now;
 
 /// Attaches `Authorization: Bearer <token>` to every outgoing request, from a
 /// [`TokenSource`]: a [`StaticToken`](super::StaticToken), tokens a
@@ -80,7 +81,7 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let mut token = self.source.authorization();
         // Cached and static tokens are ready at once: send without parking the request.
-        match Pin::new(&mut token).poll(&mut Context::from_waker(Waker::noop())) {
+        match poll_now(&mut token) {
             Poll::Ready(Ok(value)) => {
                 request.headers_mut().insert(AUTHORIZATION, value);
                 BearerFuture::calling(self.inner.call(request))
