@@ -9,6 +9,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::reject::{Rejection, RejectionKind};
+
 /// How a [`Principal`] proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -93,14 +95,34 @@ impl Principal {
 
     /// Puts the principal into a request's extensions, and tells the audit layer, if the
     /// request is audited.
+    ///
+    /// One request names one caller. A request credential (an HMAC signature, a bearer token)
+    /// names it; a client certificate names it only when the request carries neither, so a
+    /// certificate's principal gives way to a request credential's and never replaces one.
+    /// Two request credentials naming different callers are refused.
     #[cfg_attr(
         not(any(feature = "hmac", feature = "jwt", feature = "mtls")),
         allow(dead_code)
     )]
-    pub(crate) fn attach(self, extensions: &mut http::Extensions) {
+    pub(crate) fn attach(self, extensions: &mut http::Extensions) -> Result<(), Rejection> {
+        if let Some(existing) = extensions.get::<Principal>() {
+            match (existing.method, self.method) {
+                (_, AuthMethod::Mtls) => return Ok(()),
+                (AuthMethod::Mtls, _) => {}
+                _ if *existing == self => return Ok(()),
+                _ => {
+                    return Err(Rejection::new(
+                        RejectionKind::Unauthenticated,
+                        "auth.multiple_credentials",
+                        "Request carries credentials of more than one caller",
+                    ));
+                }
+            }
+        }
         #[cfg(feature = "audit")]
         crate::audit::record_principal(extensions, &self);
         extensions.insert(self);
+        Ok(())
     }
 
     #[cfg(feature = "audit")]

@@ -447,3 +447,39 @@ async fn roles_assigned_to_services_by_name() {
         assert_eq!(send(req).await.status, expected, "{caller}");
     }
 }
+
+/// axum answers `HEAD` with the `GET` handler, so a `GET` rule must hold for `HEAD` too: a
+/// caller without the permission is refused before the handler runs.
+#[tokio::test]
+async fn a_get_rule_covers_head() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = {
+        let runs = runs.clone();
+        move || async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            "models"
+        }
+    };
+    let config = AuthorizeConfig::builder(Policy::seed_004_defaults())
+        .route(Method::GET, "/models", Require::permission("models:read"))
+        .otherwise(Require::Authenticated)
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/models", get(counted))
+        .layer(AuthorizeLayer::new(config))
+        .layer(jwt_layer());
+    let addr = serve(app).await;
+    let issuer = issuer();
+    let nobody = issuer.mint("mallory", &["no-such-role"]).unwrap();
+    let reply = send(with_token("HEAD", addr, "/models", &nobody)).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "the handler must not run");
+    // The same caller on GET, and a viewer on HEAD: the rule decides both ways.
+    let reply = send(with_token("GET", addr, "/models", &nobody)).await;
+    assert_eq!(reply.code(), "authz.permission_denied");
+    let viewer = issuer.mint("vera", &["viewer"]).unwrap();
+    let reply = send(with_token("HEAD", addr, "/models", &viewer)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}

@@ -574,3 +574,54 @@ async fn builders_refuse_configurations_that_would_not_be_secure() {
     assert!(matches!(error, SecureGrpcError::Unsupported(_)));
     assert!(error.to_string().contains("serve_tls"));
 }
+
+/// A rejection's code becomes `zerotrust-reason` metadata whatever text it holds.
+#[test]
+fn any_reason_code_becomes_a_status() {
+    use tower_zerotrust::{Rejection, RejectionKind};
+    let status = Status::from(Rejection::new(
+        RejectionKind::Forbidden,
+        "refusé",
+        "Not allowed",
+    ));
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(status.metadata().get(REASON).unwrap(), "refus%C3%A9");
+}
+
+/// With a key set, a token naming an unknown key makes the interceptor refresh the set in
+/// the background; called outside a Tokio runtime, it refuses the token without panicking.
+#[cfg(feature = "jwks")]
+#[test]
+fn the_jwt_interceptor_works_outside_a_runtime() {
+    use tower_zerotrust::jwt::JwksSource;
+    let config = JwtConfig::builder()
+        .jwks(
+            JwksSource::builder("http://127.0.0.1:9/jwks.json")
+                .build()
+                .unwrap(),
+        )
+        .issuer("intellirouter")
+        .audience("intellirouter-services")
+        .build()
+        .unwrap();
+    let token = TokenIssuer::hmac(
+        Algorithm::HS256,
+        "your-secret-key-of-at-least-32-bytes",
+        "intellirouter",
+        "intellirouter-services",
+    )
+    .unwrap()
+    .with_kid("unknown")
+    .mint("router_core", &["route_requests"])
+    .unwrap();
+    let mut request = tonic::Request::new(());
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let refused = JwtInterceptor::new(config).call(request).unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable);
+    assert_eq!(
+        refused.metadata().get(REASON).unwrap(),
+        "jwt.keys_unavailable"
+    );
+}

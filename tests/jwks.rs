@@ -329,3 +329,52 @@ fn key_set_urls_must_be_https_or_loopback() {
     );
     assert!(JwksSource::builder("not a url").build().is_err());
 }
+
+/// Keys published for encryption (`alg: RSA-OAEP`, `use: enc`, or `key_ops` without
+/// `verify`) never verify a signature, though the same RSA key signed the token; the same key
+/// published for signing does.
+#[tokio::test]
+async fn encryption_keys_in_the_set_verify_nothing() {
+    use jsonwebtoken::jwk::{KeyAlgorithm, KeyOperations, PublicKeyUse};
+
+    let public = DecodingKey::from_rsa_pem(&fixture("rsa-public.pem")).unwrap();
+    let private = EncodingKey::from_rsa_pem(&fixture("rsa-private.pem")).unwrap();
+    let published = |kid: &str, adjust: &dyn Fn(&mut Jwk)| {
+        let mut jwk =
+            Jwk::from_decoding_key(&public, Some(jsonwebtoken::Algorithm::RS256)).unwrap();
+        jwk.common.key_id = Some(kid.to_owned());
+        adjust(&mut jwk);
+        jwk
+    };
+    let keys = vec![
+        published("signing", &|_| {}),
+        published("oaep", &|jwk| {
+            jwk.common.key_algorithm = Some(KeyAlgorithm::RSA_OAEP)
+        }),
+        published("enc", &|jwk| {
+            jwk.common.key_algorithm = None;
+            jwk.common.public_key_use = Some(PublicKeyUse::Encryption);
+        }),
+        published("wrap", &|jwk| {
+            jwk.common.key_operations = Some(vec![KeyOperations::Encrypt, KeyOperations::WrapKey])
+        }),
+        published("mismatched", &|jwk| {
+            jwk.common.key_algorithm = Some(KeyAlgorithm::ES256)
+        }),
+    ];
+    let idp = KeyServer::start(keys).await;
+    let source = JwksSource::builder(idp.url()).build().unwrap();
+    let addr = protected(source, &idp.issuer()).await;
+    let token = |kid: &str| {
+        let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(kid.to_owned());
+        let claims = json!({"sub": "svc", "iss": idp.issuer(), "aud": AUD, "exp": now() + 600});
+        jsonwebtoken::encode(&header, &claims, &private).unwrap()
+    };
+    assert_eq!(bearer(addr, &token("signing")).await.status, StatusCode::OK);
+    for kid in ["oaep", "enc", "wrap", "mismatched"] {
+        let reply = bearer(addr, &token(kid)).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{kid}");
+        assert_eq!(reply.code(), "jwt.unknown_key", "{kid}");
+    }
+}

@@ -567,3 +567,72 @@ async fn the_client_layer_mints_caches_and_attaches_tokens() {
     assert_eq!(error.to_string(), "vault sealed");
     assert_eq!(hits.load(Ordering::SeqCst), before);
 }
+
+/// RFC 7515 §4.1.11: a `crit` header names extensions the verifier must understand; the layer
+/// understands none, so a correctly signed token with `crit` is refused.
+#[tokio::test]
+async fn critical_header_extensions_are_refused() {
+    let (addr, hits) = server(builder(hs256()).build().unwrap()).await;
+    let key = EncodingKey::from_secret(HS_SECRET.as_bytes());
+    let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
+    let plain = jsonwebtoken::encode(&header, &claims(json!({})), &key).unwrap();
+    assert_eq!(bearer(addr, &plain).await.status, StatusCode::OK);
+    header.crit = Some(vec!["https://example.com/must-understand".to_owned()]);
+    let critical = jsonwebtoken::encode(&header, &claims(json!({})), &key).unwrap();
+    assert_invalid(
+        &bearer(addr, &critical).await,
+        "jwt.unsupported_critical_header",
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+/// RFC 8725 §3.11: access tokens are typed `JWT` or `at+jwt` (or untyped); other types, and
+/// the type of the tokens that sign pub/sub messages, are refused; the list is configurable.
+#[tokio::test]
+async fn only_access_token_types_are_accepted() {
+    let key = EncodingKey::from_secret(HS_SECRET.as_bytes());
+    let typed = |typ: Option<&str>| {
+        let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
+        header.typ = typ.map(str::to_owned);
+        jsonwebtoken::encode(&header, &claims(json!({})), &key).unwrap()
+    };
+    let (addr, _) = server(builder(hs256()).build().unwrap()).await;
+    for typ in [
+        None,
+        Some("JWT"),
+        Some("at+jwt"),
+        Some("application/AT+JWT"),
+    ] {
+        assert_eq!(
+            bearer(addr, &typed(typ)).await.status,
+            StatusCode::OK,
+            "{typ:?}"
+        );
+    }
+    for typ in ["dpop+jwt", "logout+jwt", "zerotrust-message+jwt", ""] {
+        assert_invalid(
+            &bearer(addr, &typed(Some(typ))).await,
+            "jwt.wrong_token_type",
+        );
+    }
+    let strict = builder(hs256())
+        .token_types(["at+jwt"])
+        .require_token_type()
+        .build()
+        .unwrap();
+    let (addr, _) = server(strict).await;
+    assert_eq!(
+        bearer(addr, &typed(Some("at+jwt"))).await.status,
+        StatusCode::OK
+    );
+    for typ in [None, Some("JWT")] {
+        assert_invalid(&bearer(addr, &typed(typ)).await, "jwt.wrong_token_type");
+    }
+    // The message token type cannot be made an access token type.
+    assert!(
+        builder(hs256())
+            .token_types(["application/zerotrust-message+jwt"])
+            .build()
+            .is_err()
+    );
+}

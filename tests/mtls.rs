@@ -411,3 +411,54 @@ async fn a_certificate_bound_token_works_only_with_its_certificate() {
     let unbound = format!("Bearer {}", issuer.mint("router-core", &["r"]).unwrap());
     assert_eq!(call(Some(&thief), unbound).await.unwrap().0, StatusCode::OK);
 }
+
+/// Under the v1 relaxation, a v1 client certificate with bytes after its DER would be the
+/// same certificate under another fingerprint: it is refused, while the certificate as issued
+/// gets in.
+#[tokio::test]
+async fn a_v1_client_certificate_with_trailing_bytes_is_refused() {
+    use base64::Engine;
+    use support::certs::client_config_presenting;
+
+    let fixture = |name: &str| {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/v1/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let ca = Ca::new("Server CA");
+    let server = ca.server();
+    let tls = TlsConfig::from_pem(
+        server.cert.as_bytes(),
+        server.key.as_bytes(),
+        fixture("ca.pem").as_bytes(),
+    )
+    .unwrap()
+    .allow_v1_client_certificates();
+    let addr = serve_whoami(tls.server_config().unwrap(), cn_config()).await;
+    let (cert, key) = (fixture("client.pem"), fixture("client.key"));
+    let (status, body) = https_get_with(client_config_presenting(&cert, &key, &ca.pem), addr)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["id"], "intellirouter-client");
+
+    let mut der = pem_to_der(&cert);
+    der.extend_from_slice(&[0, 0]);
+    let padded = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        base64::engine::general_purpose::STANDARD.encode(&der)
+    );
+    let refused = https_get_with(client_config_presenting(&padded, &key, &ca.pem), addr).await;
+    assert!(refused.is_err(), "{refused:?}");
+}
+
+#[test]
+fn peer_identity_refuses_bytes_after_the_certificate() {
+    let ca = Ca::new("Test CA");
+    let mut der = pem_to_der(&ca.issue("svc", vec![], true).cert);
+    assert!(PeerIdentity::from_der(&der).is_ok());
+    der.push(0);
+    assert!(PeerIdentity::from_der(&der).is_err());
+}

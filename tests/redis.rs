@@ -578,5 +578,106 @@ mod pubsub {
             assert_eq!(other.next().await.payload, b"mine");
             assert_eq!(other.dropped(), 1);
         }
+
+        /// Message tokens and access tokens are typed apart: whoever reads a message on Redis
+        /// cannot use its token as a bearer token, and an access token that names the channel
+        /// and payload is no message signature.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn message_tokens_are_not_access_tokens_and_access_tokens_sign_no_message() {
+            use axum::routing::get;
+            use tower_zerotrust::Principal;
+            use tower_zerotrust::jwt::RequireJwtLayer;
+
+            let Some(redis) = RedisServer::start() else {
+                return;
+            };
+            let client = ::redis::Client::open(redis.url()).unwrap();
+            let mut raw = client.get_async_pubsub().await.unwrap();
+            raw.subscribe("routes").await.unwrap();
+            let mut raw = raw.into_on_message();
+            publisher(&redis, issuer(JWT_SECRET, AUDIENCE))
+                .publish("routes", b"message")
+                .await
+                .unwrap();
+            use futures_util::StreamExt;
+            let captured: String = raw.next().await.unwrap().get_payload().unwrap();
+            let envelope: serde_json::Value = serde_json::from_str(&captured).unwrap();
+            let message_token = envelope["token"].as_str().unwrap().to_owned();
+
+            // The HTTP verifier the documentation pairs with the subscriber.
+            let app = axum::Router::new()
+                .route(
+                    "/whoami",
+                    get(|p: Principal| async move { p.id().to_owned() }),
+                )
+                .layer(RequireJwtLayer::new(verifier()));
+            let addr = serve(app).await;
+            let bearer = |token: &str| {
+                let mut req = request("GET", addr, "/whoami");
+                set(&mut req, "authorization", &format!("Bearer {token}"));
+                req
+            };
+            let reply = send(bearer(&message_token)).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+            assert_eq!(reply.code(), "jwt.wrong_token_type");
+            let access = issuer(JWT_SECRET, AUDIENCE)
+                .mint("router_core", &["route_requests"])
+                .unwrap();
+            assert_eq!(send(bearer(&access)).await.status, StatusCode::OK);
+
+            // An access token carrying the message's claims, signed with the publisher's key.
+            let now = support::now();
+            let claims = serde_json::json!({
+                "sub": "router_core", "iss": ISSUER, "aud": AUDIENCE, "iat": now,
+                "exp": now + 60, "jti": "forged-1", "channel": "routes",
+                "payload_sha256": message_token_claim(&message_token, "payload_sha256"),
+            });
+            let key = jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes());
+            let as_access = jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+                &claims,
+                &key,
+            )
+            .unwrap();
+            // The message type, but the unscoped audience of access tokens.
+            let mut typed = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+            typed.typ = Some(message_token_header(&message_token));
+            let mut claims = claims;
+            claims["jti"] = "forged-2".into();
+            let unscoped = jsonwebtoken::encode(&typed, &claims, &key).unwrap();
+            let mut events = SignedSubscription::subscribe(
+                &redis.url(),
+                "routes",
+                verifier(),
+                MemoryNonceStore::default(),
+            )
+            .await
+            .unwrap();
+            let router = publisher(&redis, issuer(JWT_SECRET, AUDIENCE));
+            for (n, token) in [as_access, unscoped].into_iter().enumerate() {
+                let forged = serde_json::json!({"token": token, "payload": envelope["payload"]});
+                raw_publish(&redis, "routes", &forged.to_string()).await;
+                router.publish("routes", b"good").await.unwrap();
+                assert_eq!(events.next().await.payload, b"good");
+                assert_eq!(events.dropped(), n as u64 + 1);
+            }
+        }
+
+        fn token_part(token: &str, part: usize) -> serde_json::Value {
+            use base64::Engine;
+            let segment = token.split('.').nth(part).unwrap();
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(segment)
+                .unwrap();
+            serde_json::from_slice(&bytes).unwrap()
+        }
+
+        fn message_token_claim(token: &str, name: &str) -> serde_json::Value {
+            token_part(token, 1)[name].clone()
+        }
+
+        fn message_token_header(token: &str) -> String {
+            token_part(token, 0)["typ"].as_str().unwrap().to_owned()
+        }
     }
 }

@@ -149,6 +149,7 @@ impl Started {
             || outcome.http_status >= 400
             || outcome.grpc_status.is_some_and(|s| s != 0);
         let principal = self.context.principal();
+        let principal = principal.as_ref();
         AuditEvent {
             timestamp: self.at,
             event_type,

@@ -82,8 +82,14 @@ impl Rule {
         })
     }
 
+    /// A `GET` rule covers `HEAD` too: routers answer `HEAD` with the `GET` handler (axum
+    /// does), so a `HEAD` request must not slip past what protects `GET`.
     pub(crate) fn matches(&self, method: &Method, path: &str) -> bool {
-        self.method.as_ref().is_none_or(|m| m == method) && self.pattern.matches(path)
+        let method_matches = match &self.method {
+            None => true,
+            Some(m) => m == method || (*m == Method::GET && *method == Method::HEAD),
+        };
+        method_matches && self.pattern.matches(path)
     }
 }
 

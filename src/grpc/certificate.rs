@@ -91,7 +91,7 @@ impl Interceptor for MtlsInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let peer = self.identify(&mut request)?;
         if let Some(principal) = self.config.principal(peer.as_deref())? {
-            principal.attach(request.extensions_mut());
+            principal.attach(request.extensions_mut())?;
         }
         Ok(request)
     }

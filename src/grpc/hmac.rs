@@ -85,7 +85,7 @@ impl Interceptor for HmacInterceptor {
                 return Err(rejection.into());
             }
         };
-        principal.attach(request.extensions_mut());
+        principal.attach(request.extensions_mut())?;
         Ok(request)
     }
 }

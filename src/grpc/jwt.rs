@@ -48,14 +48,18 @@ impl Interceptor for JwtInterceptor {
             Ok(Verdict::Anonymous) => Ok(request),
             Ok(Verdict::Verified(principal, claims)) => {
                 let extensions = request.extensions_mut();
-                principal.attach(extensions);
+                principal.attach(extensions).map_err(refused)?;
                 extensions.insert::<Claims>(claims);
                 Ok(request)
             }
             Ok(Verdict::UnknownKey) => {
                 #[cfg(feature = "jwks")]
-                if settings.jwks.is_some() {
-                    tokio::spawn(crate::jwt::refresh_future(&self.config));
+                if settings.jwks.is_some()
+                    && let Ok(runtime) = tokio::runtime::Handle::try_current()
+                {
+                    // Outside a runtime there is nowhere to fetch: the token is refused all
+                    // the same, and the next call from inside one refreshes.
+                    runtime.spawn(crate::jwt::refresh_future(&self.config));
                 }
                 Err(refused(key_not_found(settings)))
             }

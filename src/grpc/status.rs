@@ -4,7 +4,7 @@
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
-use crate::reject::{REASON, Rejection, RejectionKind};
+use crate::reject::{REASON, Rejection, RejectionKind, header_value};
 
 impl From<Rejection> for Status {
     fn from(rejection: Rejection) -> Self {
@@ -15,9 +15,9 @@ impl From<Rejection> for Status {
             RejectionKind::Unavailable => Code::Unavailable,
         };
         let mut status = Status::new(code, rejection.message());
-        status
-            .metadata_mut()
-            .insert(REASON, MetadataValue::from_static(rejection.code()));
+        if let Ok(reason) = MetadataValue::try_from(header_value(rejection.code()).as_bytes()) {
+            status.metadata_mut().insert(REASON, reason);
+        }
         status
     }
 }

@@ -95,10 +95,12 @@ where
                     let (mut inner, mut request, principal) =
                         call.take().expect("polled after completion");
                     let outcome = match checked {
-                        Ok(()) => {
-                            principal.attach(request.extensions_mut());
-                            RejectOr::call(inner.call(request))
-                        }
+                        Ok(()) => match principal.attach(request.extensions_mut()) {
+                            Ok(()) => RejectOr::call(inner.call(request)),
+                            Err(conflict) => {
+                                RejectOr::reject(Pending::new(conflict, request.headers()))
+                            }
+                        },
                         Err(error) => {
                             RejectOr::reject(nonce_refusal(&error, principal.id(), &request))
                         }

@@ -75,10 +75,12 @@ where
                 // in the future. A store that is not ready is polled again, with the real
                 // waker, by the response future.
                 match poll_now(&mut check) {
-                    Poll::Ready(Ok(())) => {
-                        principal.attach(req.extensions_mut());
-                        ResponseFuture::call(self.inner.call(req))
-                    }
+                    Poll::Ready(Ok(())) => match principal.attach(req.extensions_mut()) {
+                        Ok(()) => ResponseFuture::call(self.inner.call(req)),
+                        Err(conflict) => {
+                            ResponseFuture::reject(Pending::new(conflict, req.headers()))
+                        }
+                    },
                     Poll::Ready(Err(error)) => {
                         ResponseFuture::reject(nonce_refusal(&error, principal.id(), &req))
                     }

@@ -35,6 +35,12 @@ pub(crate) struct Settings {
     pub(crate) validations: Vec<(Algorithm, jsonwebtoken::Validation)>,
     pub(crate) leeway_secs: u64,
     pub(crate) required_claims: Vec<String>,
+    /// Accepted `aud` values (the token's `aud` must contain one).
+    pub(crate) audiences: Vec<String>,
+    /// Accepted `typ` values of access tokens.
+    pub(crate) token_types: Vec<String>,
+    /// Whether a token without `typ` is refused.
+    pub(crate) require_token_type: bool,
     pub(crate) max_token_bytes: usize,
     pub(crate) cache: Option<TokenCache>,
     pub(crate) roles: RolesPath,
@@ -94,6 +100,8 @@ pub struct JwtConfigBuilder {
     audiences: Vec<String>,
     leeway: Duration,
     required_claims: Vec<String>,
+    token_types: Vec<String>,
+    require_token_type: bool,
     max_token_bytes: usize,
     cache_capacity: usize,
     roles_claim: String,
@@ -113,6 +121,8 @@ impl Default for JwtConfigBuilder {
             audiences: Vec::new(),
             leeway: DEFAULT_LEEWAY,
             required_claims: Vec::new(),
+            token_types: vec!["JWT".to_owned(), "at+jwt".to_owned()],
+            require_token_type: false,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             roles_claim: "roles".to_owned(),
@@ -247,6 +257,27 @@ impl JwtConfigBuilder {
         self
     }
 
+    /// The `typ` header values accepted (default `JWT` and `at+jwt`, RFC 9068), replacing the
+    /// defaults. Compared as media types: case-insensitively, with or without `application/`.
+    /// Tokens of another type are refused (`jwt.wrong_token_type`), and so, always, are the
+    /// tokens that sign pub/sub messages, so that whoever reads a message cannot replay its
+    /// token as an access token.
+    pub fn token_types<I, T>(mut self, types: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.token_types = types.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Refuses tokens without a `typ` header (by default they are accepted, as most identity
+    /// providers issue them).
+    pub fn require_token_type(mut self) -> Self {
+        self.require_token_type = true;
+        self
+    }
+
     /// The longest token accepted, in bytes (default 8 KiB). Longer ones are refused before any
     /// parsing.
     pub fn max_token_size(mut self, bytes: usize) -> Self {
@@ -332,9 +363,18 @@ impl JwtConfigBuilder {
                 reason: "must be at least 1 byte".into(),
             });
         }
+        if self.token_types.iter().any(|t| {
+            t.is_empty() || super::validate::same_type(t, super::validate::MESSAGE_TOKEN_TYPE)
+        }) {
+            return Err(ConfigError::Invalid {
+                what: "token types",
+                reason: "token types must be non-empty, and message tokens are never access tokens"
+                    .into(),
+            });
+        }
         let validations = ALL_ALGORITHMS
             .iter()
-            .map(|&alg| (alg, validation(alg, &self.issuers, &self.audiences)))
+            .map(|&alg| (alg, validation(alg, &self.issuers)))
             .collect();
         Ok(JwtConfig {
             inner: Arc::new(Settings {
@@ -344,6 +384,9 @@ impl JwtConfigBuilder {
                 validations,
                 leeway_secs: self.leeway.as_secs(),
                 required_claims: self.required_claims,
+                audiences: self.audiences,
+                token_types: self.token_types,
+                require_token_type: self.require_token_type,
                 max_token_bytes: self.max_token_bytes,
                 cache: TokenCache::new(self.cache_capacity),
                 roles,
@@ -371,22 +414,19 @@ const ALL_ALGORITHMS: [Algorithm; 12] = [
 ];
 
 /// `jsonwebtoken`'s part: the signature with exactly this algorithm, and `iss`, `aud` and
-/// `sub` present and `iss`/`aud` matching. `exp`/`nbf` are ours (our clock, our leeway).
-fn validation(
-    alg: Algorithm,
-    issuers: &[String],
-    audiences: &[String],
-) -> jsonwebtoken::Validation {
+/// `sub` present and `iss` matching. `aud` (whose accepted values depend on what the token is
+/// for), `exp` and `nbf` (our clock, our leeway) are checked by us.
+fn validation(alg: Algorithm, issuers: &[String]) -> jsonwebtoken::Validation {
     let mut v = jsonwebtoken::Validation::new(alg.to_jsonwebtoken());
     v.algorithms = vec![alg.to_jsonwebtoken()];
     v.validate_exp = false;
     v.validate_nbf = false;
     v.leeway = 0;
-    // Presence is required here because `set_issuer`/`set_audience` alone accept a token that
-    // simply omits the claim.
+    // Presence is required here because `set_issuer` alone accepts a token that simply omits
+    // the claim.
     v.set_required_spec_claims(&["iss", "aud", "sub"]);
     v.set_issuer(issuers);
-    v.set_audience(audiences);
+    v.validate_aud = false;
     v
 }
 

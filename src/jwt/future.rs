@@ -104,9 +104,15 @@ where
                         request.extensions(),
                     ) {
                         Ok(Verdict::Verified(principal, claims)) => {
-                            principal.attach(request.extensions_mut());
-                            request.extensions_mut().insert(claims);
-                            RejectOr::call(inner.call(request))
+                            match principal.attach(request.extensions_mut()) {
+                                Ok(()) => {
+                                    request.extensions_mut().insert(claims);
+                                    RejectOr::call(inner.call(request))
+                                }
+                                Err(conflict) => {
+                                    RejectOr::reject(Pending::new(conflict, request.headers()))
+                                }
+                            }
                         }
                         Ok(Verdict::Anonymous) => RejectOr::call(inner.call(request)),
                         outcome => {

@@ -306,12 +306,6 @@ fn parse_key_set(body: &[u8]) -> Result<HashMap<String, JwtKey>, String> {
         .keys
         .iter()
         .take(MAX_KEYS)
-        .filter(|jwk| {
-            !matches!(
-                jwk.common.public_key_use,
-                Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
-            )
-        })
         .filter_map(|jwk| JwtKey::from_jwk(jwk).ok())
         .filter_map(|key| Some((key.kid()?.to_owned(), key)))
         .collect();

@@ -158,44 +158,75 @@ impl JwtKey {
 
     /// A key from a JSON Web Key. Its `alg` decides the algorithm; without one, the key type
     /// does (RSA → RS256, P-256 → ES256, P-384 → ES384, Ed25519 → EdDSA). Symmetric (`oct`) JWKs
-    /// are refused: a published key set must not carry secrets.
+    /// are refused: a published key set must not carry secrets. So are keys published for
+    /// encryption (`use: enc`, `key_ops` without `verify`, an `alg` such as `RSA-OAEP`) and keys
+    /// whose `alg` does not fit their type.
     ///
     /// # Errors
     ///
     /// A key that cannot be used for verification.
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, ConfigError> {
-        use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm};
-        let from_alg = jwk.common.key_algorithm.and_then(|alg| {
-            let alg = match alg {
-                KeyAlgorithm::RS256 => Algorithm::RS256,
-                KeyAlgorithm::RS384 => Algorithm::RS384,
-                KeyAlgorithm::RS512 => Algorithm::RS512,
-                KeyAlgorithm::PS256 => Algorithm::PS256,
-                KeyAlgorithm::PS384 => Algorithm::PS384,
-                KeyAlgorithm::PS512 => Algorithm::PS512,
-                KeyAlgorithm::ES256 => Algorithm::ES256,
-                KeyAlgorithm::ES384 => Algorithm::ES384,
-                KeyAlgorithm::EdDSA => Algorithm::EdDSA,
-                _ => return None,
-            };
-            Some(alg)
-        });
-        let from_type = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
-            AlgorithmParameters::EllipticCurve(p) => match p.curve {
-                EllipticCurve::P256 => Some(Algorithm::ES256),
-                EllipticCurve::P384 => Some(Algorithm::ES384),
-                _ => None,
-            },
-            AlgorithmParameters::OctetKeyPair(_) => Some(Algorithm::EdDSA),
+        use jsonwebtoken::jwk::{
+            AlgorithmParameters, EllipticCurve, KeyAlgorithm, KeyOperations, PublicKeyUse,
+        };
+        // A key published for encryption never verifies a signature (RFC 7517 §4.2, §4.3).
+        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+            return Err(invalid(
+                "an encryption key (`use: enc`) verifies no signature",
+            ));
+        }
+        if let Some(ops) = &jwk.common.key_operations
+            && !ops.iter().any(|op| matches!(op, KeyOperations::Verify))
+        {
+            return Err(invalid("the key's `key_ops` do not include `verify`"));
+        }
+        // What the key's type allows; RSA keys sign with PKCS#1 v1.5 or PSS.
+        let (by_type, family): (Algorithm, &[Algorithm]) = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => (
+                Algorithm::RS256,
+                &[
+                    Algorithm::RS256,
+                    Algorithm::RS384,
+                    Algorithm::RS512,
+                    Algorithm::PS256,
+                    Algorithm::PS384,
+                    Algorithm::PS512,
+                ],
+            ),
+            AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
+                (Algorithm::ES256, &[Algorithm::ES256])
+            }
+            AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P384 => {
+                (Algorithm::ES384, &[Algorithm::ES384])
+            }
+            AlgorithmParameters::OctetKeyPair(_) => (Algorithm::EdDSA, &[Algorithm::EdDSA]),
             AlgorithmParameters::OctetKey(_) => {
                 return Err(invalid("symmetric keys in a key set are refused"));
             }
-            _ => None,
+            _ => return Err(invalid("unsupported JWK key type or curve")),
         };
-        let algorithm = from_alg
-            .or(from_type)
-            .ok_or_else(|| invalid("unsupported JWK algorithm or curve"))?;
+        let algorithm = match jwk.common.key_algorithm {
+            None => by_type,
+            Some(alg) => {
+                let alg = match alg {
+                    KeyAlgorithm::RS256 => Algorithm::RS256,
+                    KeyAlgorithm::RS384 => Algorithm::RS384,
+                    KeyAlgorithm::RS512 => Algorithm::RS512,
+                    KeyAlgorithm::PS256 => Algorithm::PS256,
+                    KeyAlgorithm::PS384 => Algorithm::PS384,
+                    KeyAlgorithm::PS512 => Algorithm::PS512,
+                    KeyAlgorithm::ES256 => Algorithm::ES256,
+                    KeyAlgorithm::ES384 => Algorithm::ES384,
+                    KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+                    // Encryption algorithms (RSA-OAEP, ...) and HMAC: not for this key.
+                    _ => return Err(invalid("the key's `alg` is not a signature algorithm")),
+                };
+                if !family.contains(&alg) {
+                    return Err(invalid("the key's `alg` does not fit its key type"));
+                }
+                alg
+            }
+        };
         let key = DecodingKey::from_jwk(jwk).map_err(|e| invalid(&format!("unusable JWK: {e}")))?;
         let mut key = Self::new(algorithm, key);
         key.kid = jwk.common.key_id.clone();

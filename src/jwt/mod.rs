@@ -13,6 +13,7 @@
 //! | an `Authorization: Bearer` token is present (scheme case-insensitive) | "Missing bearer token", `WWW-Authenticate: Bearer` | `jwt.missing_token` |
 //! | one header, a token, at most 8 KiB | "Malformed token" / "Token too large" | `jwt.malformed`, `jwt.token_too_large` |
 //! | the `kid` names a known key (or a key of the token's algorithm when there is no `kid`) | "Unknown signing key" | `jwt.unknown_key` |
+//! | no `crit` header (no extension is understood); `typ` absent, `JWT` or `at+jwt` (configurable), never a message token's | "Token requires header extensions this service does not support" / "Token type not accepted" | `jwt.unsupported_critical_header`, `jwt.wrong_token_type` |
 //! | the header's `alg` is the key's algorithm (`none`, and HS256 signed with an RSA public key, fail here) | "Token algorithm not allowed" | `jwt.algorithm_not_allowed` |
 //! | the signature | "Invalid token signature" | `jwt.invalid_signature` |
 //! | `iss` and `aud` present and accepted; `sub`, `exp` and required claims present | "Invalid token issuer" / "Invalid token audience" / "Token is missing a required claim" | `jwt.invalid_issuer`, `jwt.invalid_audience`, `jwt.missing_claim` |
@@ -94,7 +95,7 @@ pub(crate) use future::refresh_future;
 #[cfg(feature = "tonic")]
 pub(crate) use validate::authenticate;
 #[cfg(feature = "redis")]
-pub(crate) use validate::authenticate_once;
+pub(crate) use validate::{MESSAGE_TOKEN_TYPE, authenticate_message, message_audience};
 #[cfg(any(feature = "redis", feature = "tonic"))]
 pub(crate) use validate::{Verdict, key_not_found};
 

@@ -44,9 +44,13 @@ where
         match authenticate(settings, req.headers(), req.extensions()) {
             Ok(Verdict::Anonymous) => ResponseFuture::call(self.inner.call(req)),
             Ok(Verdict::Verified(principal, claims)) => {
-                principal.attach(req.extensions_mut());
-                req.extensions_mut().insert(claims);
-                ResponseFuture::call(self.inner.call(req))
+                match principal.attach(req.extensions_mut()) {
+                    Ok(()) => {
+                        req.extensions_mut().insert(claims);
+                        ResponseFuture::call(self.inner.call(req))
+                    }
+                    Err(conflict) => ResponseFuture::reject(Pending::new(conflict, req.headers())),
+                }
             }
             Ok(Verdict::UnknownKey) => {
                 // Learn the key set's new keys, then check again; take the inner service that

@@ -59,7 +59,7 @@ pub(crate) fn authenticate(
     {
         return accept(&hit, now, settings.leeway_secs, extensions);
     }
-    let Some(verified) = verify(settings, token, generation)? else {
+    let Some(verified) = verify(settings, token, generation, TokenUse::Access)? else {
         return Ok(Verdict::UnknownKey);
     };
     let verdict = accept(&verified, now, settings.leeway_secs, extensions);
@@ -71,32 +71,62 @@ pub(crate) fn authenticate(
     verdict
 }
 
-/// A token that did not come in an `Authorization` header (a signed pub/sub message), held to
-/// the same rules but kept out of the token cache: each such token is used once.
+/// A message token (a signed pub/sub message on `channel`), held to the same rules but kept
+/// out of the token cache: each such token is used once.
 #[cfg(feature = "redis")]
-pub(crate) fn authenticate_once(settings: &Settings, token: &str) -> Result<Verdict, Rejection> {
+pub(crate) fn authenticate_message(
+    settings: &Settings,
+    token: &str,
+    channel: &str,
+) -> Result<Verdict, Rejection> {
     if token.len() > settings.max_token_bytes {
         return Err(invalid("jwt.token_too_large", "Token too large"));
     }
     let now = settings.clock.now_millis() / 1000;
-    match verify(settings, token, settings.key_generation())? {
+    let token_use = TokenUse::Message { channel };
+    match verify(settings, token, settings.key_generation(), token_use)? {
         Some(verified) => accept(&verified, now, settings.leeway_secs, &Extensions::new()),
         None => Ok(Verdict::UnknownKey),
     }
 }
 
-/// The checks that give the same answer for a token every time: signature, issuer,
+/// What a token is for. Tokens are typed (RFC 8725 §3.11): a token minted for one signed
+/// message is never an access token, and an access token never signs a message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TokenUse<'a> {
+    /// An `Authorization: Bearer` access token: `typ` absent or one of the accepted types, and
+    /// `aud` one of the configured audiences.
+    Access,
+    /// A signed pub/sub message on `channel`: `typ` is [`MESSAGE_TOKEN_TYPE`] and `aud` is a
+    /// configured audience scoped to the channel ([`message_audience`]).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Message { channel: &'a str },
+}
+
+/// The `typ` of the tokens that sign pub/sub messages.
+pub(crate) const MESSAGE_TOKEN_TYPE: &str = "zerotrust-message+jwt";
+
+/// The audience of a message token: the verifier's audience, scoped to one channel, so that a
+/// message token is refused by every HTTP endpoint even where `typ` went unchecked.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn message_audience(audience: &str, channel: &str) -> String {
+    format!("{audience}/pubsub/{channel}")
+}
+
+/// The checks that give the same answer for a token every time: header, signature, issuer,
 /// audience, claims. `None` when a key set may learn the token's key on refresh.
 fn verify(
     settings: &Settings,
     token: &str,
     generation: u64,
+    token_use: TokenUse<'_>,
 ) -> Result<Option<Verified>, Rejection> {
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|_| invalid("jwt.malformed", "Malformed token"))?;
+    check_header(settings, &header, token_use)?;
     let claims = match settings.single_key() {
         Some(key) => decode(settings, key, token)?,
         None => {
-            let header = jsonwebtoken::decode_header(token)
-                .map_err(|_| invalid("jwt.malformed", "Malformed token"))?;
             let algorithm = Algorithm::from_jsonwebtoken(header.alg).ok_or_else(|| {
                 invalid("jwt.algorithm_not_allowed", "Token algorithm not allowed")
             })?;
@@ -106,6 +136,20 @@ fn verify(
             decode(settings, &key, token)?
         }
     };
+    let audience_ok = match token_use {
+        TokenUse::Access => {
+            audience_matches(&claims, |aud| settings.audiences.iter().any(|a| a == aud))
+        }
+        TokenUse::Message { channel } => audience_matches(&claims, |aud| {
+            settings
+                .audiences
+                .iter()
+                .any(|a| message_audience(a, channel) == aud)
+        }),
+    };
+    if !audience_ok {
+        return Err(invalid("jwt.invalid_audience", "Invalid token audience"));
+    }
     let times = time_claims(&claims)?;
     for name in &settings.required_claims {
         if !claims.contains_key(name) {
@@ -126,6 +170,56 @@ fn verify(
         bound_to,
         generation,
     )))
+}
+
+/// RFC 7515 §4.1.11: a `crit` header names extensions the verifier must understand; this one
+/// understands none, so any `crit` is refused. RFC 8725 §3.11: the `typ` says what the token is
+/// for, and a token of another kind is refused.
+fn check_header(
+    settings: &Settings,
+    header: &jsonwebtoken::Header,
+    token_use: TokenUse<'_>,
+) -> Result<(), Rejection> {
+    if header.crit.is_some() {
+        return Err(invalid(
+            "jwt.unsupported_critical_header",
+            "Token requires header extensions this service does not support",
+        ));
+    }
+    let accepted = match (token_use, header.typ.as_deref()) {
+        (TokenUse::Access, None) => !settings.require_token_type,
+        (TokenUse::Access, Some(typ)) => {
+            !same_type(typ, MESSAGE_TOKEN_TYPE)
+                && settings.token_types.iter().any(|t| same_type(typ, t))
+        }
+        (TokenUse::Message { .. }, typ) => typ.is_some_and(|t| same_type(t, MESSAGE_TOKEN_TYPE)),
+    };
+    if accepted {
+        Ok(())
+    } else {
+        Err(invalid("jwt.wrong_token_type", "Token type not accepted"))
+    }
+}
+
+/// Media types compare case-insensitively, and `typ` may leave out `application/`
+/// (RFC 7515 §4.1.9).
+pub(crate) fn same_type(a: &str, b: &str) -> bool {
+    fn short(t: &str) -> &str {
+        match t.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &t[12..],
+            _ => t,
+        }
+    }
+    short(a).eq_ignore_ascii_case(short(b))
+}
+
+/// `aud` is a string or an array of strings (RFC 7519 §4.1.3); one of them must be accepted.
+fn audience_matches(claims: &Map<String, Value>, accept: impl Fn(&str) -> bool) -> bool {
+    match claims.get("aud") {
+        Some(Value::String(aud)) => accept(aud),
+        Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str().is_some_and(&accept)),
+        _ => false,
+    }
 }
 
 /// The checks that depend on the moment and the connection.

@@ -34,8 +34,11 @@ impl PeerIdentity {
     ///
     /// DER that is not an X.509 certificate.
     pub fn from_der(der: &[u8]) -> Result<Self, CertificateError> {
-        let (_, cert) =
+        let (rest, cert) =
             X509Certificate::from_der(der).map_err(|e| CertificateError(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(CertificateError("bytes after the certificate".into()));
+        }
         let common_name = cert
             .subject()
             .iter_common_name()

@@ -222,13 +222,13 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let peer = req.extensions().get::<Arc<PeerIdentity>>().map(Arc::as_ref);
-        let inner = match self.config.inner.principal(peer) {
-            Ok(principal) => {
-                if let Some(principal) = principal {
-                    principal.attach(req.extensions_mut());
-                }
-                RejectOr::call(self.inner.call(req))
-            }
+        let attached = self
+            .config
+            .inner
+            .principal(peer)
+            .and_then(|principal| principal.map_or(Ok(()), |p| p.attach(req.extensions_mut())));
+        let inner = match attached {
+            Ok(()) => RejectOr::call(self.inner.call(req)),
             Err(rejection) => RejectOr::reject(Pending::new(rejection, req.headers())),
         };
         ResponseFuture { inner }

@@ -207,10 +207,12 @@ impl ClientCertVerifier for V1TolerantVerifier {
     }
 }
 
-/// The certificate, if it is a well-formed X.509 v1 certificate.
+/// The certificate, if it is a well-formed X.509 v1 certificate and nothing else: bytes after
+/// the certificate would give the same certificate another fingerprint, so such input is left
+/// to webpki, which refuses it.
 fn parse_v1<'a>(der: &'a CertificateDer<'_>) -> Option<X509Certificate<'a>> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    (cert.version() == X509Version::V1).then_some(cert)
+    let (rest, cert) = X509Certificate::from_der(der).ok()?;
+    (rest.is_empty() && cert.version() == X509Version::V1).then_some(cert)
 }
 
 fn is_pkcs1(scheme: SignatureScheme) -> bool {

@@ -1,6 +1,8 @@
 //! Envelopes carrying a JWT: `{"token","payload"}`. The token is minted for the one message
-//! (its own `jti`, a lifetime of at most [`LIFETIME`]) and names the `channel` and the
-//! `payload_sha256`, so it proves who sent this payload on this channel, and nothing else.
+//! (its own `jti`, a lifetime of at most [`LIFETIME`]), typed as a message token, addressed to
+//! the audience scoped to the channel, and names the `payload_sha256`: it proves who sent this
+//! payload on this channel, and nothing else. It is no access token: HTTP and gRPC verifiers
+//! refuse it, and this verifier refuses access tokens.
 
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::{NOT_AN_ENVELOPE, Opened, decode_payload, encode_payload, payload_digest};
 use crate::BoxError;
-use crate::jwt::{JwtConfig, Verdict, authenticate_once, key_not_found, refresh_future};
+use crate::jwt::{JwtConfig, Verdict, authenticate_message, key_not_found, refresh_future};
 use crate::sign::TokenIssuer;
 
 /// How long a message token is valid after it is minted.
@@ -17,7 +19,6 @@ const LIFETIME: Duration = Duration::from_secs(60);
 /// How far a message's `iat` may be from the subscriber's clock, before leeway: the window of
 /// the HMAC scheme.
 const WINDOW_SECS: u64 = 30;
-const CHANNEL: &str = "channel";
 const DIGEST: &str = "payload_sha256";
 
 #[derive(Serialize, Deserialize)]
@@ -36,11 +37,10 @@ pub(super) struct JwtSender {
 
 pub(super) fn seal(sender: &JwtSender, channel: &str, payload: &[u8]) -> Result<String, BoxError> {
     let mut claims = Map::new();
-    claims.insert(CHANNEL.into(), channel.into());
     claims.insert(DIGEST.into(), payload_digest(payload).into());
     let token = sender
         .issuer
-        .mint_message(&sender.id, &sender.roles, LIFETIME, claims)?;
+        .mint_message(&sender.id, &sender.roles, channel, LIFETIME, claims)?;
     Ok(serde_json::to_string(&Envelope {
         token,
         payload: encode_payload(payload),
@@ -55,19 +55,16 @@ pub(super) async fn open(
     let envelope: Envelope = serde_json::from_slice(raw).map_err(|_| NOT_AN_ENVELOPE)?;
     let payload = decode_payload(&envelope.payload)?;
     let settings = &config.inner;
-    let mut verdict = authenticate_once(settings, &envelope.token);
+    let mut verdict = authenticate_message(settings, &envelope.token, channel);
     if matches!(verdict, Ok(Verdict::UnknownKey)) {
         // A key set may have gained the key since it was fetched.
         refresh_future(config).await;
-        verdict = authenticate_once(settings, &envelope.token);
+        verdict = authenticate_message(settings, &envelope.token, channel);
     }
     let (sender, claims) = match verdict.map_err(|rejection| rejection.code())? {
         Verdict::Verified(sender, claims) => (sender, claims),
         Verdict::UnknownKey | Verdict::Anonymous => return Err(key_not_found(settings).code()),
     };
-    if claims.value(CHANNEL).and_then(Value::as_str) != Some(channel) {
-        return Err("pubsub.wrong_channel");
-    }
     if claims.value(DIGEST).and_then(Value::as_str) != Some(payload_digest(&payload).as_str()) {
         return Err("pubsub.payload_mismatch");
     }

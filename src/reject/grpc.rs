@@ -33,7 +33,7 @@ pub(super) fn response<B>(rejection: Rejection) -> Response<ResponseBody<B>> {
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert("grpc-status", HeaderValue::from(code(rejection.kind)));
-    headers.insert(super::REASON, HeaderValue::from_static(rejection.code));
+    headers.insert(super::REASON, super::header_value(rejection.code));
     let message = percent_encode(rejection.message());
     // Percent-encoding leaves only visible ASCII, so this cannot fail.
     if let Ok(value) = HeaderValue::from_str(&message) {
@@ -45,7 +45,7 @@ pub(super) fn response<B>(rejection: Rejection) -> Response<ResponseBody<B>> {
 
 /// Percent-encodes a `grpc-message` as the gRPC HTTP/2 spec requires: every byte outside
 /// printable ASCII, and `%` itself, becomes `%XX`.
-fn percent_encode(message: &str) -> String {
+pub(super) fn percent_encode(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     for &byte in message.as_bytes() {
         if (0x20..=0x7e).contains(&byte) && byte != b'%' {

@@ -42,7 +42,7 @@ pub(super) fn response<B>(rejection: Rejection) -> Response<ResponseBody<B>> {
     if status == StatusCode::UNAUTHORIZED {
         // RFC 9110 requires a challenge on every 401.
         let challenge = rejection.challenge.unwrap_or("Signature");
-        headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        headers.insert(WWW_AUTHENTICATE, super::header_value(challenge));
     }
     if let Some(after) = rejection.retry_after {
         // Round up: retrying early would only be refused again.

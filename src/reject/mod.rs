@@ -165,6 +165,19 @@ impl Pending {
     }
 }
 
+/// A header value for text that a user chose (a reason code, a challenge): the text itself
+/// when it is printable ASCII, else percent-encoded, so that no input makes building a
+/// response panic.
+pub(crate) fn header_value(text: &'static str) -> ::http::HeaderValue {
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        ::http::HeaderValue::from_static(text)
+    } else {
+        // Percent-encoding leaves printable ASCII only, which every header value may hold.
+        ::http::HeaderValue::try_from(grpc::percent_encode(text))
+            .unwrap_or_else(|_| ::http::HeaderValue::from_static(""))
+    }
+}
+
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.message, self.code)
@@ -172,3 +185,30 @@ impl fmt::Display for Rejection {
 }
 
 impl std::error::Error for Rejection {}
+
+#[cfg(test)]
+mod tests {
+    use ::http::header::CONTENT_TYPE;
+    use ::http::{HeaderValue, StatusCode};
+
+    use super::*;
+
+    /// Codes and challenges are the user's to choose: text no header may hold is
+    /// percent-encoded instead of panicking when the response is built.
+    #[test]
+    fn any_code_or_challenge_becomes_a_response() {
+        let rejection = Rejection::new(RejectionKind::Unauthenticated, "café.refusé\n", "no")
+            .with_challenge("Bearer realm=\"é\"");
+        let http = rejection.clone().into_response_for::<()>(&HeaderMap::new());
+        assert_eq!(http.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            http.headers()["www-authenticate"],
+            "Bearer realm=\"%C3%A9\""
+        );
+        let mut grpc_request = HeaderMap::new();
+        grpc_request.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        let grpc = rejection.into_response_for::<()>(&grpc_request);
+        assert_eq!(grpc.headers()[REASON], "caf%C3%A9.refus%C3%A9%0A");
+        assert_eq!(grpc.headers()["grpc-status"], "16");
+    }
+}

@@ -167,25 +167,36 @@ impl TokenIssuer {
         roles: &[R],
         now: u64,
     ) -> Result<String, MintError> {
-        self.mint_with(subject, roles, now, self.lifetime, Map::new())
+        self.mint_with(&self.header, subject, roles, now, self.lifetime, Map::new())
     }
 
-    /// A one-use token with its own `lifetime` and `extra` claims (a signed pub/sub message's
-    /// channel and digest).
+    /// A one-use token that signs a message on `channel`: typed as a message token, for this
+    /// issuer's audience scoped to the channel, with its own `lifetime` and `extra` claims (the
+    /// payload's digest). No access-token verifier accepts it.
     #[cfg(feature = "redis")]
     pub(crate) fn mint_message<R: AsRef<str>>(
         &self,
         subject: &str,
         roles: &[R],
+        channel: &str,
         lifetime: Duration,
-        extra: Map<String, Value>,
+        mut extra: Map<String, Value>,
     ) -> Result<String, MintError> {
+        use crate::jwt::{MESSAGE_TOKEN_TYPE, message_audience};
         let now = self.clock.now_millis() / 1000;
-        self.mint_with(subject, roles, now, lifetime.min(self.lifetime), extra)
+        let mut header = self.header.clone();
+        header.typ = Some(MESSAGE_TOKEN_TYPE.to_owned());
+        extra.insert(
+            "aud".into(),
+            message_audience(&self.audience, channel).into(),
+        );
+        let lifetime = lifetime.min(self.lifetime);
+        self.mint_with(&header, subject, roles, now, lifetime, extra)
     }
 
     fn mint_with<R: AsRef<str>>(
         &self,
+        header: &Header,
         subject: &str,
         roles: &[R],
         now: u64,
@@ -208,7 +219,7 @@ impl TokenIssuer {
         if let Value::Object(claims) = &mut claims {
             claims.extend(extra);
         }
-        jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(|e| MintError(e.to_string()))
+        jsonwebtoken::encode(header, &claims, &self.key).map_err(|e| MintError(e.to_string()))
     }
 }
 

@@ -1,0 +1,206 @@
+//! One request names one caller, over real TLS: a request credential (signature or token)
+//! names it, a client certificate only when the request carries neither, two request
+//! credentials are refused; the handler, authorization and the audit event agree.
+
+mod support;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use http::StatusCode;
+use serde_json::{Value, json};
+use support::certs::{Ca, https_get_with_headers};
+use support::{SECRET, formula_headers, now};
+use tower::ServiceBuilder;
+use tower_zerotrust::Principal;
+use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
+use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
+use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey, RequireJwtLayer};
+use tower_zerotrust::mtls::{MtlsPrincipalConfig, MtlsPrincipalLayer, TlsConfig, serve_tls};
+use tower_zerotrust::sign::TokenIssuer;
+
+const JWT_SECRET: &str = "a-jwt-secret-of-at-least-32-bytes!!";
+
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    ca: Ca,
+    runs: Arc<AtomicUsize>,
+    audit: JsonLinesSink,
+    lines: Lines,
+}
+
+impl Server {
+    /// Audit ▸ the three proofs in `order` ▸ `/whoami`.
+    async fn start(certificate_first: bool) -> Self {
+        let ca = Ca::new("Test CA");
+        let server = ca.server();
+        let tls = TlsConfig::from_pem(
+            server.cert.as_bytes(),
+            server.key.as_bytes(),
+            ca.pem.as_bytes(),
+        )
+        .unwrap()
+        .server_config()
+        .unwrap();
+        let lines = Lines::default();
+        let audit = JsonLinesSink::new(lines.clone(), 64, Overflow::Wait);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counter = runs.clone();
+        let hmac = VerifyHmacLayer::new(
+            HmacConfig::builder()
+                .secret(SECRET)
+                .allow_any_caller()
+                .optional()
+                .build()
+                .unwrap(),
+        );
+        let jwt = RequireJwtLayer::new(
+            JwtConfig::builder()
+                .key(JwtKey::hmac(Algorithm::HS256, JWT_SECRET).unwrap())
+                .issuer("idp")
+                .audience("api")
+                .optional()
+                .build()
+                .unwrap(),
+        );
+        let mtls = MtlsPrincipalLayer::new(MtlsPrincipalConfig::builder().build().unwrap());
+        let whoami = Router::new().fallback(move |p: Principal| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move { axum::Json(json!({"id": p.id(), "method": p.method().as_str()})) }
+        });
+        let app = if certificate_first {
+            whoami.layer(ServiceBuilder::new().layer(mtls).layer(hmac).layer(jwt))
+        } else {
+            whoami.layer(ServiceBuilder::new().layer(hmac).layer(jwt).layer(mtls))
+        }
+        .layer(AuditLayer::new(audit.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
+        Self {
+            addr,
+            ca,
+            runs,
+            audit,
+            lines,
+        }
+    }
+
+    async fn get(&self, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+        let client = self.ca.issue("workload-7", vec![], true);
+        let config = TlsConfig::from_pem(
+            client.cert.as_bytes(),
+            client.key.as_bytes(),
+            self.ca.pem.as_bytes(),
+        )
+        .unwrap()
+        .client_config()
+        .unwrap();
+        https_get_with_headers((*config).clone(), self.addr, headers)
+            .await
+            .unwrap()
+    }
+
+    async fn last_event(&self) -> Value {
+        self.audit.flush().await;
+        let text = String::from_utf8(self.lines.0.lock().unwrap().clone()).unwrap();
+        serde_json::from_str(text.lines().last().unwrap()).unwrap()
+    }
+}
+
+fn signed() -> Vec<(&'static str, String)> {
+    let nonce = format!("{:032x}", rand_nonce());
+    formula_headers(SECRET, "gateway", now(), &nonce, "GET", "/whoami").to_vec()
+}
+
+fn rand_nonce() -> u128 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        + NEXT.fetch_add(1, Ordering::SeqCst) as u128
+}
+
+fn token(subject: &str) -> String {
+    let token = TokenIssuer::hmac(Algorithm::HS256, JWT_SECRET, "idp", "api")
+        .unwrap()
+        .mint(subject, &["reader"])
+        .unwrap();
+    format!("Bearer {token}")
+}
+
+#[tokio::test]
+async fn one_request_names_one_caller_whatever_the_layer_order() {
+    for certificate_first in [true, false] {
+        let server = Server::start(certificate_first).await;
+        let order = if certificate_first {
+            "certificate first"
+        } else {
+            "certificate last"
+        };
+
+        // The certificate alone names the caller.
+        let (status, body) = server.get(&[]).await;
+        assert_eq!(status, StatusCode::OK, "{order}");
+        assert_eq!(
+            body,
+            json!({"id": "workload-7", "method": "mtls"}),
+            "{order}"
+        );
+
+        // A token on the same connection names the caller instead, for the handler and the
+        // audit trail alike.
+        let bearer = token("alice");
+        let (status, body) = server.get(&[("authorization", &bearer)]).await;
+        assert_eq!(status, StatusCode::OK, "{order}");
+        assert_eq!(body, json!({"id": "alice", "method": "jwt"}), "{order}");
+        let event = server.last_event().await;
+        assert_eq!(event["principal"], "alice", "{order}");
+        assert_eq!(event["metadata"]["auth_method"], "jwt", "{order}");
+
+        // So does a signature.
+        let headers = signed();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, body) = server.get(&headers).await;
+        assert_eq!(
+            (status, &body["id"]),
+            (StatusCode::OK, &json!("gateway")),
+            "{order}"
+        );
+        assert_eq!(server.last_event().await["principal"], "gateway", "{order}");
+
+        // A signature and a token naming two callers: refused, the handler never runs.
+        let runs = server.runs.load(Ordering::SeqCst);
+        let signed = signed();
+        let mut headers: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        headers.push(("authorization", &bearer));
+        let (status, body) = server.get(&headers).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{order}");
+        assert_eq!(body["code"], "auth.multiple_credentials", "{order}");
+        assert_eq!(server.runs.load(Ordering::SeqCst), runs, "{order}");
+        let event = server.last_event().await;
+        assert_eq!(event["status"], "failure", "{order}");
+        assert_eq!(
+            event["metadata"]["reason"], "auth.multiple_credentials",
+            "{order}"
+        );
+    }
+}
