@@ -35,4 +35,4 @@ pub use principal::{
     MtlsPrincipalLayer, ResponseFuture,
 };
 pub use reload::{ReloadingServerConfig, ServerConfigSource};
-pub use serve::serve_tls;
+pub use serve::{TlsServer, serve_tls};

@@ -25,7 +25,20 @@ impl SecureService {
     }
 
     pub fn start(env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(Self::binary());
+        Self::spawn(Command::new(Self::binary()), env)
+    }
+
+    /// Started with at most `files` open file descriptors (`ulimit -n`).
+    pub fn start_with_open_file_limit(files: u32, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\""))
+            .arg(Self::binary());
+        Self::spawn(command, env)
+    }
+
+    fn spawn(mut command: Command, env: &[(&str, &str)]) -> Self {
         command
             .env_remove("ALLOWED_CALLERS")
             .env_remove("SERVICE_SECRET_PREVIOUS")

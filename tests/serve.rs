@@ -1,0 +1,209 @@
+//! TLS serving survives hostile connections, over real sockets: running out of file
+//! descriptors, clients that send nothing or trickle their headers, more connections than the
+//! cap. A legitimate client is served throughout.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use support::SECRET;
+use support::certs::{Ca, https_get};
+use support::service::SecureService;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tower_zerotrust::mtls::{MtlsPrincipalConfig, TlsConfig, TlsServer};
+
+/// Writes the CA's server certificate, key and CA file for `secure_service`.
+fn tls_files(ca: &Ca, dir: &std::path::Path) -> [(String, String); 3] {
+    let server = ca.server();
+    std::fs::create_dir_all(dir).unwrap();
+    let write = |name: &str, pem: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.display().to_string()
+    };
+    [
+        ("TLS_CERT_FILE".into(), write("server.pem", &server.cert)),
+        ("TLS_KEY_FILE".into(), write("server.key", &server.key)),
+        ("TLS_CA_FILE".into(), write("ca.pem", &ca.pem)),
+    ]
+}
+
+/// Retries `attempt` until it succeeds or `deadline` passes.
+async fn eventually<T, E: std::fmt::Debug, F: std::future::Future<Output = Result<T, E>>>(
+    deadline: Duration,
+    mut attempt: impl FnMut() -> F,
+) -> T {
+    let start = Instant::now();
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(error) if start.elapsed() > deadline => panic!("still failing: {error:?}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// More idle connections than the process has file descriptors make `accept` fail; the
+/// server pauses, keeps serving, and answers an mTLS request once they are gone.
+#[tokio::test]
+async fn running_out_of_file_descriptors_does_not_stop_the_server() {
+    let ca = Ca::new("Test CA");
+    let dir = std::env::temp_dir().join(format!("zerotrust-emfile-{}", std::process::id()));
+    let files = tls_files(&ca, &dir);
+    let mut env: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    env.push(("SERVICE_SECRET", SECRET));
+    let mut service = SecureService::start_with_open_file_limit(256, &env);
+    let client = ca.issue("agent-7", vec![], true);
+    let (status, _) = https_get(service.addr, &ca, &client).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+
+    let mut idle = Vec::new();
+    for _ in 0..400 {
+        match TcpStream::connect(service.addr).await {
+            Ok(stream) => idle.push(stream),
+            Err(_) => break,
+        }
+    }
+    // Give the server time to accept them and run out of descriptors.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        service.child.try_wait().unwrap().is_none(),
+        "the server exited while its file descriptors were exhausted"
+    );
+    drop(idle);
+    let (status, body) = eventually(Duration::from_secs(20), || {
+        https_get(service.addr, &ca, &client)
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["id"], "agent-7");
+    assert!(service.child.try_wait().unwrap().is_none());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+struct Served {
+    addr: SocketAddr,
+    ca: Ca,
+}
+
+/// `/whoami` over TLS with a 1 s header-read timeout and at most `max` connections.
+async fn serve(max: usize) -> Served {
+    let ca = Ca::new("Test CA");
+    let server = ca.server();
+    let tls = TlsConfig::from_pem(
+        server.cert.as_bytes(),
+        server.key.as_bytes(),
+        ca.pem.as_bytes(),
+    )
+    .unwrap()
+    .server_config()
+    .unwrap();
+    let app = axum::Router::new()
+        .fallback(|p: tower_zerotrust::Principal| async move { p.id().to_owned() })
+        .layer(tower_zerotrust::mtls::MtlsPrincipalLayer::new(
+            MtlsPrincipalConfig::builder().build().unwrap(),
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        TlsServer::new(tls)
+            .header_read_timeout(Duration::from_secs(1))
+            .max_connections(max)
+            .serve(listener, app, std::future::pending()),
+    );
+    Served { addr, ca }
+}
+
+/// A TLS connection that presents a client certificate, handshake done.
+async fn tls_connection(served: &Served) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let leaf = served.ca.issue("slowpoke", vec![], true);
+    let config = TlsConfig::from_pem(
+        leaf.cert.as_bytes(),
+        leaf.key.as_bytes(),
+        served.ca.pem.as_bytes(),
+    )
+    .unwrap()
+    .client_config()
+    .unwrap();
+    let tcp = TcpStream::connect(served.addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(config)
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Reads until the server closes the connection; how long that took.
+async fn closed_after(stream: &mut tokio_rustls::client::TlsStream<TcpStream>) -> Duration {
+    let start = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(15), stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return start.elapsed(),
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("the server kept the connection open for 15 s"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn silent_and_trickling_clients_are_cut_off_while_others_are_served() {
+    let served = serve(100).await;
+    let client = served.ca.issue("agent-7", vec![], true);
+
+    // Sends nothing after the handshake.
+    let mut silent = tls_connection(&served).await;
+    // Sends a request line, then a header byte every 200 ms, forever.
+    let mut trickler = tls_connection(&served).await;
+    trickler
+        .write_all(b"GET /whoami HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    let trickle = tokio::spawn(async move {
+        let started = Instant::now();
+        for _ in 0..75 {
+            if trickler.write_all(b"x").await.is_err() || trickler.flush().await.is_err() {
+                return started.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut probe = [0u8; 64];
+            if let Ok(Ok(0) | Err(_)) =
+                tokio::time::timeout(Duration::from_millis(1), trickler.read(&mut probe)).await
+            {
+                return started.elapsed();
+            }
+        }
+        panic!("the trickling client was still connected after 15 s");
+    });
+
+    // Meanwhile a normal client is served.
+    let (status, _) = https_get(served.addr, &served.ca, &client).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+
+    assert!(closed_after(&mut silent).await < Duration::from_secs(10));
+    assert!(trickle.await.unwrap() < Duration::from_secs(10));
+    let (status, _) = https_get(served.addr, &served.ca, &client).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Connections beyond the cap are closed as they arrive, and the server serves again once
+/// the connections holding the slots are gone.
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed_not_queued() {
+    let served = serve(2).await;
+    let client = served.ca.issue("agent-7", vec![], true);
+    let held = [tls_connection(&served).await, tls_connection(&served).await];
+    // A third: closed before any handshake.
+    assert!(https_get(served.addr, &served.ca, &client).await.is_err());
+    drop(held);
+    let (status, body) = eventually(Duration::from_secs(10), || {
+        https_get(served.addr, &served.ca, &client)
+    })
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, None));
+}
