@@ -22,7 +22,7 @@
 //! | `TLS_CERT_FILE`, `TLS_KEY_FILE`, `TLS_CA_FILE` | serve HTTPS and require client certificates signed by the CA; a certificate alone proves the caller (its CN) on `/whoami`. `SIGHUP` reloads the files |
 //! | `TLS_CRL_FILE`    | PEM certificate revocation list(s): revoked client certificates are refused |
 //! | `TLS_ALLOW_V1_CLIENT_CERTS` | `true` accepts X.509 v1 client certificates signed directly by the CA (OpenSSL 3's `x509 -req` without `-extfile`) |
-//! | `ROLES_FILE`      | roles → permissions in seed 004's YAML (default: seed 004's `admin`, `operator`, `developer`, `viewer`); an optional `principals:` map gives roles to callers whose credentials carry none. `SIGHUP` reloads it |
+//! | `ROLES_FILE`      | roles → permissions in seed 004's YAML (default: seed 004's `admin`, `operator`, `developer`, `viewer`); an optional `principals:` map gives roles to callers whose credentials carry none: a bare key names a service (an HMAC caller id or a certificate identity), `jwt:<sub>` a token subject. `SIGHUP` reloads it |
 //! | `RATE_LIMIT_AVERAGE`, `RATE_LIMIT_BURST` | requests per second per principal, and burst (default 100 and 50) |
 //! | `AUDIT_LOG`       | file that receives one JSON audit event per request (seed 004's format); default: stdout |
 //! | `NONCE_STORE`     | where HMAC nonces are remembered: `memory` (default) or a `redis://` URL shared by every replica, so a request accepted by one is a replay to all (build with `--features redis`) |

@@ -44,6 +44,15 @@ impl fmt::Display for AuthMethod {
 ///
 /// Cheap to clone (the id and roles are shared), so extractors and layers copy it freely.
 ///
+/// # Identity is (proof, id)
+///
+/// Services prove themselves with an HMAC key or a client certificate; people and workloads
+/// with a token from an identity provider. The two live in different namespaces: a token whose
+/// `sub` is `gateway` is not the service `gateway`. Configuration that names principals (role
+/// assignments, allowed callers and trust-matrix rows, per-principal quotas, ACL lookups) uses
+/// the [`qualified_id`](Self::qualified_id): the bare id for a service identity (HMAC caller or
+/// certificate), `jwt:<sub>` for a token subject.
+///
 /// ```
 /// use tower_zerotrust::{AuthMethod, Principal};
 ///
@@ -51,6 +60,11 @@ impl fmt::Display for AuthMethod {
 /// assert_eq!(p.id(), "gateway");
 /// assert_eq!(p.method(), AuthMethod::Hmac);
 /// assert!(p.has_role("orchestrator"));
+///
+/// // A token subject of the same name is another principal.
+/// let token = Principal::new("gateway", AuthMethod::Jwt);
+/// assert_eq!(token.qualified_id(), "jwt:gateway");
+/// assert_eq!(p.qualified_id(), "gateway");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -58,15 +72,24 @@ pub struct Principal {
     method: AuthMethod,
     /// `None` for no roles, so that a principal without roles costs one allocation.
     roles: Option<Arc<[String]>>,
+    /// `jwt:<id>` for token subjects; service identities use their id.
+    qualified: Option<Arc<str>>,
 }
+
+/// How configuration names token subjects: `jwt:<sub>`.
+const TOKEN_SUBJECT_PREFIX: &str = "jwt:";
 
 impl Principal {
     /// A principal with no roles.
     pub fn new(id: impl Into<Arc<str>>, method: AuthMethod) -> Self {
+        let id = id.into();
+        let qualified =
+            (method == AuthMethod::Jwt).then(|| Arc::from(format!("{TOKEN_SUBJECT_PREFIX}{id}")));
         Self {
-            id: id.into(),
+            id,
             method,
             roles: None,
+            qualified,
         }
     }
 
@@ -87,10 +110,23 @@ impl Principal {
         &self.id
     }
 
-    /// The id, shared: a key that costs no allocation.
-    #[cfg_attr(not(any(feature = "rate-limit", feature = "audit")), allow(dead_code))]
+    /// The name configuration knows this principal by: the id of a service identity (proven
+    /// by HMAC or a certificate), `jwt:<sub>` for a token subject. See
+    /// [Identity is (proof, id)](Self#identity-is-proof-id).
+    pub fn qualified_id(&self) -> &str {
+        self.qualified.as_deref().unwrap_or(&self.id)
+    }
+
+    /// The id, shared: what audit events name.
+    #[cfg_attr(not(feature = "audit"), allow(dead_code))]
     pub(crate) fn shared_id(&self) -> &Arc<str> {
         &self.id
+    }
+
+    /// The qualified id, shared: a key that costs no allocation and keeps namespaces apart.
+    #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
+    pub(crate) fn shared_qualified_id(&self) -> &Arc<str> {
+        self.qualified.as_ref().unwrap_or(&self.id)
     }
 
     /// Puts the principal into a request's extensions, and tells the audit layer, if the

@@ -204,3 +204,109 @@ async fn one_request_names_one_caller_whatever_the_layer_order() {
         );
     }
 }
+
+/// A token whose `sub` names a service is not that service: role assignments, allowed
+/// callers and per-principal quotas written for the service `gateway` never apply to it; the
+/// same entries written `jwt:<sub>` apply to token subjects.
+#[tokio::test]
+async fn token_subjects_and_service_identities_live_in_different_namespaces() {
+    use axum::routing::get;
+    use http::Method;
+    use support::{request, send, set};
+    use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Policy, Require};
+    use tower_zerotrust::rate_limit::{RateLimitConfig, RateLimitLayer, RateQuota};
+
+    let policy = Policy::builder()
+        .role("reader", ["models:read"])
+        .assign("gateway", ["reader"])
+        .assign("jwt:alice", ["reader"])
+        .build()
+        .unwrap();
+    let authorize = AuthorizeConfig::builder(policy)
+        .allowed_callers(["gateway", "jwt:alice", "jwt:gateway-token"])
+        .route(Method::GET, "/models", Require::permission("models:read"))
+        .otherwise(Require::Authenticated)
+        .build()
+        .unwrap();
+    let limits = RateLimitConfig::builder()
+        .principal_quota("gateway", RateQuota::new(1, 1))
+        .build()
+        .unwrap();
+    let hmac = HmacConfig::builder()
+        .secret(SECRET)
+        .allow_any_caller()
+        .optional()
+        .build()
+        .unwrap();
+    let jwt = JwtConfig::builder()
+        .key(JwtKey::hmac(Algorithm::HS256, JWT_SECRET).unwrap())
+        .issuer("idp")
+        .audience("api")
+        .optional()
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/models", get(|| async { "[]" }))
+        .route("/ping", get(|| async { "pong" }))
+        .layer(AuthorizeLayer::new(authorize))
+        .layer(RateLimitLayer::new(limits))
+        .layer(RequireJwtLayer::new(jwt))
+        .layer(VerifyHmacLayer::new(hmac));
+    let addr = support::serve(app).await;
+    let as_token = |subject: &str, path: &str| {
+        let mut req = request("GET", addr, path);
+        set(&mut req, "authorization", &token_without_roles(subject));
+        req
+    };
+    let as_service = |path: &str| {
+        let mut req = request("GET", addr, path);
+        let nonce = format!("{:032x}", rand_nonce());
+        for (name, value) in formula_headers(SECRET, "gateway", now(), &nonce, "GET", path) {
+            set(&mut req, name, &value);
+        }
+        req
+    };
+
+    // Allowed callers: the service is, a token with its name is not.
+    assert_eq!(send(as_service("/ping")).await.status, StatusCode::OK);
+    let reply = send(as_token("gateway", "/ping")).await;
+    assert_eq!(
+        (reply.status, reply.code().as_str()),
+        (StatusCode::FORBIDDEN, "authz.caller_not_allowed")
+    );
+    assert_eq!(
+        send(as_token("alice", "/ping")).await.status,
+        StatusCode::OK
+    );
+
+    // Role assignments: `jwt:alice` gives alice's tokens the role; the service's assignment
+    // gives nothing to a token naming it.
+    assert_eq!(
+        send(as_token("alice", "/models")).await.status,
+        StatusCode::OK
+    );
+    let reply = send(as_token("gateway-token", "/models")).await;
+    assert_eq!(
+        (reply.status, reply.code().as_str()),
+        (StatusCode::FORBIDDEN, "authz.permission_denied")
+    );
+
+    // Quotas: the service's quota (1, burst 1) is its own; the service has used its one
+    // request above, tokens are counted apart on the default quota.
+    let reply = send(as_service("/ping")).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    for _ in 0..3 {
+        assert_eq!(
+            send(as_token("alice", "/ping")).await.status,
+            StatusCode::OK
+        );
+    }
+}
+
+fn token_without_roles(subject: &str) -> String {
+    let token = TokenIssuer::hmac(Algorithm::HS256, JWT_SECRET, "idp", "api")
+        .unwrap()
+        .mint::<&str>(subject, &[])
+        .unwrap();
+    format!("Bearer {token}")
+}

@@ -687,7 +687,7 @@ async fn secure_service_authorizes_models_by_role_and_limits_each_principal() {
     let roles = std::env::temp_dir().join(format!("zt-roles-{}.yaml", std::process::id()));
     std::fs::write(
         &roles,
-        "roles:\n  auditor:\n    description: \"Reads everything\"\n    permissions: [\"models:read\"]\nprincipals:\n  gateway: [auditor]\n",
+        "roles:\n  auditor:\n    description: \"Reads everything\"\n    permissions: [\"models:read\"]\nprincipals:\n  gateway: [auditor]\n  \"jwt:alice\": [auditor]\n",
     )
     .unwrap();
     let roles_file = roles.display().to_string();
@@ -708,6 +708,16 @@ async fn secure_service_authorizes_models_by_role_and_limits_each_principal() {
         as_role(addr, "GET", "/models", "auditor").await.status,
         StatusCode::OK
     );
+    // A bare key names the service `gateway`, never a token whose subject is `gateway`;
+    // `jwt:alice` names alice's tokens.
+    let token_for = |subject: &str| {
+        let mut req = request("GET", addr, "/models");
+        let token = issuer.mint::<&str>(subject, &[]).unwrap();
+        set(&mut req, "authorization", &format!("Bearer {token}"));
+        send(req)
+    };
+    assert_eq!(token_for("gateway").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(token_for("alice").await.status, StatusCode::OK);
     let gateway = || send(formula_request(SECRET, "gateway", "GET", addr, "/models"));
     assert_eq!(gateway().await.status, StatusCode::OK);
     assert_eq!(gateway().await.status, StatusCode::OK);

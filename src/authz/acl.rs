@@ -17,8 +17,9 @@ use crate::error::ConfigError;
 ///
 /// Give it a timeout of its own: a request waits for it on a cache miss.
 pub trait AclSource: Send + Sync + 'static {
-    /// Whether `principal` may do `permission` on `resource`. An error fails closed (503) for
-    /// decisions that are not cached.
+    /// Whether `principal` may do `permission` on `resource`. `principal` is the caller's
+    /// [qualified id](crate::Principal::qualified_id) (`jwt:<sub>` for token subjects). An error
+    /// fails closed (503) for decisions that are not cached.
     fn is_allowed(
         &self,
         principal: &str,

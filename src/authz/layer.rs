@@ -109,7 +109,9 @@ impl AuthorizeConfigBuilder {
 
     /// Only these principals may call at all (this service's row of a
     /// [`TrustMatrix`](super::TrustMatrix), its `ALLOWED_CALLERS`); others get 403 before any
-    /// rule is read. Public routes stay public.
+    /// rule is read. Public routes stay public. Callers are named by
+    /// [qualified id](crate::Principal::qualified_id): a bare name is a service identity (HMAC
+    /// or certificate), `jwt:<sub>` a token subject.
     pub fn allowed_callers<I, C>(mut self, callers: I) -> Self
     where
         I: IntoIterator<Item = C>,
@@ -192,7 +194,7 @@ impl Settings {
             return Err(unauthenticated());
         };
         if let Some(callers) = &self.callers
-            && !callers.contains(principal.id())
+            && !callers.contains(principal.qualified_id())
         {
             return Err(forbidden("authz.caller_not_allowed", "Caller not allowed"));
         }
@@ -285,7 +287,10 @@ impl Authorizer {
         let Some(acl) = &self.acl else {
             return Err(unavailable());
         };
-        match acl.is_allowed(principal.id(), resource, permission).await {
+        match acl
+            .is_allowed(principal.qualified_id(), resource, permission)
+            .await
+        {
             Ok(true) => Ok(()),
             Ok(false) => Err(forbidden("authz.acl_denied", "Permission denied")),
             Err(error) => {

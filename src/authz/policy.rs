@@ -94,7 +94,8 @@ impl Policy {
     ///     description: "Model development access"
     ///     permissions: ["models:read", "models:write", "training:*"]
     /// principals:            # optional: roles for callers whose credentials carry none
-    ///   model_registry: [developer]
+    ///   model_registry: [developer]   # a service (HMAC caller or certificate identity)
+    ///   "jwt:alice": [developer]      # a token subject
     /// ```
     ///
     /// # Errors
@@ -147,7 +148,7 @@ impl Policy {
     pub fn roles_of<'a>(&'a self, principal: &'a Principal) -> impl Iterator<Item = &'a str> {
         let assigned = self
             .assignments
-            .get(principal.id())
+            .get(principal.qualified_id())
             .map(|roles| &roles[..])
             .unwrap_or_default();
         principal
@@ -186,8 +187,10 @@ impl PolicyBuilder {
         self
     }
 
-    /// Gives the principal with this id these roles, as seed 000's
-    /// `RoleConfig::add_role("model_registry", "read_models")` does.
+    /// Gives the principal with this [qualified id](crate::Principal::qualified_id) these
+    /// roles, as seed 000's `RoleConfig::add_role("model_registry", "read_models")` does: a bare
+    /// id names a service identity (an HMAC caller or a certificate identity), never a token
+    /// subject; a token subject is written `jwt:<sub>`.
     pub fn assign<I, R>(mut self, principal: impl Into<String>, roles: I) -> Self
     where
         I: IntoIterator<Item = R>,

@@ -88,7 +88,7 @@ impl RateLimitConfig {
         let decision = self
             .inner
             .bucket_for(principal)
-            .check(principal.shared_id());
+            .check(principal.shared_qualified_id());
         decision.rejection().map_or(Ok(()), Err)
     }
 
@@ -99,9 +99,13 @@ impl RateLimitConfig {
             let bucket = limits.bucket_for(principal);
             #[cfg(feature = "redis")]
             if let Some(shared) = &limits.shared {
-                return Check::Shared(shared.check(bucket.label(), principal.id(), bucket.quota()));
+                return Check::Shared(shared.check(
+                    bucket.label(),
+                    principal.qualified_id(),
+                    bucket.quota(),
+                ));
             }
-            return Check::Now(bucket.check(principal.shared_id()));
+            return Check::Now(bucket.check(principal.shared_qualified_id()));
         }
         let ip = client_ip(
             (limits.peer_addr)(extensions),
@@ -121,7 +125,7 @@ impl RateLimitConfig {
 
 impl Limits {
     fn bucket_for(&self, principal: &Principal) -> &Bucket<Arc<str>> {
-        if let Some(bucket) = self.principals.get(principal.id()) {
+        if let Some(bucket) = self.principals.get(principal.qualified_id()) {
             return bucket;
         }
         self.roles
@@ -166,7 +170,8 @@ impl RateLimitConfigBuilder {
         self
     }
 
-    /// The principal with this id gets `quota`.
+    /// The principal with this [qualified id](crate::Principal::qualified_id) gets `quota`: a
+    /// service id (HMAC caller, certificate identity), or `jwt:<sub>` for a token subject.
     pub fn principal_quota(mut self, principal: impl Into<String>, quota: RateQuota) -> Self {
         self.principals.push((principal.into(), quota));
         self
