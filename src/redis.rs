@@ -95,3 +95,33 @@ impl std::fmt::Debug for RedisConnection {
             .finish_non_exhaustive()
     }
 }
+
+/// `prefix` then `parts` joined so that no two lists of parts give the same key, whatever
+/// bytes the parts hold (a token subject may contain `:`): each part but the last is written
+/// with its length, `<len>:<part>:`.
+pub(crate) fn key(prefix: &str, parts: &[&str]) -> String {
+    use std::fmt::Write;
+    let mut key =
+        String::with_capacity(prefix.len() + parts.iter().map(|p| p.len() + 8).sum::<usize>());
+    key.push_str(prefix);
+    if let Some((last, rest)) = parts.split_last() {
+        for part in rest {
+            let _ = write!(key, "{}:{part}:", part.len());
+        }
+        key.push_str(last);
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_are_unambiguous() {
+        assert_eq!(super::key("zt:", &["gateway", "n1"]), "zt:7:gateway:n1");
+        assert_ne!(
+            super::key("zt:", &["a:b", "c"]),
+            super::key("zt:", &["a", "b:c"])
+        );
+        assert_ne!(super::key("", &["a:1", "x"]), super::key("", &["a", "1:x"]));
+    }
+}

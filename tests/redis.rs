@@ -37,6 +37,9 @@ async fn a_nonce_is_accepted_once_even_when_raced() {
             .await
             .is_ok()
     );
+    // Callers and nonces with `:` in them (token subjects, message ids) stay apart too.
+    assert!(store.check_and_record("jwt:a:b", "c", TTL).await.is_ok());
+    assert!(store.check_and_record("jwt:a", "b:c", TTL).await.is_ok());
 
     let racers: Vec<_> = (0..64)
         .map(|_| {
@@ -126,6 +129,64 @@ fn replay(
         }
     }
     req
+}
+
+/// A replica's clock, set by the test: Redis expires nonces in real time, the replicas read
+/// the time the test gives them, shifted by their own offset (ms).
+#[derive(Clone)]
+struct Moved(std::sync::Arc<std::sync::atomic::AtomicU64>, i64);
+
+impl tower_zerotrust::clock::Clock for Moved {
+    fn now_millis(&self) -> u64 {
+        (self.0.load(std::sync::atomic::Ordering::SeqCst) as i64 + self.1) as u64
+    }
+}
+
+/// Two replicas share Redis; one's clock lags 1 s. A request that the first records at the
+/// edge of its window is still inside the lagging replica's window once twice the window has
+/// passed, so the nonce must outlive it: it is kept for the allowed clock skew (5 s) more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_clock_lags_cannot_be_sent_a_replay() {
+    use std::sync::atomic::Ordering;
+    use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
+
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let start = 2_000_000_000_000u64;
+    let time = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(start));
+    let replica = |lag_ms: i64| {
+        let config = HmacConfig::builder()
+            .secret(SECRET)
+            .allow_callers(["gateway"])
+            .timestamp_window(Duration::from_secs(1))
+            .nonce_ttl(Duration::from_secs(2))
+            .clock(Moved(time.clone(), -lag_ms))
+            .build()
+            .unwrap();
+        let app = axum::Router::new()
+            .fallback(|| async { "ok" })
+            .layer(VerifyHmacLayer::with_nonce_store(config, store(&redis)));
+        serve(app)
+    };
+    let (first, lagging) = (replica(0).await, replica(1_000).await);
+    // Signed 1 s ahead of the first replica's clock: the edge of its window.
+    let headers = formula_headers(SECRET, "gateway", start / 1000 + 1, "n-edge", "GET", "/x");
+    let send_to = |addr| {
+        let mut req = request("GET", addr, "/x");
+        for (name, value) in &headers {
+            req.headers_mut().insert(*name, value.parse().unwrap());
+        }
+        send(req)
+    };
+    assert_eq!(send_to(first).await.status, StatusCode::OK);
+    // Twice the window (the nonce TTL) passes. The lagging replica now reads start + 1.5 s:
+    // the timestamp is 0.5 s off, inside its window.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    time.fetch_add(2_500, Ordering::SeqCst);
+    let reply = send_to(lagging).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.code(), "hmac.replayed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

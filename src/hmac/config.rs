@@ -13,6 +13,8 @@ use crate::public::PublicPaths;
 
 const DEFAULT_WINDOW: Duration = Duration::from_secs(30);
 const DEFAULT_NONCE_TTL: Duration = Duration::from_secs(60);
+/// Clocks of replicas may disagree by this much: nonces are kept that much longer.
+const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 /// The validated configuration of a [`VerifyHmacLayer`](super::VerifyHmacLayer).
 ///
@@ -29,6 +31,7 @@ pub(crate) struct Settings {
     /// `None`: any caller holding a valid secret.
     pub(crate) allowed_callers: Option<HashSet<String>>,
     pub(crate) window_millis: u64,
+    /// How long nonces are remembered: the configured TTL plus the clock skew allowed.
     pub(crate) nonce_ttl: Duration,
     pub(crate) public_paths: PublicPaths,
     pub(crate) optional: bool,
@@ -63,6 +66,7 @@ pub struct HmacConfigBuilder {
     allowed_callers: Option<Option<HashSet<String>>>,
     window: Duration,
     nonce_ttl: Duration,
+    max_clock_skew: Duration,
     public_paths: PublicPaths,
     optional: bool,
     clock: SharedClock,
@@ -76,6 +80,7 @@ impl Default for HmacConfigBuilder {
             allowed_callers: None,
             window: DEFAULT_WINDOW,
             nonce_ttl: DEFAULT_NONCE_TTL,
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
             public_paths: PublicPaths::default(),
             optional: false,
             clock: SharedClock::default(),
@@ -177,6 +182,15 @@ impl HmacConfigBuilder {
         self
     }
 
+    /// How far apart the clocks of the replicas sharing a nonce store may be (default 5 s).
+    /// Nonces are remembered this much longer than [`nonce_ttl`](Self::nonce_ttl): a replica
+    /// whose clock lags accepts a timestamp later than the one that recorded its nonce would,
+    /// and must still find the nonce. At most 1 h.
+    pub fn max_clock_skew(mut self, skew: Duration) -> Self {
+        self.max_clock_skew = skew;
+        self
+    }
+
     /// A path (exact match, such as `/health`) that passes without credentials.
     pub fn public_path(mut self, path: impl Into<String>) -> Self {
         let checked = self.public_paths.insert(path.into());
@@ -230,6 +244,12 @@ impl HmacConfigBuilder {
                 reason: "must be between 1 ms and 24 h".into(),
             });
         }
+        if self.max_clock_skew > Duration::from_secs(3600) {
+            return Err(ConfigError::Invalid {
+                what: "max clock skew",
+                reason: "must be at most 1 h".into(),
+            });
+        }
         if self.nonce_ttl < self.window * 2 {
             return Err(ConfigError::ReplayGap {
                 window: self.window,
@@ -241,7 +261,7 @@ impl HmacConfigBuilder {
                 keys: self.keys,
                 allowed_callers,
                 window_millis: u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX),
-                nonce_ttl: self.nonce_ttl,
+                nonce_ttl: self.nonce_ttl + self.max_clock_skew,
                 public_paths: self.public_paths,
                 optional: self.optional,
                 clock: self.clock,
@@ -284,7 +304,7 @@ mod tests {
     fn defaults_match_the_seed() {
         let config = builder().secret(SECRET).build().unwrap();
         assert_eq!(config.inner.window_millis, 30_000);
-        assert_eq!(config.inner.nonce_ttl, Duration::from_secs(60));
+        assert_eq!(config.inner.nonce_ttl, Duration::from_secs(65));
         assert!(config.inner.allowed_callers.is_none());
     }
 

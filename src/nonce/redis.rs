@@ -9,8 +9,8 @@ use crate::redis::RedisConnection;
 
 const DEFAULT_PREFIX: &str = "zerotrust:nonce:";
 
-/// A [`NonceStore`] in Redis: one `SET <prefix><caller>:<nonce> 1 NX PX <ttl>` per signed
-/// request, atomic across replicas. Redis forgets each nonce when its TTL ends, so the store
+/// A [`NonceStore`] in Redis: one `SET <prefix><len>:<caller>:<nonce> 1 NX PX <ttl>` per signed
+/// request (the caller's length keeps every caller and nonce apart), atomic across replicas. Redis forgets each nonce when its TTL ends, so the store
 /// needs no sweeping and its size is bounded by the request rate times the TTL.
 ///
 /// Any Redis error or timeout is [`NonceError::Unavailable`]: the HMAC layer answers 503 and the
@@ -58,9 +58,7 @@ impl NonceStore for RedisNonceStore {
     type Future = Pin<Box<dyn Future<Output = Result<(), NonceError>> + Send>>;
 
     fn check_and_record(&self, caller: &str, nonce: &str, ttl: Duration) -> Self::Future {
-        // Caller ids and nonces reach here validated (no ':' in a caller id, ASCII only), so
-        // the key is unambiguous.
-        let key = format!("{}{caller}:{nonce}", self.prefix);
+        let key = crate::redis::key(&self.prefix, &[caller, nonce]);
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let set = self.redis.run(move |mut redis| async move {
             redis::cmd("SET")

@@ -81,8 +81,9 @@ pub(super) async fn open(
     }
     Ok(Opened {
         nonce: nonce.to_owned(),
-        // Remembered for as long as the message could still be accepted.
-        nonce_ttl: Duration::from_secs(2 * window),
+        // Remembered for as long as the message could still be accepted, by this subscriber
+        // or another whose clock lags.
+        nonce_ttl: Duration::from_secs(2 * window) + super::MAX_CLOCK_SKEW,
         sender,
         payload,
     })

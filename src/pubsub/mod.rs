@@ -107,6 +107,8 @@ const NOT_AN_ENVELOPE: &str = "pubsub.not_an_envelope";
 const RESUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);
+/// How far apart subscribers' clocks may be: a message token's nonce is kept this much longer.
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 /// How a publisher signs its messages: made from an [`HmacSigner`], or with
 /// [`MessageSigner::jwt`].

@@ -83,7 +83,7 @@ impl RedisRateLimits {
 
     /// Takes one request from `key`'s bucket of `quota`.
     pub(crate) fn check(&self, bucket: &str, key: &str, quota: RateQuota) -> PendingDecision {
-        let redis_key = format!("{}{bucket}:{key}", self.prefix);
+        let redis_key = crate::redis::key(&self.prefix, &[bucket, key]);
         let interval = 1_000_000.0 / f64::from(quota.average);
         let taken = self.redis.run(move |mut redis| async move {
             SCRIPT
