@@ -20,6 +20,15 @@ pub(crate) fn default_peer_addr(extensions: &Extensions) -> Option<IpAddr> {
     extensions.get::<PeerAddr>().map(|peer| peer.0.ip())
 }
 
+/// Whether a URL's host is this machine (`localhost`, `127.0.0.0/8`, `::1`): the only place
+/// credentials may travel in plaintext.
+#[cfg_attr(not(any(feature = "jwks", feature = "tonic")), allow(dead_code))]
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The client's address: the peer's, unless the peer is a trusted proxy, in which case the
 /// right-most address of `X-Forwarded-For` that is not itself a trusted proxy. Entries further
 /// left were written by the client and prove nothing.

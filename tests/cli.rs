@@ -149,3 +149,38 @@ async fn ca_server_and_client_certificates_work_together() {
     assert!(stderr.contains("--name is required"), "{stderr}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Keys are readable by their owner only, also when a key file was already there with wider
+/// permissions (a certificate re-issued over an old one).
+#[cfg(unix)]
+#[test]
+fn key_files_are_owner_only_even_when_overwritten() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = std::env::temp_dir().join(format!("zt-cli-overwrite-{}", std::process::id()));
+    let d = dir.display().to_string();
+    std::fs::create_dir_all(dir.join("ca")).unwrap();
+    std::fs::create_dir_all(dir.join("agent-1")).unwrap();
+    for key in ["ca/key.pem", "agent-1/key.pem"] {
+        std::fs::write(dir.join(key), "old key").unwrap();
+        std::fs::set_permissions(dir.join(key), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    for args in [
+        vec!["ca", "--dir", &d, "--cn", "Parallax Root CA"],
+        vec!["client", "--dir", &d, "--principal", "agent-1"],
+    ] {
+        let (code, _, stderr) = zerotrust(&args, &[]);
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+    }
+    for key in ["ca/key.pem", "agent-1/key.pem"] {
+        let path = dir.join(key);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+        let pem = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            pem.starts_with("-----BEGIN PRIVATE KEY-----"),
+            "{key}: {pem}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

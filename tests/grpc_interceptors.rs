@@ -564,6 +564,29 @@ async fn builders_refuse_configurations_that_would_not_be_secure() {
             .build_lazy("http://127.0.0.1:1"),
         Err(SecureGrpcError::PlaintextUrl)
     ));
+    // Tokens in plaintext: to loopback yes, across the network only when named as a danger.
+    let token_only = || SecureGrpcClientBuilder::new("registry").with_jwt(issuer(), "ci", ["ci"]);
+    for loopback in ["http://127.0.0.1:1", "http://localhost:1", "http://[::1]:1"] {
+        assert!(token_only().build_lazy(loopback).is_ok(), "{loopback}");
+    }
+    for remote in [
+        "http://registry.example:50051",
+        "http://registry.internal:50051",
+    ] {
+        assert!(
+            matches!(
+                token_only().build_lazy(remote),
+                Err(SecureGrpcError::PlaintextTokens)
+            ),
+            "{remote}"
+        );
+    }
+    assert!(
+        token_only()
+            .danger_allow_plaintext_tokens()
+            .build_lazy("http://registry.internal:50051")
+            .is_ok()
+    );
     let with_crl = tls_config(&leaf, &ca)
         .with_crl_pem(ca.crl(&[7]).as_bytes())
         .unwrap();

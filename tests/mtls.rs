@@ -462,3 +462,59 @@ fn peer_identity_refuses_bytes_after_the_certificate() {
     der.push(0);
     assert!(PeerIdentity::from_der(&der).is_err());
 }
+
+/// A CRL past its `nextUpdate` vouches for nobody: the certificates it covers are refused until
+/// a fresh one is loaded, unless the relaxation is named.
+#[tokio::test]
+async fn an_outdated_revocation_list_is_not_trusted() {
+    let ca = Ca::new("Test CA");
+    let good = ca.issue_serial("model-registry", 8);
+    let outdated = ca.crl_until(&[9], 2025);
+    let strict = server_tls(&ca).with_crl_pem(outdated.as_bytes()).unwrap();
+    let addr = serve_whoami(strict.server_config().unwrap(), cn_config()).await;
+    // Refused at the handshake (the client only sees the alert).
+    assert!(https_get(addr, &ca, &good).await.is_err());
+
+    let relaxed = server_tls(&ca)
+        .with_crl_pem(outdated.as_bytes())
+        .unwrap()
+        .allow_expired_revocation_lists();
+    let addr = serve_whoami(relaxed.server_config().unwrap(), cn_config()).await;
+    assert_eq!(https_get(addr, &ca, &good).await.unwrap().0, StatusCode::OK);
+    let revoked = ca.issue_serial("model-registry", 9);
+    assert!(https_get(addr, &ca, &revoked).await.is_err());
+
+    // A fresh list: accepted without any relaxation.
+    let fresh = server_tls(&ca)
+        .with_crl_pem(ca.crl(&[9]).as_bytes())
+        .unwrap();
+    let addr = serve_whoami(fresh.server_config().unwrap(), cn_config()).await;
+    assert_eq!(https_get(addr, &ca, &good).await.unwrap().0, StatusCode::OK);
+}
+
+/// With revocation lists from one CA only, the other CA's clients have no known status: refused
+/// by default, accepted under the named relaxation.
+#[tokio::test]
+async fn unknown_revocation_status_is_refused_unless_allowed() {
+    let (ca, second) = (Ca::new("Test CA"), Ca::new("Second CA"));
+    let server = ca.server();
+    let config = || {
+        TlsConfig::from_pem(
+            server.cert.as_bytes(),
+            server.key.as_bytes(),
+            format!("{}{}", ca.pem, second.pem).as_bytes(),
+        )
+        .unwrap()
+        .with_crl_pem(ca.crl(&[]).as_bytes())
+        .unwrap()
+    };
+    let unknown = second.issue_serial("model-registry", 8);
+    let addr = serve_whoami(config().server_config().unwrap(), cn_config()).await;
+    assert!(https_get(addr, &ca, &unknown).await.is_err());
+    let relaxed = config().allow_unknown_revocation_status();
+    let addr = serve_whoami(relaxed.server_config().unwrap(), cn_config()).await;
+    assert_eq!(
+        https_get(addr, &ca, &unknown).await.unwrap().0,
+        StatusCode::OK
+    );
+}

@@ -49,6 +49,7 @@ pub struct SecureGrpcClientBuilder {
     domain_name: String,
     tls: Option<TlsConfig>,
     token: Option<MintedToken>,
+    plaintext_tokens: bool,
 }
 
 impl SecureGrpcClientBuilder {
@@ -58,6 +59,7 @@ impl SecureGrpcClientBuilder {
             domain_name: domain_name.into(),
             tls: None,
             token: None,
+            plaintext_tokens: false,
         }
     }
 
@@ -78,12 +80,20 @@ impl SecureGrpcClientBuilder {
         self
     }
 
+    /// Lets bearer tokens go to a host other than loopback over plain `http://` (refused
+    /// otherwise: anyone on the path could replay them). Only for networks that encrypt and
+    /// authenticate every hop themselves, such as a service mesh; logged at warn level.
+    pub fn danger_allow_plaintext_tokens(mut self) -> Self {
+        self.plaintext_tokens = true;
+        self
+    }
+
     /// Connects to `url` (`https://` with TLS) now.
     ///
     /// # Errors
     ///
-    /// No credentials configured, TLS with a plaintext URL, a bad URL or TLS material, or
-    /// the connection failed.
+    /// No credentials configured, TLS with a plaintext URL, bearer tokens without TLS to a host
+    /// other than loopback, a bad URL or TLS material, or the connection failed.
     pub async fn build(self, url: &str) -> Result<SecureChannel, SecureGrpcError> {
         let (endpoint, credentials) = self.endpoint(url)?;
         Ok(InterceptedService::new(
@@ -110,6 +120,17 @@ impl SecureGrpcClientBuilder {
             return Err(SecureGrpcError::NoCredentials);
         }
         let mut endpoint = Endpoint::from_shared(url.to_owned())?;
+        let plaintext = endpoint.uri().scheme_str() != Some("https");
+        let remote = !endpoint
+            .uri()
+            .host()
+            .is_some_and(crate::peer::is_loopback_host);
+        if self.token.is_some() && self.tls.is_none() && plaintext && remote {
+            if !self.plaintext_tokens {
+                return Err(SecureGrpcError::PlaintextTokens);
+            }
+            tracing::warn!(target: "tower_zerotrust::grpc", %url, "sending bearer tokens in plaintext, as danger_allow_plaintext_tokens allows");
+        }
         if let Some(tls) = &self.tls {
             if endpoint.uri().scheme_str() != Some("https") {
                 return Err(SecureGrpcError::PlaintextUrl);

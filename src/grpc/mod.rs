@@ -88,6 +88,13 @@ pub enum SecureGrpcError {
     /// TLS was configured for a URL that is not `https://`.
     #[error("TLS is configured but the URL is not https://")]
     PlaintextUrl,
+    /// Bearer tokens would cross the network in plaintext: an `http://` URL to a host other
+    /// than loopback, without TLS.
+    #[error(
+        "bearer tokens would be sent in plaintext to a host other than loopback: use TLS, or \
+         SecureGrpcClientBuilder::danger_allow_plaintext_tokens behind a network that encrypts"
+    )]
+    PlaintextTokens,
     /// The configuration needs what tonic's TLS cannot do.
     #[error("{0}")]
     Unsupported(&'static str),

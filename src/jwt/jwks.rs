@@ -321,7 +321,7 @@ fn checked_url(url: &str) -> Result<Uri, JwksError> {
     let host = uri.host().ok_or_else(|| invalid("no host"))?;
     match uri.scheme_str() {
         Some("https") => Ok(uri),
-        Some("http") if matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1") => Ok(uri),
+        Some("http") if crate::peer::is_loopback_host(host) => Ok(uri),
         Some("http") => Err(invalid("plain http is accepted only to loopback")),
         _ => Err(invalid("https is required")),
     }

@@ -206,12 +206,17 @@ fn write_private(path: &Path, pem: &str) -> io::Result<()> {
     {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::fs::PermissionsExt;
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .mode(0o600)
             .open(path)?;
+        // `mode` applies to new files only: an existing key file is narrowed before the new
+        // key goes into it.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.set_len(0)?;
         file.write_all(pem.as_bytes())
     }
     #[cfg(not(unix))]

@@ -54,8 +54,20 @@ pub struct TlsConfig {
     key: Arc<PrivateKeyDer<'static>>,
     roots: Vec<CertificateDer<'static>>,
     crls: Vec<CertificateRevocationListDer<'static>>,
+    revocation: Revocation,
     client_certificates_optional: bool,
     allow_v1_client_certificates: bool,
+}
+
+/// How strictly CRLs are applied; every field is a named relaxation of the strict default.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Revocation {
+    /// Check only the client's own certificate, not its intermediates.
+    pub(crate) end_entity_only: bool,
+    /// Accept a certificate whose issuer published no CRL here.
+    pub(crate) allow_unknown_status: bool,
+    /// Use a CRL past its `nextUpdate`.
+    pub(crate) allow_expired_lists: bool,
 }
 
 impl std::fmt::Debug for TlsConfig {
@@ -125,6 +137,7 @@ impl TlsConfig {
             key: Arc::new(key),
             roots,
             crls: Vec::new(),
+            revocation: Revocation::default(),
             client_certificates_optional: false,
             allow_v1_client_certificates: false,
         })
@@ -190,7 +203,7 @@ impl TlsConfig {
                 Ok(Some(config))
             }
             Err(error) if flag("TLS_ALLOW_INSECURE") => {
-                tracing::warn!(target: "tower_zerotrust::mtls", %error, "TLS material unusable; serving WITHOUT TLS because {prefix}_TLS_ALLOW_INSECURE is set");
+                tracing::error!(target: "tower_zerotrust::mtls", %error, "TLS material unusable; serving WITHOUT TLS because {prefix}_TLS_ALLOW_INSECURE is set");
                 Ok(None)
             }
             Err(error) => Err(error),
@@ -208,7 +221,14 @@ impl TlsConfig {
     /// Refuses client certificates on these certificate revocation lists (PEM, one or more).
     ///
     /// With CRLs configured, a client certificate whose issuer has published no CRL here is
-    /// refused too (its revocation status is unknown), so give one CRL per issuing CA.
+    /// refused too (its revocation status is unknown), so give one CRL per issuing CA; every
+    /// certificate of the client's chain is checked; and a CRL past its `nextUpdate` no longer
+    /// vouches for anyone: certificates it covers are refused until a fresh CRL is loaded
+    /// (reload it on `SIGHUP`, see [`ReloadingServerConfig`](super::ReloadingServerConfig)).
+    /// Each of these can be relaxed by name:
+    /// [`check_revocation_of_end_entity_only`](Self::check_revocation_of_end_entity_only),
+    /// [`allow_unknown_revocation_status`](Self::allow_unknown_revocation_status),
+    /// [`allow_expired_revocation_lists`](Self::allow_expired_revocation_lists).
     ///
     /// # Errors
     ///
@@ -227,6 +247,29 @@ impl TlsConfig {
         let path = path.as_ref();
         self.add_crls(&read(path)?, &path.display().to_string())?;
         Ok(self)
+    }
+
+    /// Relaxation: checks CRLs for the client's own certificate only, not its intermediates.
+    #[must_use]
+    pub fn check_revocation_of_end_entity_only(mut self) -> Self {
+        self.revocation.end_entity_only = true;
+        self
+    }
+
+    /// Relaxation: accepts client certificates whose issuer published no CRL here.
+    #[must_use]
+    pub fn allow_unknown_revocation_status(mut self) -> Self {
+        self.revocation.allow_unknown_status = true;
+        self
+    }
+
+    /// Relaxation: keeps using CRLs past their `nextUpdate`. Without it an outdated CRL makes
+    /// the certificates it covers unacceptable, so that a revocation published since cannot be
+    /// missed.
+    #[must_use]
+    pub fn allow_expired_revocation_lists(mut self) -> Self {
+        self.revocation.allow_expired_lists = true;
+        self
     }
 
     fn add_crls(&mut self, pem: &[u8], name: &str) -> Result<(), TlsError> {
@@ -267,6 +310,15 @@ impl TlsConfig {
             provider.clone(),
         )
         .with_crls(self.crls.iter().cloned());
+        if self.revocation.end_entity_only {
+            verifier = verifier.only_check_end_entity_revocation();
+        }
+        if self.revocation.allow_unknown_status {
+            verifier = verifier.allow_unknown_revocation_status();
+        }
+        if !self.revocation.allow_expired_lists {
+            verifier = verifier.enforce_revocation_expiration();
+        }
         if self.client_certificates_optional {
             verifier = verifier.allow_unauthenticated();
         }
@@ -276,6 +328,7 @@ impl TlsConfig {
                 verifier,
                 self.roots.clone(),
                 self.crls.iter().map(|crl| crl.to_vec()).collect(),
+                self.revocation,
                 provider.signature_verification_algorithms,
             ));
         }
@@ -497,11 +550,51 @@ mod tests {
             on[1].clone(),
             ("PARALLAX_TLS_ALLOW_INSECURE", "true".to_owned()),
         ];
-        assert!(
-            TlsConfig::from_lookup("PARALLAX", "agent-9", lookup(&insecure))
-                .unwrap()
-                .is_none()
-        );
+        // Serving without TLS is said at error level, each time it happens.
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..2 {
+                assert!(
+                    TlsConfig::from_lookup("PARALLAX", "agent-9", lookup(&insecure))
+                        .unwrap()
+                        .is_none()
+                );
+            }
+        });
+        let logs = logs.text();
+        assert_eq!(logs.matches("ERROR").count(), 2, "{logs}");
+        assert!(logs.contains("serving WITHOUT TLS"), "{logs}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Log lines written by a test's subscriber.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Logs {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+        type Writer = Logs;
+        fn make_writer(&'a self) -> Logs {
+            self.clone()
+        }
     }
 }

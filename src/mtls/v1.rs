@@ -17,12 +17,15 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, 
 use x509_parser::prelude::{FromDer, X509Certificate, X509Version};
 use x509_parser::revocation_list::CertificateRevocationList;
 
+use super::config::Revocation;
+
 /// Wraps webpki's client verifier; only v1 leaves take the path below.
 #[derive(Debug)]
 pub(crate) struct V1TolerantVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     roots: Vec<CertificateDer<'static>>,
     crls: Vec<Vec<u8>>,
+    revocation: Revocation,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -31,12 +34,14 @@ impl V1TolerantVerifier {
         inner: Arc<dyn ClientCertVerifier>,
         roots: Vec<CertificateDer<'static>>,
         crls: Vec<Vec<u8>>,
+        revocation: Revocation,
         algorithms: WebPkiSupportedAlgorithms,
     ) -> Self {
         Self {
             inner,
             roots,
             crls,
+            revocation,
             algorithms,
         }
     }
@@ -66,7 +71,7 @@ impl V1TolerantVerifier {
             }
             named_issuer = true;
             if signed_by(leaf_der, root.public_key().raw, self.algorithms.all) {
-                return self.check_revocation(leaf, &root);
+                return self.check_revocation(leaf, &root, now);
             }
         }
         Err(Error::InvalidCertificate(if named_issuer {
@@ -76,12 +81,14 @@ impl V1TolerantVerifier {
         }))
     }
 
-    /// With CRLs configured, the leaf's issuer must have published one (signed by that issuer)
-    /// and the leaf's serial must not be on it, as webpki's default policy demands of v3 leaves.
+    /// With CRLs configured, the leaf's issuer must have published one (signed by that issuer,
+    /// not past its `nextUpdate`) and the leaf's serial must not be on it, as the policy of v3
+    /// leaves demands, with the same relaxations.
     fn check_revocation(
         &self,
         leaf: &X509Certificate<'_>,
         root: &X509Certificate<'_>,
+        now: i64,
     ) -> Result<(), Error> {
         if self.crls.is_empty() {
             return Ok(());
@@ -96,6 +103,13 @@ impl V1TolerantVerifier {
             {
                 continue;
             }
+            if !self.revocation.allow_expired_lists
+                && crl.next_update().is_some_and(|next| now > next.timestamp())
+            {
+                return Err(Error::InvalidCertificate(
+                    CertificateError::ExpiredRevocationList,
+                ));
+            }
             known = true;
             if crl
                 .iter_revoked_certificates()
@@ -104,7 +118,7 @@ impl V1TolerantVerifier {
                 return Err(Error::InvalidCertificate(CertificateError::Revoked));
             }
         }
-        if known {
+        if known || self.revocation.allow_unknown_status {
             Ok(())
         } else {
             Err(Error::InvalidCertificate(
@@ -356,6 +370,7 @@ mod tests {
             inner,
             roots,
             crls,
+            Revocation::default(),
             provider.signature_verification_algorithms,
         )
     }

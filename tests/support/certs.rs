@@ -86,13 +86,18 @@ impl Ca {
 
     /// A certificate revocation list (PEM) from this CA revoking these serial numbers.
     pub fn crl(&self, revoked: &[u64]) -> String {
+        self.crl_until(revoked, 2100)
+    }
+
+    /// The same, whose `nextUpdate` is on the first of January of `next_update_year`.
+    pub fn crl_until(&self, revoked: &[u64], next_update_year: i32) -> String {
         use rcgen::{
             CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber,
             date_time_ymd,
         };
         CertificateRevocationListParams {
             this_update: date_time_ymd(2024, 1, 1),
-            next_update: date_time_ymd(2100, 1, 1),
+            next_update: date_time_ymd(next_update_year, 1, 1),
             crl_number: SerialNumber::from(1),
             issuing_distribution_point: None,
             revoked_certs: revoked
