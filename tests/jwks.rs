@@ -89,6 +89,10 @@ struct KeyServer {
     keys: Arc<Mutex<Vec<Jwk>>>,
     fetches: Arc<AtomicUsize>,
     down: Arc<AtomicBool>,
+    /// Accepts requests for the key set and never answers.
+    hanging: Arc<AtomicBool>,
+    /// Sent as `Cache-Control`.
+    cache_control: Arc<Mutex<Option<&'static str>>>,
 }
 
 impl KeyServer {
@@ -99,6 +103,8 @@ impl KeyServer {
             keys: Arc::new(Mutex::new(keys)),
             fetches: Arc::default(),
             down: Arc::default(),
+            hanging: Arc::default(),
+            cache_control: Arc::default(),
         };
         let app = Router::new()
             .route("/jwks.json", get(jwks))
@@ -125,13 +131,23 @@ impl KeyServer {
     }
 }
 
-async fn jwks(State(server): State<KeyServer>) -> Result<axum::Json<JwkSet>, StatusCode> {
+async fn jwks(State(server): State<KeyServer>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if server.hanging.load(Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
     if server.down.load(Ordering::SeqCst) {
-        return Err(StatusCode::SERVICE_UNAVAILABLE);
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     server.fetches.fetch_add(1, Ordering::SeqCst);
     let keys = server.keys.lock().unwrap().clone();
-    Ok(axum::Json(JwkSet { keys }))
+    let mut response = axum::Json(JwkSet { keys }).into_response();
+    if let Some(value) = *server.cache_control.lock().unwrap() {
+        response
+            .headers_mut()
+            .insert("cache-control", value.parse().unwrap());
+    }
+    response
 }
 
 async fn discovery(State(server): State<KeyServer>) -> axum::Json<Value> {
@@ -203,9 +219,9 @@ async fn rotation_new_kid_accepted_after_refresh_removed_kid_refused() {
 async fn cached_keys_keep_working_while_the_key_server_is_down() {
     let k1 = signer("k1", "ec256");
     let idp = KeyServer::start(vec![k1.jwk.clone()]).await;
-    // A zero TTL: every request finds the set stale and refreshes in the background.
+    // Refreshed every 100 ms on schedule.
     let source = JwksSource::builder(idp.url())
-        .ttl(Duration::ZERO)
+        .ttl(Duration::from_millis(100))
         .build()
         .unwrap();
     let addr = protected(source.clone(), &idp.issuer()).await;
@@ -215,18 +231,158 @@ async fn cached_keys_keep_working_while_the_key_server_is_down() {
     );
 
     idp.down.store(true, Ordering::SeqCst);
-    for _ in 0..5 {
+    // Two refreshes fail during the outage...
+    let failed_from = source.fetch_count();
+    eventually(|| source.fetch_count() >= failed_from + 2).await;
+    // ...and the keys fetched before it still verify.
+    for _ in 0..3 {
         assert_eq!(
             bearer(addr, &k1.token(&idp.issuer())).await.status,
             StatusCode::OK
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(
-        source.fetch_count() > 1,
-        "background refreshes were attempted"
-    );
     assert!(source.is_loaded());
+}
+
+/// Waits up to 10 s for `condition`.
+async fn eventually(condition: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not met within 10 s");
+}
+
+/// The set is refreshed on schedule, without any request asking for a key: a withdrawn key
+/// stops verifying even the tokens remembered as verified, and an empty set is honoured.
+#[tokio::test]
+async fn withdrawn_keys_stop_verifying_without_traffic_and_an_empty_set_refuses_all() {
+    let (k1, k2) = (signer("k1", "ec256"), signer("k2", "ed25519"));
+    let idp = KeyServer::start(vec![k1.jwk.clone(), k2.jwk.clone()]).await;
+    let source = JwksSource::builder(idp.url())
+        .ttl(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let addr = protected(source.clone(), &idp.issuer()).await;
+    let remembered = k1.token(&idp.issuer());
+    assert_eq!(bearer(addr, &remembered).await.status, StatusCode::OK);
+    assert_eq!(bearer(addr, &remembered).await.status, StatusCode::OK);
+
+    // The provider withdraws k1; nothing but the schedule refreshes the set.
+    let fetched = idp.fetches();
+    idp.set_keys(vec![k2.jwk.clone()]);
+    eventually(|| idp.fetches() > fetched).await;
+    let reply = bearer(addr, &remembered).await;
+    assert_eq!(
+        (reply.status, reply.code().as_str()),
+        (StatusCode::UNAUTHORIZED, "jwt.unknown_key")
+    );
+    assert_eq!(
+        bearer(addr, &k2.token(&idp.issuer())).await.status,
+        StatusCode::OK
+    );
+
+    // The provider publishes an empty set: every token is refused.
+    let fetched = idp.fetches();
+    idp.set_keys(vec![]);
+    eventually(|| idp.fetches() > fetched).await;
+    let reply = bearer(addr, &k2.token(&idp.issuer())).await;
+    assert_eq!(
+        (reply.status, reply.code().as_str()),
+        (StatusCode::UNAUTHORIZED, "jwt.unknown_key")
+    );
+}
+
+/// A key server's `Cache-Control: max-age` shortens the schedule, down to the minimum refresh
+/// interval.
+#[tokio::test]
+async fn the_key_servers_max_age_sets_the_schedule() {
+    let k1 = signer("k1", "ec256");
+    let idp = KeyServer::start(vec![k1.jwk.clone()]).await;
+    *idp.cache_control.lock().unwrap() = Some("public, max-age=0");
+    let source = JwksSource::builder(idp.url())
+        .ttl(Duration::from_secs(3600))
+        .min_refresh_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    source.refresh().await.unwrap();
+    // With the one-hour TTL alone there would be no second fetch for an hour.
+    eventually(|| idp.fetches() >= 4).await;
+}
+
+/// A key server that accepts connections and never answers: requests for unknown keys share
+/// one fetch and are refused within about one fetch timeout; while fetches fail, unknown keys
+/// are refused at once; known keys are never held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hanging_key_server_holds_nobody_up_longer_than_one_fetch() {
+    let k1 = signer("k1", "ec256");
+    let idp = KeyServer::start(vec![k1.jwk.clone()]).await;
+    let source = JwksSource::builder(idp.url())
+        .timeout(Duration::from_secs(1))
+        .min_refresh_interval(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    source.refresh().await.unwrap();
+    let config = JwtConfig::builder()
+        .jwks(source.clone())
+        .issuer(idp.issuer())
+        .audience(AUD)
+        .build()
+        .unwrap();
+    let service = ServiceBuilder::new()
+        .layer(RequireJwtLayer::new(config))
+        .service_fn(|_req: http::Request<String>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+        });
+    let call = move |token: String| {
+        let service = service.clone();
+        async move {
+            let req = http::Request::get("/")
+                .header("authorization", format!("Bearer {token}"))
+                .body(String::new())
+                .unwrap();
+            let started = std::time::Instant::now();
+            let response = service.oneshot(req).await.unwrap();
+            let code = response.extensions().get::<Rejection>().map(|r| r.code());
+            (code, started.elapsed())
+        }
+    };
+    // Let the minimum interval pass since the load, then hang.
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    idp.hanging.store(true, Ordering::SeqCst);
+    let storm: Vec<_> = (0..50)
+        .map(|i| tokio::spawn(call(k1.token_with_kid(&idp.issuer(), &format!("new-{i}")))))
+        .collect();
+    // Known keys are served from the cache meanwhile.
+    for _ in 0..5 {
+        let (code, took) = call(k1.token(&idp.issuer())).await;
+        assert_eq!(code, None);
+        assert!(
+            took < Duration::from_millis(500),
+            "a known key waited {took:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for request in storm {
+        let (code, took) = tokio::time::timeout(Duration::from_secs(20), request)
+            .await
+            .expect("an unknown-kid request waited 20 s")
+            .unwrap();
+        assert_eq!(code, Some("jwt.unknown_key"));
+        assert!(
+            took < Duration::from_secs(3),
+            "an unknown kid waited {took:?}"
+        );
+    }
+    // The fetch failed: the next unknown kid is refused without waiting for another.
+    let (code, took) = call(k1.token_with_kid(&idp.issuer(), "newer")).await;
+    assert_eq!(code, Some("jwt.unknown_key"));
+    assert!(
+        took < Duration::from_millis(500),
+        "waited {took:?} on a failing key server"
+    );
 }
 
 #[tokio::test]

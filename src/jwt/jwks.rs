@@ -1,7 +1,7 @@
 //! Keys from a JSON Web Key Set URL (and OIDC discovery), cached and refreshed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -15,17 +15,22 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::JwkSet;
+use sha2::Digest;
 
 use super::JwtKey;
 
 const DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// The shortest scheduled refresh interval.
+const MIN_TTL: Duration = Duration::from_millis(100);
+/// Requests waiting for one fetch at most; more are refused at once.
+const MAX_WAITERS: usize = 1024;
 const DEFAULT_MIN_REFRESH: Duration = Duration::from_secs(10);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 const MAX_KEYS: usize = 100;
 
 /// Why a key set (or an OIDC discovery document) could not be used.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum JwksError {
     /// The URL is unusable: not absolute, or plain `http` to a host other than loopback.
@@ -51,13 +56,20 @@ pub enum JwksError {
 
 /// A JSON Web Key Set fetched from a URL, selected by `kid`, cached and refreshed:
 ///
-/// * on first use, and whenever a token names an unknown `kid`, but at most once per
-///   [`min_refresh_interval`](JwksSourceBuilder::min_refresh_interval) (10 s by default) and one
-///   fetch at a time, so a flood of bogus `kid`s cannot storm the key server;
-/// * in the background once the cached set is older than its
-///   [`ttl`](JwksSourceBuilder::ttl) (5 min by default), without holding up requests;
+/// * on a schedule, whatever the traffic: every [`ttl`](JwksSourceBuilder::ttl) (5 min by
+///   default), or as the response's `Cache-Control: max-age` says, kept between
+///   [`min_refresh_interval`](JwksSourceBuilder::min_refresh_interval) and the TTL. A key the
+///   provider withdraws stops verifying at the next refresh, and tokens remembered as verified
+///   are verified again;
+/// * when a token names an unknown `kid`, at most once per `min_refresh_interval` (10 s by
+///   default, counted from the end of the last fetch). One fetch is in flight at a time and
+///   every request waiting for a key shares its result, so a flood of bogus `kid`s cannot storm
+///   the key server and a hanging key server holds each request up for one fetch timeout at
+///   most. While fetches fail, unknown `kid`s are refused at once, and at most 1024 requests
+///   wait for a fetch (more are refused at once);
 /// * if the key server is down, the cached keys keep working; until a set has been fetched at
-///   least once, tokens are refused with 503.
+///   least once, tokens are refused with 503. A set that the provider publishes empty is
+///   honoured: every token is refused, and an error is logged.
 ///
 /// Keys without a `kid`, symmetric keys and encryption keys in the set are ignored. Plain
 /// `http` is accepted only to loopback hosts, so keys cannot be swapped in transit.
@@ -75,19 +87,32 @@ struct Inner {
     ttl: Duration,
     min_refresh_interval: Duration,
     timeout: Duration,
-    /// One fetch at a time; waiters re-check the cache when it is their turn.
-    fetching: tokio::sync::Mutex<()>,
-    last_attempt: Mutex<Option<Instant>>,
-    background: AtomicBool,
+    fetch: Mutex<FetchState>,
+    /// Counts finished fetches; waiters watch it.
+    finished: tokio::sync::watch::Sender<u64>,
+    waiters: AtomicUsize,
+    scheduled: AtomicBool,
     fetches: AtomicU64,
-    /// Counts the key sets stored.
+    /// Changes whenever the stored key set changes.
     generation: AtomicU64,
+}
+
+/// The one fetch in flight, and how the last one went.
+#[derive(Default)]
+struct FetchState {
+    in_flight: bool,
+    last_finished: Option<Instant>,
+    last: Option<Result<usize, JwksError>>,
+    /// How long the last successful response said it may be kept.
+    max_age: Option<Duration>,
 }
 
 #[derive(Default)]
 struct Keys {
     by_kid: HashMap<String, JwtKey>,
     fetched_at: Option<Instant>,
+    /// SHA-256 of the document the keys came from: an unchanged set keeps remembered tokens.
+    digest: [u8; 32],
 }
 
 /// Builds a [`JwksSource`].
@@ -101,14 +126,16 @@ pub struct JwksSourceBuilder {
 }
 
 impl JwksSourceBuilder {
-    /// How long a fetched set is fresh (default 5 min); older sets are refreshed in the
-    /// background.
+    /// How often the set is fetched again, whatever the traffic (default 5 min, at least
+    /// 100 ms); a shorter `Cache-Control: max-age` from the key server wins, down to
+    /// [`min_refresh_interval`](Self::min_refresh_interval).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
     }
 
-    /// The shortest time between two fetches caused by unknown `kid`s (default 10 s).
+    /// The shortest time between the end of a fetch and a fetch caused by an unknown `kid`
+    /// (default 10 s).
     pub fn min_refresh_interval(mut self, interval: Duration) -> Self {
         self.min_refresh_interval = interval;
         self
@@ -120,7 +147,8 @@ impl JwksSourceBuilder {
         self
     }
 
-    /// Checks the URL and builds the source. Nothing is fetched yet.
+    /// Checks the URL and builds the source. Nothing is fetched yet; the scheduled refresh
+    /// starts with the first use inside a Tokio runtime.
     ///
     /// # Errors
     ///
@@ -132,12 +160,13 @@ impl JwksSourceBuilder {
                 url,
                 client: http_client()?,
                 keys: ArcSwap::default(),
-                ttl: self.ttl,
+                ttl: self.ttl.max(MIN_TTL),
                 min_refresh_interval: self.min_refresh_interval,
                 timeout: self.timeout,
-                fetching: tokio::sync::Mutex::new(()),
-                last_attempt: Mutex::new(None),
-                background: AtomicBool::new(false),
+                fetch: Mutex::default(),
+                finished: tokio::sync::watch::Sender::new(0),
+                waiters: AtomicUsize::new(0),
+                scheduled: AtomicBool::new(false),
                 fetches: AtomicU64::new(0),
                 generation: AtomicU64::new(0),
             }),
@@ -168,7 +197,7 @@ impl JwksSource {
             issuer.trim_end_matches('/')
         );
         let uri = checked_url(&url)?;
-        let body = get(&http_client()?, &uri, DEFAULT_TIMEOUT).await?;
+        let (body, _) = get(&http_client()?, &uri, DEFAULT_TIMEOUT).await?;
         let document = |reason: &str| JwksError::Document {
             url: url.clone(),
             reason: reason.to_owned(),
@@ -185,15 +214,28 @@ impl JwksSource {
         JwksSource::builder(jwks_uri).build()
     }
 
-    /// Fetches the set now, replacing the cached keys on success. Returns how many usable keys
-    /// it holds.
+    /// Fetches the set now (or waits for the fetch already in flight), replacing the cached
+    /// keys on success. Returns how many usable keys it holds.
     ///
     /// # Errors
     ///
-    /// The fetch failed or the set holds no usable key; the cached keys are kept.
+    /// The fetch failed; the cached keys are kept.
     pub async fn refresh(&self) -> Result<usize, JwksError> {
-        let _one_at_a_time = self.inner.fetching.lock().await;
-        self.fetch().await
+        self.schedule();
+        let mut finished = self.inner.finished.subscribe();
+        let seen = *finished.borrow_and_update();
+        let fetching = {
+            let mut state = self.inner.lock();
+            state.in_flight || self.start_fetch(&mut state)
+        };
+        if fetching {
+            let _ = finished.wait_for(|n| *n != seen).await;
+        }
+        self.inner
+            .lock()
+            .last
+            .clone()
+            .unwrap_or(Ok(self.inner.keys.load().by_kid.len()))
     }
 
     /// How many fetches this source has made (for metrics and tests).
@@ -201,7 +243,7 @@ impl JwksSource {
         self.inner.fetches.load(Ordering::Relaxed)
     }
 
-    /// Changes with every key set stored.
+    /// Changes whenever the stored key set changes.
     pub(crate) fn generation(&self) -> u64 {
         self.inner.generation.load(Ordering::Acquire)
     }
@@ -211,83 +253,161 @@ impl JwksSource {
         self.inner.keys.load().fetched_at.is_some()
     }
 
-    /// The key with this id from the cached set; starts a background refresh when the set is
-    /// older than its TTL.
+    /// The key with this id from the cached set.
     pub(crate) fn key(&self, kid: &str) -> Option<JwtKey> {
-        let keys = self.inner.keys.load();
-        if keys
-            .fetched_at
-            .is_some_and(|at| at.elapsed() >= self.inner.ttl)
-        {
-            self.refresh_in_background();
-        }
-        keys.by_kid.get(kid).cloned()
+        self.schedule();
+        self.inner.keys.load().by_kid.get(kid).cloned()
     }
 
-    /// Called when a token names a `kid` the cache lacks: fetch, unless one just happened.
+    /// Called when a token names a `kid` the cache lacks: wait for the fetch in flight, or
+    /// start one unless the last one ended less than `min_refresh_interval` ago. Returns at
+    /// once while fetches fail or too many requests wait.
     pub(crate) async fn refresh_unknown_key(self) {
-        let _one_at_a_time = self.inner.fetching.lock().await;
-        let recent = self
-            .last_attempt()
-            .is_some_and(|at| at.elapsed() < self.inner.min_refresh_interval);
-        if !recent {
-            let _ = self.fetch().await;
+        let inner = &*self.inner;
+        let mut finished = inner.finished.subscribe();
+        let seen = *finished.borrow_and_update();
+        let fetching = {
+            let mut state = inner.lock();
+            state.in_flight || {
+                let recent = state
+                    .last_finished
+                    .is_some_and(|at| at.elapsed() < inner.min_refresh_interval);
+                !recent && self.start_fetch(&mut state)
+            }
+        };
+        if !fetching {
+            return;
         }
+        if inner.waiters.fetch_add(1, Ordering::AcqRel) >= MAX_WAITERS {
+            inner.waiters.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        // The fetch is bounded by its own timeout; this bound only guards against a fetch
+        // task that never reports.
+        let _ = tokio::time::timeout(
+            inner.timeout + Duration::from_secs(1),
+            finished.wait_for(|n| *n != seen),
+        )
+        .await;
+        inner.waiters.fetch_sub(1, Ordering::AcqRel);
     }
 
-    fn refresh_in_background(&self) {
+    /// Spawns the fetch, in its own task so that no request that gives up cancels it.
+    /// `false` outside a Tokio runtime.
+    fn start_fetch(&self, state: &mut FetchState) -> bool {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        state.in_flight = true;
+        let source = self.clone();
+        runtime.spawn(async move { source.run_fetch().await });
+        true
+    }
+
+    /// Fetches, records the outcome and wakes every waiter. `start_fetch` has set `in_flight`.
+    async fn run_fetch(&self) {
+        let outcome = self.fetch().await;
+        {
+            let mut state = self.inner.lock();
+            state.in_flight = false;
+            state.last_finished = Some(Instant::now());
+            if let Ok((_, max_age)) = &outcome {
+                state.max_age = *max_age;
+            }
+            state.last = Some(outcome.map(|(count, _)| count));
+        }
+        self.inner.finished.send_modify(|n| *n += 1);
+    }
+
+    /// Starts the scheduled refresh once, inside a runtime. It holds the source weakly and
+    /// ends when the last clone is dropped.
+    fn schedule(&self) {
+        if self.inner.scheduled.load(Ordering::Acquire) {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        if self.inner.background.swap(true, Ordering::AcqRel) {
+        if self.inner.scheduled.swap(true, Ordering::AcqRel) {
             return;
         }
-        let source = self.clone();
+        let weak = Arc::downgrade(&self.inner);
+        let mut finished = self.inner.finished.subscribe();
         runtime.spawn(async move {
-            let _ = source.refresh().await;
-            source.inner.background.store(false, Ordering::Release);
+            // Counted from the end of the last fetch, whatever caused it.
+            let _ = finished.wait_for(|n| *n > 0).await;
+            loop {
+                let Some(due) = weak.upgrade().and_then(|inner| inner.next_refresh_at()) else {
+                    return;
+                };
+                if Instant::now() < due {
+                    tokio::time::sleep_until(due.into()).await;
+                    continue;
+                }
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let _ = JwksSource { inner }.refresh().await;
+            }
         });
     }
 
-    fn last_attempt(&self) -> Option<Instant> {
-        *self
-            .inner
-            .last_attempt
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    async fn fetch(&self) -> Result<usize, JwksError> {
+    async fn fetch(&self) -> Result<(usize, Option<Duration>), JwksError> {
         let inner = &*self.inner;
         inner.fetches.fetch_add(1, Ordering::Relaxed);
-        *inner
-            .last_attempt
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         let result = async {
-            let body = get(&inner.client, &inner.url, inner.timeout).await?;
-            parse_key_set(&body).map_err(|reason| JwksError::Document {
+            let (body, max_age) = get(&inner.client, &inner.url, inner.timeout).await?;
+            let by_kid = parse_key_set(&body).map_err(|reason| JwksError::Document {
                 url: inner.url.to_string(),
                 reason,
-            })
+            })?;
+            Ok((by_kid, sha2::Sha256::digest(&body).into(), max_age))
         }
         .await;
         match result {
-            Ok(by_kid) => {
+            Ok((by_kid, digest, max_age)) => {
                 let count = by_kid.len();
+                let changed = inner.keys.load().digest != digest;
                 inner.keys.store(Arc::new(Keys {
                     by_kid,
                     fetched_at: Some(Instant::now()),
+                    digest,
                 }));
-                inner.generation.fetch_add(1, Ordering::AcqRel);
-                tracing::debug!(target: "tower_zerotrust::jwt", url = %inner.url, keys = count, "key set refreshed");
-                Ok(count)
+                if changed {
+                    inner.generation.fetch_add(1, Ordering::AcqRel);
+                }
+                if count == 0 {
+                    tracing::error!(target: "tower_zerotrust::jwt", url = %inner.url, "the key set is empty: every token is refused until it holds a usable signing key");
+                } else {
+                    tracing::debug!(target: "tower_zerotrust::jwt", url = %inner.url, keys = count, "key set refreshed");
+                }
+                Ok((count, max_age))
             }
             Err(error) => {
                 tracing::warn!(target: "tower_zerotrust::jwt", %error, "key set refresh failed; keeping cached keys");
                 Err(error)
             }
         }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FetchState> {
+        self.fetch.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// When the set is due again: the end of the last fetch plus the key server's `max-age`
+    /// within bounds, or the TTL.
+    fn next_refresh_at(&self) -> Option<Instant> {
+        let state = self.lock();
+        let interval = match state.max_age {
+            Some(max_age) => max_age
+                .max(self.min_refresh_interval)
+                .max(MIN_TTL)
+                .min(self.ttl),
+            None => self.ttl,
+        };
+        Some(state.last_finished? + interval)
     }
 }
 
@@ -309,9 +429,6 @@ fn parse_key_set(body: &[u8]) -> Result<HashMap<String, JwtKey>, String> {
         .filter_map(|jwk| JwtKey::from_jwk(jwk).ok())
         .filter_map(|key| Some((key.kid()?.to_owned(), key)))
         .collect();
-    if by_kid.is_empty() {
-        return Err("no usable signing key with a `kid`".to_owned());
-    }
     Ok(by_kid)
 }
 
@@ -338,12 +455,12 @@ fn http_client() -> Result<Client<HttpsConnector<HttpConnector>, Empty<Bytes>>, 
     Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
-/// GETs a small JSON document, bounded in time and size.
+/// GETs a small JSON document, bounded in time and size, with its `Cache-Control: max-age`.
 async fn get(
     client: &Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     url: &Uri,
     timeout: Duration,
-) -> Result<Bytes, JwksError> {
+) -> Result<(Bytes, Option<Duration>), JwksError> {
     let failed = |reason: String| JwksError::Fetch {
         url: url.to_string(),
         reason,
@@ -360,13 +477,51 @@ async fn get(
         if !response.status().is_success() {
             return Err(failed(format!("status {}", response.status())));
         }
+        let max_age = max_age(response.headers());
         Limited::new(response.into_body(), MAX_BODY_BYTES)
             .collect()
             .await
-            .map(|body| body.to_bytes())
+            .map(|body| (body.to_bytes(), max_age))
             .map_err(|e| failed(e.to_string()))
     };
     tokio::time::timeout(timeout, fetch)
         .await
         .map_err(|_| failed("timed out".into()))?
+}
+
+/// `Cache-Control: max-age=<seconds>`, if the response says so.
+fn max_age(headers: &http::HeaderMap) -> Option<Duration> {
+    headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|directive| {
+            let (name, seconds) = directive.trim().split_once('=')?;
+            name.eq_ignore_ascii_case("max-age")
+                .then(|| seconds.trim_matches('"').parse().ok())
+                .flatten()
+                .map(Duration::from_secs)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        let headers = |value: &'static str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::CACHE_CONTROL, value.parse().unwrap());
+            headers
+        };
+        assert_eq!(
+            max_age(&headers("public, max-age=600")),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(max_age(&headers("no-cache")), None);
+        assert_eq!(max_age(&headers("max-age=soon")), None);
+        assert_eq!(max_age(&http::HeaderMap::new()), None);
+    }
 }
