@@ -159,6 +159,82 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
+/// Behind a trusted proxy: addresses with ports are read, each IPv6 client is its /64, a proxy
+/// configured as a mapped IPv4 address is recognised, RFC 7239 `Forwarded` is read when chosen.
+#[tokio::test]
+async fn client_addresses_are_read_as_proxies_write_them() {
+    use tower_zerotrust::rate_limit::ForwardedHeader;
+
+    let one_each = || RateLimitConfig::builder().quota(RateQuota::new(1, 1));
+    let via = |addr, header: &'static str, client: &str| {
+        let mut req = request("GET", addr, "/");
+        set(&mut req, header, client);
+        send(req)
+    };
+    // The proxy (this test, at 127.0.0.1) configured in its IPv4-mapped IPv6 form.
+    let proxied = start(one_each().trusted_proxies(["::ffff:127.0.0.1".parse().unwrap()])).await;
+    for client in ["203.0.113.7:5678", "[2001:db8::1]:443", "198.51.100.9"] {
+        let first = via(proxied, "x-forwarded-for", client).await;
+        assert_eq!(first.status, StatusCode::OK, "{client}");
+        let second = via(proxied, "x-forwarded-for", client).await;
+        assert_eq!(second.status, StatusCode::TOO_MANY_REQUESTS, "{client}");
+    }
+    // Another address in the same /64 is the same client; another /64 is not.
+    let same_subscriber = via(proxied, "x-forwarded-for", "2001:db8::ffff:2").await;
+    assert_eq!(same_subscriber.status, StatusCode::TOO_MANY_REQUESTS);
+    let other = via(proxied, "x-forwarded-for", "2001:db8:0:1::1").await;
+    assert_eq!(other.status, StatusCode::OK);
+
+    let rfc7239 = start(
+        one_each()
+            .trusted_proxies(["127.0.0.1".parse().unwrap()])
+            .forwarded_header(ForwardedHeader::Forwarded),
+    )
+    .await;
+    for client in [
+        "for=\"[2001:db8:cafe::17]:4711\";proto=https",
+        "for=192.0.2.60;proto=http;by=127.0.0.1",
+    ] {
+        assert_eq!(
+            via(rfc7239, "forwarded", client).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            via(rfc7239, "forwarded", client).await.status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    assert!(
+        RateLimitConfig::builder()
+            .ipv6_client_prefix(16)
+            .build()
+            .is_err()
+    );
+}
+
+/// A flood of distinct busy clients fills the key table: it starts afresh instead of refusing
+/// every new client.
+#[tokio::test]
+async fn a_full_key_table_refuses_nobody_for_want_of_room() {
+    let flooded = start(
+        RateLimitConfig::builder()
+            .quota(RateQuota::new(1, 1))
+            .trusted_proxies(["127.0.0.1".parse().unwrap()])
+            .max_keys(100),
+    )
+    .await;
+    let via = |client: String| {
+        let mut req = request("GET", flooded, "/");
+        set(&mut req, "x-forwarded-for", &client);
+        send(req)
+    };
+    for i in 0..1_100u32 {
+        let client = format!("198.18.{}.{}", i / 250, i % 250 + 1);
+        assert_eq!(via(client).await.status, StatusCode::OK, "client {i}");
+    }
+    assert_eq!(via("203.0.113.50".into()).await.status, StatusCode::OK);
+}
+
 #[test]
 fn quotas_must_be_positive() {
     assert!(

@@ -13,7 +13,9 @@ use super::limiter::{Bucket, Decision, RateQuota};
 #[cfg(feature = "redis")]
 use super::shared::RedisRateLimits;
 use crate::error::ConfigError;
-use crate::peer::{PeerAddrFn, client_ip, default_peer_addr};
+use crate::peer::{
+    ForwardedHeader, PeerAddrFn, canonical, client_ip, client_key, default_peer_addr,
+};
 use crate::principal::Principal;
 use crate::reject::Rejection;
 
@@ -33,6 +35,8 @@ pub(crate) struct Limits {
     roles: Vec<(Box<str>, RateQuota, Bucket<Arc<str>>)>,
     anonymous: Bucket<IpAddr>,
     trusted_proxies: HashSet<IpAddr>,
+    forwarded_header: ForwardedHeader,
+    ipv6_prefix: u8,
     peer_addr: PeerAddrFn,
     #[cfg(feature = "redis")]
     shared: Option<RedisRateLimits>,
@@ -54,6 +58,8 @@ pub struct RateLimitConfigBuilder {
     roles: Vec<(String, RateQuota)>,
     anonymous: Option<RateQuota>,
     trusted_proxies: Vec<IpAddr>,
+    forwarded_header: ForwardedHeader,
+    ipv6_prefix: u8,
     peer_addr: PeerAddrFn,
     max_keys: usize,
     #[cfg(feature = "redis")]
@@ -70,6 +76,8 @@ impl RateLimitConfig {
             roles: Vec::new(),
             anonymous: None,
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
+            ipv6_prefix: 64,
             peer_addr: default_peer_addr,
             max_keys: 100_000,
             #[cfg(feature = "redis")]
@@ -111,9 +119,13 @@ impl RateLimitConfig {
             (limits.peer_addr)(extensions),
             headers,
             &limits.trusted_proxies,
+            limits.forwarded_header,
         )
-        // Nobody can tell these apart: they share one bucket.
-        .unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        .map_or(
+            // Nobody can tell these apart: they share one bucket.
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            |ip| client_key(ip, limits.ipv6_prefix),
+        );
         #[cfg(feature = "redis")]
         if let Some(shared) = &limits.shared {
             let bucket = &limits.anonymous;
@@ -190,9 +202,26 @@ impl RateLimitConfigBuilder {
         self
     }
 
-    /// Proxies whose `X-Forwarded-For` is believed when they are the connection's peer.
+    /// Proxies whose forwarding header ([`X-Forwarded-For`](ForwardedHeader::XForwardedFor)
+    /// by default) is believed when they are the connection's peer. IPv4-mapped IPv6 forms
+    /// (`::ffff:10.0.0.1`) and plain IPv4 name the same proxy.
     pub fn trusted_proxies<I: IntoIterator<Item = IpAddr>>(mut self, proxies: I) -> Self {
         self.trusted_proxies.extend(proxies);
+        self
+    }
+
+    /// The header the trusted proxies write: `X-Forwarded-For` (the default) or RFC 7239
+    /// `Forwarded`. Only that one is read: the other may be the client's own invention.
+    pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
+        self.forwarded_header = header;
+        self
+    }
+
+    /// How many leading bits of an IPv6 address make one anonymous client (default 64: a
+    /// subscriber gets a whole /64, so counting /128s would let one client be millions).
+    /// From 32 to 128.
+    pub fn ipv6_client_prefix(mut self, bits: u8) -> Self {
+        self.ipv6_prefix = bits;
         self
     }
 
@@ -206,8 +235,10 @@ impl RateLimitConfigBuilder {
     }
 
     /// How many keys each quota tracks at most (default 100 000). Keys idle long enough to be
-    /// back to a full burst are purged; if a flood of distinct keys still fills a quota, its
-    /// new requests get 429 until keys can be purged, so memory stays bounded.
+    /// back to a full burst are purged. If a flood of distinct busy keys still fills a quota,
+    /// its table starts afresh (logged at warn level): memory stays bounded and nobody is
+    /// refused for want of room, at the price of a new burst for each client. Size it above
+    /// the number of clients you expect within one burst's refill time.
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys;
         self
@@ -230,6 +261,11 @@ impl RateLimitConfigBuilder {
             what: "rate limit",
             reason,
         };
+        if !(32..=128).contains(&self.ipv6_prefix) {
+            return Err(invalid(
+                "the IPv6 client prefix must be 32 to 128 bits".into(),
+            ));
+        }
         if self.max_keys == 0 {
             return Err(invalid("max_keys must be at least 1".into()));
         }
@@ -270,7 +306,9 @@ impl RateLimitConfigBuilder {
                     self.anonymous.unwrap_or(self.default),
                     self.max_keys,
                 )?,
-                trusted_proxies: self.trusted_proxies.into_iter().collect(),
+                trusted_proxies: self.trusted_proxies.into_iter().map(canonical).collect(),
+                forwarded_header: self.forwarded_header,
+                ipv6_prefix: self.ipv6_prefix,
                 peer_addr: self.peer_addr,
                 #[cfg(feature = "redis")]
                 shared: self.shared,

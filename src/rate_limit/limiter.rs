@@ -2,13 +2,15 @@
 
 use std::hash::Hash;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DashMapStateStore;
+use governor::nanos::Nanos;
+use governor::state::StateStore;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::{Quota, RateLimiter};
 
 use crate::reject::{Rejection, RejectionKind};
@@ -51,9 +53,6 @@ pub(crate) enum Decision {
         limit: u32,
         retry_after: Duration,
     },
-    /// The bucket holds as many keys as it may; nobody new can be tracked until idle keys are
-    /// purged.
-    Saturated,
     /// The shared store could not answer, and the limit fails closed.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Unavailable,
@@ -75,14 +74,6 @@ impl Decision {
                 )
                 .with_retry_after(retry_after),
             ),
-            Self::Saturated => Some(
-                Rejection::new(
-                    RejectionKind::RateLimited,
-                    "rate_limit.saturated",
-                    "Too many clients",
-                )
-                .with_retry_after(Duration::from_secs(1)),
-            ),
             Self::Unavailable => Some(Rejection::new(
                 RejectionKind::Unavailable,
                 "rate_limit.store_unavailable",
@@ -96,17 +87,47 @@ impl Decision {
         match self {
             Self::Allow { limit, remaining } => Some((limit, remaining)),
             Self::Deny { limit, .. } => Some((limit, 0)),
-            Self::Saturated | Self::Unavailable | Self::Unchecked => None,
+            Self::Unavailable | Self::Unchecked => None,
         }
     }
 }
 
-type Keyed<K> = RateLimiter<K, DashMapStateStore<K>, DefaultClock, StateInformationMiddleware>;
+type Keyed<K> = RateLimiter<K, Table<K>, DefaultClock, StateInformationMiddleware>;
 
 /// How often (in checks) the bucket looks at its size.
 const MAINTAIN_EVERY: u64 = 1024;
-/// How often (in time) a saturated bucket tries to purge.
-const SATURATED_RETRY: Duration = Duration::from_millis(100);
+
+/// governor's keyed state, shared with the bucket so that it can be emptied.
+struct Table<K: Hash + Eq + Clone>(Arc<DashMapStateStore<K>>);
+
+impl<K: Hash + Eq + Clone> StateStore for Table<K> {
+    type Key = K;
+
+    fn measure_and_replace<T, F, E>(&self, key: &K, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        self.0.measure_and_replace(key, f)
+    }
+}
+
+impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for Table<K> {
+    fn retain_recent(&self, drop_below: Nanos) {
+        self.0.retain_recent(drop_below);
+    }
+
+    fn shrink_to_fit(&self) {
+        ShrinkableKeyedStateStore::shrink_to_fit(&*self.0);
+    }
+
+    fn len(&self) -> usize {
+        ShrinkableKeyedStateStore::len(&*self.0)
+    }
+
+    fn is_empty(&self) -> bool {
+        ShrinkableKeyedStateStore::is_empty(&*self.0)
+    }
+}
 
 pub(crate) struct Bucket<K: Hash + Eq + Clone> {
     limiter: Keyed<K>,
@@ -118,16 +139,16 @@ pub(crate) struct Bucket<K: Hash + Eq + Clone> {
     label: Box<str>,
     max_keys: usize,
     checks: AtomicU64,
-    saturated: AtomicBool,
-    last_purge: Mutex<Instant>,
+    table: Arc<DashMapStateStore<K>>,
 }
 
 impl<K: Hash + Eq + Clone> Bucket<K> {
     pub(crate) fn new(quota: RateQuota, label: &str, max_keys: usize) -> Option<Self> {
         let clock = DefaultClock::default();
+        let table = Arc::new(DashMapStateStore::default());
         let limiter = RateLimiter::<K, _, _, governor::middleware::NoOpMiddleware<_>>::new(
             quota.governor()?,
-            DashMapStateStore::default(),
+            Table(table.clone()),
             clock.clone(),
         )
         .with_middleware::<StateInformationMiddleware>();
@@ -138,8 +159,7 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
             label: label.into(),
             max_keys,
             checks: AtomicU64::new(0),
-            saturated: AtomicBool::new(false),
-            last_purge: Mutex::new(Instant::now()),
+            table,
         })
     }
 
@@ -147,12 +167,6 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
         let n = self.checks.fetch_add(1, Ordering::Relaxed);
         if n.is_multiple_of(MAINTAIN_EVERY) {
             self.maintain();
-        }
-        if self.saturated.load(Ordering::Relaxed) {
-            self.maintain_when_saturated();
-            if self.saturated.load(Ordering::Relaxed) {
-                return Decision::Saturated;
-            }
         }
         match self.limiter.check_key(key) {
             Ok(state) => Decision::Allow {
@@ -176,26 +190,20 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
         &self.label
     }
 
-    /// Drops keys whose state is back to fresh; marks the bucket saturated if it is still over
-    /// its bound.
+    /// Drops keys whose state is back to fresh (idle keys). If the table is still over its
+    /// bound, every key is busy: a flood of distinct keys. The table then starts afresh, so
+    /// that memory stays bounded and nobody is refused for want of room: each key's next
+    /// request starts a new burst.
     fn maintain(&self) {
+        if self.limiter.len() <= self.max_keys {
+            return;
+        }
+        self.limiter.retain_recent();
         if self.limiter.len() > self.max_keys {
-            self.limiter.retain_recent();
-            self.limiter.shrink_to_fit();
-            *self.last_purge.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+            tracing::warn!(target: "tower_zerotrust::rate_limit", quota = %self.label, keys = self.limiter.len(), "more busy clients than the key table holds; starting it afresh");
+            self.table.clear();
         }
-        self.saturated
-            .store(self.limiter.len() > self.max_keys, Ordering::Relaxed);
-    }
-
-    fn maintain_when_saturated(&self) {
-        let due = {
-            let last = self.last_purge.lock().unwrap_or_else(|e| e.into_inner());
-            last.elapsed() >= SATURATED_RETRY
-        };
-        if due {
-            self.maintain();
-        }
+        self.limiter.shrink_to_fit();
     }
 
     #[cfg(test)]
@@ -257,17 +265,19 @@ mod tests {
         assert!(bucket.len() <= max_keys + 2 * MAINTAIN_EVERY as usize);
         assert!(allowed > 0);
 
-        // Keys that stay "recent" (1 per second) cannot be purged: the bucket saturates and
-        // refuses instead of growing.
+        // Keys that stay busy (1 per second) cannot be purged as idle: past the bound the
+        // table starts afresh, so memory stays bounded and nobody is refused for want of room.
         let slow: Bucket<u64> = Bucket::new(RateQuota::new(1, 1), "default", 1000).unwrap();
-        let saturated = (0..20_000u64)
-            .filter(|key| slow.check(key) == Decision::Saturated)
+        let refused = (0..20_000u64)
+            .filter(|key| !matches!(slow.check(key), Decision::Allow { .. }))
             .count();
-        assert!(saturated > 15_000, "{saturated}");
+        assert_eq!(refused, 0);
         assert!(
             slow.len() <= 1000 + MAINTAIN_EVERY as usize,
             "{}",
             slow.len()
         );
+        // A key that was busy before the table started afresh is limited again at once.
+        assert!(matches!(slow.check(&19_999), Decision::Deny { .. }));
     }
 }

@@ -3,7 +3,8 @@
 //! [`RateLimitLayer`] gives each principal (from any authentication layer) its quota, in
 //! seed 004's terms: an `average` per second and a `burst` ([`RateQuota`]), with overrides per
 //! role and per principal. Requests nobody has proven are keyed by the connection's address,
-//! or by the client a trusted proxy names in `X-Forwarded-For`. Over quota: 429 with
+//! or by the client a trusted proxy names in `X-Forwarded-For` (or RFC 7239 `Forwarded`); an
+//! IPv6 client is its /64. Over quota: 429 with
 //! `Retry-After` (gRPC: RESOURCE_EXHAUSTED); every response carries `RateLimit-Limit` and
 //! `RateLimit-Remaining`. Idle keys are purged and each quota tracks a bounded number of keys,
 //! so a flood of distinct addresses cannot exhaust memory.
@@ -17,7 +18,7 @@ mod limiter;
 #[cfg(feature = "redis")]
 mod shared;
 
-pub use crate::peer::PeerAddrFn;
+pub use crate::peer::{ForwardedHeader, PeerAddrFn};
 pub use config::{RateLimitConfig, RateLimitConfigBuilder};
 pub use layer::{RateLimit, RateLimitLayer, ResponseFuture};
 pub use limiter::RateQuota;
