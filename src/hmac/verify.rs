@@ -220,6 +220,43 @@ mod tests {
         }
     }
 
+    /// Project Wycheproof's HMAC-SHA256 vectors through the signature header's decoder and the
+    /// constant-time comparison: full-length tags are judged as the vectors say; truncated tags
+    /// (valid for HMAC in general) are refused, since the scheme sends all 32 bytes.
+    #[test]
+    fn wycheproof_hmac_sha256() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/wycheproof/hmac_sha256_test.json"
+        );
+        let vectors: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let (mut full, mut truncated) = (0, 0);
+        for group in vectors["testGroups"].as_array().unwrap() {
+            let full_length = group["tagSize"] == 256;
+            for test in group["tests"].as_array().unwrap() {
+                let bytes = |k: &str| hex::decode(test[k].as_str().unwrap()).unwrap();
+                let header = format!("sha256={}", test["tag"].as_str().unwrap());
+                let accepted = decode_signature(&header).is_some_and(|tag| {
+                    let mut mac = crate::hmac::canonical::keyed_mac(&bytes("key"));
+                    mac.update(&bytes("msg"));
+                    mac.verify_slice(&tag).is_ok()
+                });
+                let expected = full_length && test["result"] == "valid";
+                assert_eq!(accepted, expected, "#{} {}", test["tcId"], test["comment"]);
+                if full_length {
+                    full += 1;
+                } else {
+                    truncated += 1;
+                }
+            }
+        }
+        assert!(
+            full > 50 && truncated > 50,
+            "{full} full, {truncated} truncated"
+        );
+    }
+
     #[test]
     fn signature_format_is_strict() {
         let good = format!("sha256={}", &"0123456789abcdef".repeat(4));

@@ -30,9 +30,8 @@ pub(crate) struct Settings {
     pub(crate) keys: Vec<JwtKey>,
     #[cfg(feature = "jwks")]
     pub(crate) jwks: Option<super::JwksSource>,
-    /// One `jsonwebtoken` validation per algorithm, built once: iss, aud and the pinned
-    /// algorithm. Time claims are checked by us, against our clock.
-    pub(crate) validations: Vec<(Algorithm, jsonwebtoken::Validation)>,
+    /// Accepted `iss` values.
+    pub(crate) issuers: Vec<String>,
     pub(crate) leeway_secs: u64,
     pub(crate) required_claims: Vec<String>,
     /// Accepted `aud` values (the token's `aud` must contain one).
@@ -50,14 +49,6 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    pub(crate) fn validation(&self, algorithm: Algorithm) -> &jsonwebtoken::Validation {
-        self.validations
-            .iter()
-            .find(|(a, _)| *a == algorithm)
-            .map(|(_, v)| v)
-            .expect("a validation exists for every algorithm")
-    }
-
     /// Changes whenever the verifying keys may have: cached verdicts of another generation
     /// are not used.
     pub(crate) fn key_generation(&self) -> u64 {
@@ -372,16 +363,12 @@ impl JwtConfigBuilder {
                     .into(),
             });
         }
-        let validations = ALL_ALGORITHMS
-            .iter()
-            .map(|&alg| (alg, validation(alg, &self.issuers)))
-            .collect();
         Ok(JwtConfig {
             inner: Arc::new(Settings {
                 keys: self.keys,
                 #[cfg(feature = "jwks")]
                 jwks: self.jwks,
-                validations,
+                issuers: self.issuers,
                 leeway_secs: self.leeway.as_secs(),
                 required_claims: self.required_claims,
                 audiences: self.audiences,
@@ -396,38 +383,6 @@ impl JwtConfigBuilder {
             }),
         })
     }
-}
-
-const ALL_ALGORITHMS: [Algorithm; 12] = [
-    Algorithm::HS256,
-    Algorithm::HS384,
-    Algorithm::HS512,
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
-
-/// `jsonwebtoken`'s part: the signature with exactly this algorithm, and `iss`, `aud` and
-/// `sub` present and `iss` matching. `aud` (whose accepted values depend on what the token is
-/// for), `exp` and `nbf` (our clock, our leeway) are checked by us.
-fn validation(alg: Algorithm, issuers: &[String]) -> jsonwebtoken::Validation {
-    let mut v = jsonwebtoken::Validation::new(alg.to_jsonwebtoken());
-    v.algorithms = vec![alg.to_jsonwebtoken()];
-    v.validate_exp = false;
-    v.validate_nbf = false;
-    v.leeway = 0;
-    // Presence is required here because `set_issuer` alone accepts a token that simply omits
-    // the claim.
-    v.set_required_spec_claims(&["iss", "aud", "sub"]);
-    v.set_issuer(issuers);
-    v.validate_aud = false;
-    v
 }
 
 #[cfg(test)]

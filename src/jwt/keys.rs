@@ -227,13 +227,16 @@ impl JwtKey {
                 alg
             }
         };
+        if let AlgorithmParameters::RSA(rsa) = &jwk.algorithm {
+            check_rsa_modulus(&rsa.n)?;
+        }
         let key = DecodingKey::from_jwk(jwk).map_err(|e| invalid(&format!("unusable JWK: {e}")))?;
         let mut key = Self::new(algorithm, key);
         key.kid = jwk.common.key_id.clone();
         Ok(key)
     }
 
-    fn new(algorithm: Algorithm, key: DecodingKey) -> Self {
+    pub(super) fn new(algorithm: Algorithm, key: DecodingKey) -> Self {
         Self {
             kid: None,
             algorithm,
@@ -261,6 +264,48 @@ impl JwtKey {
     pub(crate) fn decoding_key(&self) -> &DecodingKey {
         &self.key
     }
+}
+
+/// Refuses RSA moduli under 2048 bits, and moduli with the fingerprint of the keys that
+/// Infineon's RSALib generated (ROCA, CVE-2017-15361), whose private key can be computed from
+/// the public one: for each small prime `p`, `n mod p` lies in the subgroup that 65537
+/// generates modulo `p`.
+fn check_rsa_modulus(n_base64url: &str) -> Result<(), ConfigError> {
+    use base64::Engine;
+    let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(n_base64url)
+        .map_err(|_| invalid("the RSA modulus is not base64url"))?;
+    let bits = n.iter().position(|&b| b != 0).map_or(0, |first| {
+        (n.len() - first) * 8 - n[first].leading_zeros() as usize
+    });
+    if bits < 2048 {
+        return Err(invalid("RSA keys shorter than 2048 bits are refused"));
+    }
+    const PRIMES: [u32; 38] = [
+        3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89,
+        97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
+    ];
+    let fingerprinted = PRIMES.iter().all(|&p| {
+        let residue = n.iter().fold(0u32, |r, &b| ((r << 8) | u32::from(b)) % p);
+        // The powers of 65537 modulo p.
+        let generator = 65_537 % p;
+        let mut power = 1;
+        loop {
+            if power == residue {
+                return true;
+            }
+            power = power * generator % p;
+            if power == 1 {
+                return false;
+            }
+        }
+    });
+    if fingerprinted {
+        return Err(invalid(
+            "the RSA key has the ROCA fingerprint (CVE-2017-15361): its private key can be computed",
+        ));
+    }
+    Ok(())
 }
 
 impl fmt::Debug for JwtKey {

@@ -80,6 +80,8 @@ mod keys;
 mod layer;
 mod service;
 mod validate;
+#[cfg(test)]
+mod wycheproof;
 
 pub use claims::Claims;
 pub use config::{JwtConfig, JwtConfigBuilder};
