@@ -231,6 +231,41 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: std::env::var("ZEROTRUST_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000),
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Forwarding headers are the client's text: whatever they hold, the answer is the peer
+        /// or an address a hop names, and an untrusted peer is always itself.
+        #[test]
+        fn any_forwarding_header(
+            xff in "[ -~]{0,120}",
+            forwarded in "[ -~]{0,120}",
+            hops in proptest::collection::vec("[0-9a-f:.\\[\\]]{1,45}", 0..6),
+        ) {
+            let proxies: HashSet<IpAddr> = [ip("10.0.0.1")].into();
+            let mut headers = HeaderMap::new();
+            for (name, value) in [
+                ("x-forwarded-for", xff.clone()),
+                ("forwarded", forwarded),
+                ("x-forwarded-for", hops.join(", ")),
+            ] {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.append(name, value);
+                }
+            }
+            for header in [ForwardedHeader::XForwardedFor, ForwardedHeader::Forwarded] {
+                let client = client_ip(Some(ip("10.0.0.1")), &headers, &proxies, header);
+                proptest::prop_assert!(client.is_some());
+                let direct = client_ip(Some(ip("192.0.2.1")), &headers, &proxies, header);
+                proptest::prop_assert_eq!(direct, Some(ip("192.0.2.1")));
+            }
+        }
+    }
+
     #[test]
     fn ipv6_clients_are_keyed_by_prefix() {
         assert_eq!(client_key(ip("2001:db8::1"), 64), ip("2001:db8::"));

@@ -199,6 +199,27 @@ mod tests {
         assert!(!matches("/models", "models"));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: std::env::var("ZEROTRUST_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000),
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Route templates and request paths are arbitrary text: parsing and matching never
+        /// panic, and a template made of a path's own segments matches that path.
+        #[test]
+        fn any_template_and_path(template in "[ -~]{0,60}", path in "[ -~]{0,80}") {
+            if let Ok(pattern) = Pattern::parse(&template) {
+                let _ = pattern.matches(&path);
+            }
+            let literal: String = path.chars().filter(|c| !matches!(c, '{' | '}' | '*')).collect();
+            if literal.starts_with('/') {
+                proptest::prop_assert!(Pattern::parse(&literal).unwrap().matches(&literal));
+            }
+        }
+    }
+
     #[test]
     fn bad_patterns_are_refused() {
         for bad in ["models", "/mod{id}", "/{*rest}/x", "/a*", "/x/{}"] {

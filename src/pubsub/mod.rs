@@ -398,3 +398,56 @@ impl<N> std::fmt::Debug for SignedSubscription<N> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn verifiers() -> [MessageVerifier; 2] {
+        let secret = "a shared secret of at least thirty-two bytes";
+        let hmac = HmacConfig::builder()
+            .secret(secret)
+            .allow_any_caller()
+            .build()
+            .unwrap();
+        let jwt = crate::jwt::JwtConfig::builder()
+            .key(crate::jwt::JwtKey::hmac(crate::jwt::Algorithm::HS256, secret).unwrap())
+            .issuer("idp")
+            .audience("api")
+            .build()
+            .unwrap();
+        [hmac.into(), jwt.into()]
+    }
+
+    fn cases() -> u32 {
+        std::env::var("ZEROTRUST_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Envelopes from Redis are input like any other: arbitrary bytes and arbitrary JSON
+        /// envelopes are refused by both verifiers, without panicking.
+        #[test]
+        fn arbitrary_envelopes_are_refused(
+            raw in proptest::collection::vec(any::<u8>(), 0..400),
+            token in "[ -~]{0,200}",
+            payload in "[A-Za-z0-9+/=]{0,60}",
+            fields in proptest::collection::btree_map("[a-z_]{1,10}", "[ -~]{0,40}", 0..6),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let envelope = serde_json::json!({"token": token, "payload": payload}).to_string();
+            let object = serde_json::to_string(&fields).unwrap();
+            for verifier in verifiers() {
+                for input in [&raw[..], envelope.as_bytes(), object.as_bytes()] {
+                    prop_assert!(rt.block_on(verifier.open("routes", input)).is_err());
+                }
+            }
+        }
+    }
+}
