@@ -207,3 +207,181 @@ async fn connections_beyond_the_cap_are_closed_not_queued() {
     .await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, None));
 }
+
+/// The server's resident memory, from `/proc`.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A hostile client floods `secure_service` over TLS (idle connections, trickled headers,
+/// oversized headers, distinct nonces with bad signatures, tokens naming distinct unknown keys,
+/// made-up client addresses) while a legitimate client keeps calling: every legitimate request
+/// succeeds, and the server's memory after the flood stays within a generous bound of before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_client_does_not_stop_a_legitimate_one() {
+    use support::formula_headers;
+
+    let ca = Ca::new("Test CA");
+    let dir = std::env::temp_dir().join(format!("zerotrust-hostile-{}", std::process::id()));
+    let files = tls_files(&ca, &dir);
+    let mut env: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    env.extend([
+        ("SERVICE_SECRET", SECRET),
+        ("JWT_SECRET", "a-jwt-secret-of-at-least-32-bytes!!"),
+        ("JWT_ISSUER", "idp"),
+        ("JWT_AUDIENCE", "api"),
+        ("AUDIT_LOG", "/dev/null"),
+    ]);
+    let service = SecureService::start(&env);
+    let addr = service.addr;
+    let pid = service.child.id();
+    let legit = ca.issue("agent-7", vec![], true);
+    let legit_config = TlsConfig::from_pem(
+        legit.cert.as_bytes(),
+        legit.key.as_bytes(),
+        ca.pem.as_bytes(),
+    )
+    .unwrap()
+    .client_config()
+    .unwrap();
+    let call = || support::certs::https_get_with((*legit_config).clone(), addr);
+    for _ in 0..20 {
+        assert_eq!(call().await.unwrap().0, StatusCode::OK);
+    }
+    let before = rss_kib(pid);
+
+    let attacker = ca.issue("mallory", vec![], true);
+    let attacker_config = TlsConfig::from_pem(
+        attacker.cert.as_bytes(),
+        attacker.key.as_bytes(),
+        ca.pem.as_bytes(),
+    )
+    .unwrap()
+    .client_config()
+    .unwrap();
+    let until = Instant::now() + Duration::from_secs(6);
+    let mut floods = Vec::new();
+    // Idle connections, never a byte.
+    floods.push(tokio::spawn(async move {
+        let mut idle = Vec::new();
+        while Instant::now() < until && idle.len() < 300 {
+            if let Ok(tcp) = TcpStream::connect(addr).await {
+                idle.push(tcp);
+            }
+        }
+        tokio::time::sleep_until(until.into()).await;
+    }));
+    // Trickled headers, over TLS.
+    for _ in 0..10 {
+        let config = attacker_config.clone();
+        floods.push(tokio::spawn(async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let Ok(mut tls) = tokio_rustls::TlsConnector::from(config)
+                .connect("localhost".try_into().unwrap(), tcp)
+                .await
+            else {
+                return;
+            };
+            let _ = tls.write_all(b"GET /whoami HTTP/1.1\r\nHost: x\r\n").await;
+            while Instant::now() < until {
+                if tls.write_all(b"y").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }));
+    }
+    // Requests: oversized headers, bad signatures with distinct nonces, tokens naming
+    // distinct unknown keys, made-up client addresses.
+    for worker in 0..2 {
+        let config = attacker_config.clone();
+        floods.push(tokio::spawn(async move {
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config({
+                    let mut config = (*config).clone();
+                    config.alpn_protocols.clear();
+                    config
+                })
+                .https_only()
+                .enable_http1()
+                .build();
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build::<_, http_body_util::Full<bytes::Bytes>>(connector);
+            let mut n = 0u64;
+            while Instant::now() < until {
+                n += 1;
+                let mut request =
+                    http::Request::get(format!("https://localhost:{}/whoami", addr.port()));
+                let nonce = format!("{worker}-{n}");
+                match n % 4 {
+                    0 => request = request.header("x-padding", "p".repeat(64 * 1024)),
+                    1 => {
+                        for (name, value) in formula_headers(
+                            "not-the-secret-but-just-as-long-as-the-real-one!!",
+                            "gateway",
+                            support::now(),
+                            &nonce,
+                            "GET",
+                            "/whoami",
+                        ) {
+                            request = request.header(name, value);
+                        }
+                    }
+                    2 => {
+                        let header = format!(r#"{{"alg":"HS256","kid":"k-{nonce}"}}"#);
+                        let token = format!("{}.e30.c2ln", base64_url(header.as_bytes()));
+                        request = request.header("authorization", format!("Bearer {token}"));
+                    }
+                    _ => {
+                        request = request.header(
+                            "x-forwarded-for",
+                            format!("198.18.{}.{}", n % 250, worker + 1),
+                        )
+                    }
+                }
+                let request = request.body(Default::default()).unwrap();
+                let _ = tokio::time::timeout(Duration::from_secs(2), client.request(request)).await;
+            }
+        }));
+    }
+    // Meanwhile, the legitimate client.
+    let mut served = 0;
+    while Instant::now() < until {
+        let (status, body) = call().await.expect("a legitimate request failed");
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["id"], "agent-7");
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for flood in floods {
+        let _ = flood.await;
+    }
+    assert!(
+        served > 20,
+        "only {served} legitimate requests in the flood"
+    );
+    assert_eq!(call().await.unwrap().0, StatusCode::OK);
+    let after = rss_kib(pid);
+    assert!(
+        after < before + 64 * 1024,
+        "resident memory grew from {before} KiB to {after} KiB"
+    );
+    eprintln!(
+        "hostile flood: {served} legitimate requests served; RSS {before} KiB -> {after} KiB"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
