@@ -378,13 +378,14 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
     Ok(())
 }
 
-/// Seed 004's roles; seed 004's quota (average 100, burst 50) for everyone but "batch-job",
-/// which may make 3 calls at once and 1 per second after that.
+/// Seed 004's roles; seed 004's quota (average 100, burst 50) for everyone but the token
+/// subject "batch-job" (`jwt:batch-job`: a token's subject, not a service of that name), which
+/// may make 3 calls at once and 1 per second after that.
 fn access() -> Result<secure_app::Access, tower_zerotrust::ConfigError> {
     Ok(secure_app::Access {
         policy: Policy::seed_004_defaults().into(),
         limits: RateLimitConfig::builder()
-            .principal_quota("batch-job", RateQuota::new(1, 3))
+            .principal_quota("jwt:batch-job", RateQuota::new(1, 3))
             .peer_addr(secure_app::peer_ip)
             .build()?,
     })
