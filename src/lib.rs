@@ -93,6 +93,8 @@ pub mod reject;
 pub mod audit;
 #[cfg(feature = "authz")]
 pub mod authz;
+#[cfg(test)]
+mod fuzz;
 #[cfg(feature = "tonic")]
 pub mod grpc;
 #[cfg(feature = "hmac")]

@@ -232,11 +232,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig {
-            cases: std::env::var("ZEROTRUST_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000),
-            failure_persistence: None,
-            ..proptest::prelude::ProptestConfig::default()
-        })]
+        #![proptest_config(crate::fuzz::config())]
 
         /// Forwarding headers are the client's text: whatever they hold, the answer is the peer
         /// or an address a hop names, and an untrusted peer is always itself.

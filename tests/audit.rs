@@ -4,13 +4,13 @@
 mod support;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
 use http::{Method, StatusCode};
 use serde_json::Value;
+use support::captured::Captured;
 use support::{SECRET, request, send, set};
 use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
 use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Policy, Require};
@@ -18,30 +18,13 @@ use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
 use tower_zerotrust::rate_limit::{RateLimitConfig, RateLimitLayer, RateQuota};
 use tower_zerotrust::sign::HmacSigner;
 
-/// A writer the test can read back.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Lines {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-    fn events(&self) -> Vec<Value> {
-        self.text()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
+/// The events written, one JSON value per line.
+fn events(lines: &Captured) -> Vec<Value> {
+    lines
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// The whole stack: audit ▸ HMAC ▸ rate limit ▸ authorize ▸ handler.
@@ -78,7 +61,7 @@ fn stack(sink: JsonLinesSink) -> Router {
 
 #[tokio::test]
 async fn every_request_gives_one_event_naming_who_what_and_why() {
-    let lines = Lines::default();
+    let lines = Captured::default();
     let sink = JsonLinesSink::new(lines.clone(), 1024, Overflow::Wait);
     let addr = support::serve(stack(sink.clone())).await;
     let signed = |caller: &str, path: &str| {
@@ -124,7 +107,7 @@ async fn every_request_gives_one_event_naming_who_what_and_why() {
     );
     sink.flush().await;
 
-    let events = lines.events();
+    let events = events(&lines);
     assert_eq!(events.len(), 7, "{}", lines.text());
     let summary: Vec<_> = events
         .iter()
@@ -203,7 +186,7 @@ async fn every_request_gives_one_event_naming_who_what_and_why() {
 }
 
 /// A writer that takes its time, to fill the queue.
-struct Slow(Lines);
+struct Slow(Captured);
 
 impl Write for Slow {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -218,7 +201,7 @@ impl Write for Slow {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_waits_or_drops_and_counts_as_configured() {
     for overflow in [Overflow::Wait, Overflow::DropAndCount] {
-        let lines = Lines::default();
+        let lines = Captured::default();
         let sink = JsonLinesSink::new(Slow(lines.clone()), 2, overflow);
         let addr = support::serve(stack(sink.clone())).await;
         let calls = (0..40).map(|_| tokio::spawn(send(request("GET", addr, "/health"))));
@@ -226,7 +209,7 @@ async fn a_full_queue_waits_or_drops_and_counts_as_configured() {
             assert_eq!(call.await.unwrap().status, StatusCode::OK);
         }
         sink.flush().await;
-        let written = lines.events().len() as u64;
+        let written = events(&lines).len() as u64;
         match overflow {
             Overflow::Wait => {
                 assert_eq!(written, 40, "waiting loses nothing");

@@ -6,10 +6,10 @@
 mod registry;
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use registry::{client, secured};
+use support::captured::Captured;
 use support::certs::{Ca, no_certificate_config};
 use tonic::Code;
 use tower::ServiceBuilder;
@@ -21,19 +21,6 @@ use tower_zerotrust::sign::{AddBearerLayer, HmacSigner, SignHmacLayer, StaticTok
 
 const HMAC_SECRET: &str = support::SECRET;
 const JWT_SECRET: &str = "a-jwt-secret-of-at-least-32-bytes!!";
-
-#[derive(Clone, Default)]
-struct Trail(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Trail {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn tonic_clients_get_the_statuses_they_expect_through_every_layer() {
@@ -52,7 +39,7 @@ async fn tonic_clients_get_the_statuses_they_expect_through_every_layer() {
         .principal_quota("batch-job", RateQuota::new(1, 1))
         .build()
         .unwrap();
-    let trail = Trail::default();
+    let trail = Captured::default();
     let audit = JsonLinesSink::new(trail.clone(), 256, Overflow::Wait);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = secured::spawn(
@@ -165,7 +152,7 @@ async fn tonic_clients_get_the_statuses_they_expect_through_every_layer() {
 
     // One audit event per call, with the gRPC method as the resource.
     audit.flush().await;
-    let text = String::from_utf8(trail.0.lock().unwrap().clone()).unwrap();
+    let text = trail.text();
     let events: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

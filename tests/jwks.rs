@@ -171,6 +171,41 @@ async fn protected(source: JwksSource, issuer: &str) -> SocketAddr {
     serve(app).await
 }
 
+type InProcess = tower::util::BoxCloneService<
+    http::Request<String>,
+    http::Response<tower_zerotrust::body::ResponseBody<String>>,
+    std::convert::Infallible,
+>;
+
+/// The layer over a service that answers 200, called in process.
+fn in_process(source: JwksSource, issuer: &str) -> InProcess {
+    let config = JwtConfig::builder()
+        .jwks(source)
+        .issuer(issuer)
+        .audience(AUD)
+        .build()
+        .unwrap();
+    InProcess::new(
+        ServiceBuilder::new()
+            .layer(RequireJwtLayer::new(config))
+            .service_fn(|_req: http::Request<String>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+            }),
+    )
+}
+
+/// The refusal's code for `token` (`None` when accepted), and how long the answer took.
+async fn refusal(service: InProcess, token: String) -> (Option<&'static str>, Duration) {
+    let req = http::Request::get("/")
+        .header("authorization", format!("Bearer {token}"))
+        .body(String::new())
+        .unwrap();
+    let started = std::time::Instant::now();
+    let response = service.oneshot(req).await.unwrap();
+    let code = response.extensions().get::<Rejection>().map(|r| r.code());
+    (code, started.elapsed())
+}
+
 async fn bearer(addr: SocketAddr, token: &str) -> Reply {
     let mut req = request("GET", addr, "/");
     set(&mut req, "authorization", &format!("Bearer {token}"));
@@ -325,30 +360,8 @@ async fn a_hanging_key_server_holds_nobody_up_longer_than_one_fetch() {
         .build()
         .unwrap();
     source.refresh().await.unwrap();
-    let config = JwtConfig::builder()
-        .jwks(source.clone())
-        .issuer(idp.issuer())
-        .audience(AUD)
-        .build()
-        .unwrap();
-    let service = ServiceBuilder::new()
-        .layer(RequireJwtLayer::new(config))
-        .service_fn(|_req: http::Request<String>| async {
-            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-        });
-    let call = move |token: String| {
-        let service = service.clone();
-        async move {
-            let req = http::Request::get("/")
-                .header("authorization", format!("Bearer {token}"))
-                .body(String::new())
-                .unwrap();
-            let started = std::time::Instant::now();
-            let response = service.oneshot(req).await.unwrap();
-            let code = response.extensions().get::<Rejection>().map(|r| r.code());
-            (code, started.elapsed())
-        }
-    };
+    let service = in_process(source, &idp.issuer());
+    let call = |token: String| refusal(service.clone(), token);
     // Let the minimum interval pass since the load, then hang.
     tokio::time::sleep(Duration::from_millis(3_100)).await;
     idp.hanging.store(true, Ordering::SeqCst);
@@ -406,34 +419,16 @@ async fn a_storm_of_unknown_kids_causes_at_most_a_handful_of_fetches() {
     let idp = KeyServer::start(vec![k1.jwk.clone()]).await;
     let source = JwksSource::builder(idp.url()).build().unwrap();
     source.refresh().await.unwrap();
-    let config = JwtConfig::builder()
-        .jwks(source.clone())
-        .issuer(idp.issuer())
-        .audience(AUD)
-        .build()
-        .unwrap();
-    let service = ServiceBuilder::new()
-        .layer(RequireJwtLayer::new(config))
-        .service_fn(|_req: http::Request<String>| async {
-            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-        });
+    let service = in_process(source, &idp.issuer());
     let before = idp.fetches();
     let tasks: Vec<_> = (0..1000)
         .map(|i| {
             let token = k1.token_with_kid(&idp.issuer(), &format!("bogus-{i}"));
-            let service = service.clone();
-            tokio::spawn(async move {
-                let req = http::Request::get("/")
-                    .header("authorization", format!("Bearer {token}"))
-                    .body(String::new())
-                    .unwrap();
-                let response = service.oneshot(req).await.unwrap();
-                response.extensions().get::<Rejection>().map(|r| r.code())
-            })
+            tokio::spawn(refusal(service.clone(), token))
         })
         .collect();
     for task in tasks {
-        assert_eq!(task.await.unwrap(), Some("jwt.unknown_key"));
+        assert_eq!(task.await.unwrap().0, Some("jwt.unknown_key"));
     }
     let storm_fetches = idp.fetches() - before;
     assert!(

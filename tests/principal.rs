@@ -4,14 +4,14 @@
 
 mod support;
 
-use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use http::StatusCode;
 use serde_json::{Value, json};
+use support::captured::Captured;
 use support::certs::{Ca, https_get_with_headers};
 use support::{SECRET, formula_headers, now};
 use tower::ServiceBuilder;
@@ -19,46 +19,25 @@ use tower_zerotrust::Principal;
 use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
 use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
 use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey, RequireJwtLayer};
-use tower_zerotrust::mtls::{MtlsPrincipalConfig, MtlsPrincipalLayer, TlsConfig, serve_tls};
+use tower_zerotrust::mtls::{MtlsPrincipalConfig, MtlsPrincipalLayer, serve_tls};
 use tower_zerotrust::sign::TokenIssuer;
 
 const JWT_SECRET: &str = "a-jwt-secret-of-at-least-32-bytes!!";
-
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 struct Server {
     addr: SocketAddr,
     ca: Ca,
     runs: Arc<AtomicUsize>,
     audit: JsonLinesSink,
-    lines: Lines,
+    lines: Captured,
 }
 
 impl Server {
     /// Audit ▸ the three proofs in `order` ▸ `/whoami`.
     async fn start(certificate_first: bool) -> Self {
         let ca = Ca::new("Test CA");
-        let server = ca.server();
-        let tls = TlsConfig::from_pem(
-            server.cert.as_bytes(),
-            server.key.as_bytes(),
-            ca.pem.as_bytes(),
-        )
-        .unwrap()
-        .server_config()
-        .unwrap();
-        let lines = Lines::default();
+        let tls = ca.server_config();
+        let lines = Captured::default();
         let audit = JsonLinesSink::new(lines.clone(), 64, Overflow::Wait);
         let runs = Arc::new(AtomicUsize::new(0));
         let counter = runs.clone();
@@ -103,15 +82,10 @@ impl Server {
     }
 
     async fn get(&self, headers: &[(&str, &str)]) -> (StatusCode, Value) {
-        let client = self.ca.issue("workload-7", vec![], true);
-        let config = TlsConfig::from_pem(
-            client.cert.as_bytes(),
-            client.key.as_bytes(),
-            self.ca.pem.as_bytes(),
-        )
-        .unwrap()
-        .client_config()
-        .unwrap();
+        let config = self
+            .ca
+            .issue("workload-7", vec![], true)
+            .client_config(&self.ca);
         https_get_with_headers((*config).clone(), self.addr, headers)
             .await
             .unwrap()
@@ -119,8 +93,7 @@ impl Server {
 
     async fn last_event(&self) -> Value {
         self.audit.flush().await;
-        let text = String::from_utf8(self.lines.0.lock().unwrap().clone()).unwrap();
-        serde_json::from_str(text.lines().last().unwrap()).unwrap()
+        serde_json::from_str(self.lines.text().lines().last().unwrap()).unwrap()
     }
 }
 

@@ -13,7 +13,7 @@ use support::certs::{Ca, https_get};
 use support::service::SecureService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tower_zerotrust::mtls::{MtlsPrincipalConfig, TlsConfig, TlsServer};
+use tower_zerotrust::mtls::{MtlsPrincipalConfig, TlsServer};
 
 /// Writes the CA's server certificate, key and CA file for `secure_service`.
 fn tls_files(ca: &Ca, dir: &std::path::Path) -> [(String, String); 3] {
@@ -95,15 +95,7 @@ struct Served {
 /// `/whoami` over TLS with a 1 s header-read timeout and at most `max` connections.
 async fn serve(max: usize) -> Served {
     let ca = Ca::new("Test CA");
-    let server = ca.server();
-    let tls = TlsConfig::from_pem(
-        server.cert.as_bytes(),
-        server.key.as_bytes(),
-        ca.pem.as_bytes(),
-    )
-    .unwrap()
-    .server_config()
-    .unwrap();
+    let tls = ca.server_config();
     let app = axum::Router::new()
         .fallback(|p: tower_zerotrust::Principal| async move { p.id().to_owned() })
         .layer(tower_zerotrust::mtls::MtlsPrincipalLayer::new(
@@ -122,15 +114,10 @@ async fn serve(max: usize) -> Served {
 
 /// A TLS connection that presents a client certificate, handshake done.
 async fn tls_connection(served: &Served) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let leaf = served.ca.issue("slowpoke", vec![], true);
-    let config = TlsConfig::from_pem(
-        leaf.cert.as_bytes(),
-        leaf.key.as_bytes(),
-        served.ca.pem.as_bytes(),
-    )
-    .unwrap()
-    .client_config()
-    .unwrap();
+    let config = served
+        .ca
+        .issue("slowpoke", vec![], true)
+        .client_config(&served.ca);
     let tcp = TcpStream::connect(served.addr).await.unwrap();
     tokio_rustls::TlsConnector::from(config)
         .connect("localhost".try_into().unwrap(), tcp)
@@ -243,30 +230,14 @@ async fn a_hostile_client_does_not_stop_a_legitimate_one() {
     let service = SecureService::start(&env);
     let addr = service.addr;
     let pid = service.child.id();
-    let legit = ca.issue("agent-7", vec![], true);
-    let legit_config = TlsConfig::from_pem(
-        legit.cert.as_bytes(),
-        legit.key.as_bytes(),
-        ca.pem.as_bytes(),
-    )
-    .unwrap()
-    .client_config()
-    .unwrap();
+    let legit_config = ca.issue("agent-7", vec![], true).client_config(&ca);
     let call = || support::certs::https_get_with((*legit_config).clone(), addr);
     for _ in 0..20 {
         assert_eq!(call().await.unwrap().0, StatusCode::OK);
     }
     let before = rss_kib(pid);
 
-    let attacker = ca.issue("mallory", vec![], true);
-    let attacker_config = TlsConfig::from_pem(
-        attacker.cert.as_bytes(),
-        attacker.key.as_bytes(),
-        ca.pem.as_bytes(),
-    )
-    .unwrap()
-    .client_config()
-    .unwrap();
+    let attacker_config = ca.issue("mallory", vec![], true).client_config(&ca);
     let until = Instant::now() + Duration::from_secs(6);
     let mut floods = Vec::new();
     // Idle connections, never a byte.

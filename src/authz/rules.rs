@@ -200,11 +200,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig {
-            cases: std::env::var("ZEROTRUST_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000),
-            failure_persistence: None,
-            ..proptest::prelude::ProptestConfig::default()
-        })]
+        #![proptest_config(crate::fuzz::config())]
 
         /// Route templates and request paths are arbitrary text: parsing and matching never
         /// panic, and a template made of a path's own segments matches that path.

@@ -421,15 +421,8 @@ mod tests {
         [hmac.into(), jwt.into()]
     }
 
-    fn cases() -> u32 {
-        std::env::var("ZEROTRUST_FUZZ_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(2000)
-    }
-
     proptest! {
-        #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+        #![proptest_config(crate::fuzz::config())]
 
         /// Envelopes from Redis are input like any other: arbitrary bytes and arbitrary JSON
         /// envelopes are refused by both verifiers, without panicking.

@@ -124,6 +124,21 @@ impl Ca {
         })
     }
 
+    /// A server configuration for `localhost` whose clients must present a certificate from
+    /// this CA.
+    #[cfg(feature = "mtls")]
+    pub fn server_config(&self) -> std::sync::Arc<rustls::ServerConfig> {
+        let server = self.server();
+        tower_zerotrust::mtls::TlsConfig::from_pem(
+            server.cert.as_bytes(),
+            server.key.as_bytes(),
+            self.pem.as_bytes(),
+        )
+        .unwrap()
+        .server_config()
+        .unwrap()
+    }
+
     pub fn server(&self) -> Leaf {
         self.issue(
             "secure-service",
@@ -133,6 +148,21 @@ impl Ca {
             ],
             false,
         )
+    }
+}
+
+impl Leaf {
+    /// A client configuration presenting this certificate and trusting `ca`'s servers.
+    #[cfg(feature = "mtls")]
+    pub fn client_config(&self, ca: &Ca) -> std::sync::Arc<rustls::ClientConfig> {
+        tower_zerotrust::mtls::TlsConfig::from_pem(
+            self.cert.as_bytes(),
+            self.key.as_bytes(),
+            ca.pem.as_bytes(),
+        )
+        .unwrap()
+        .client_config()
+        .unwrap()
     }
 }
 

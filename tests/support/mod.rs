@@ -2,6 +2,8 @@
 //! that follows seed 003's formula without using the crate's own signer.
 #![allow(dead_code, unreachable_pub)]
 
+#[path = "../../examples/support/captured.rs"]
+pub mod captured;
 pub mod certs;
 pub mod redis;
 pub mod service;
