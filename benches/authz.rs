@@ -31,7 +31,7 @@ fn developer() -> Principal {
 }
 
 fn decisions(c: &mut Criterion) {
-    let policy = Policy::seed_004_defaults();
+    let policy = Policy::example_roles();
     let principal = developer();
     let mut group = c.benchmark_group("decision");
     group.bench_function("rbac_policy_allows", |b| {
@@ -77,7 +77,7 @@ fn layers(c: &mut Criterion) {
     };
     let authorize = ServiceBuilder::new()
         .layer(AuthorizeLayer::new(
-            AuthorizeConfig::builder(Policy::seed_004_defaults())
+            AuthorizeConfig::builder(Policy::example_roles())
                 .public(Method::GET, "/health")
                 .route(Method::GET, "/models", Require::permission("models:read"))
                 .route(Method::POST, "/models", Require::permission("models:write"))

@@ -59,7 +59,7 @@ fn interceptors(c: &mut Criterion) {
             .insert("authorization", bearer.parse().unwrap());
         req
     };
-    let rules = AuthorizeConfig::builder(Policy::seed_004_defaults())
+    let rules = AuthorizeConfig::builder(Policy::example_roles())
         .grpc(CREATE, Require::permission("models:write"))
         .build()
         .unwrap();

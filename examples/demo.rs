@@ -53,7 +53,7 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
         .with(Targets::new().with_target("tower_zerotrust", LevelFilter::DEBUG))
         .init();
 
-    // The service: seed 003's "vault", which gateway and heartbeat may call.
+    // The service: "vault", which gateway and heartbeat may call.
     let secret = random_secret();
     let hmac = HmacConfig::builder()
         .secret(&secret)
@@ -74,7 +74,7 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
     )?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    // Every request, accepted or not, leaves one audit event (seed 004's JSON).
+    // Every request, accepted or not, leaves one audit event (JSON).
     let trail = Captured::default();
     let audit = JsonLinesSink::new(trail.clone(), 1024, Overflow::Wait);
     let app = app.layer(AuditLayer::new(audit.clone()).peer_addr(secure_app::peer_ip));
@@ -88,7 +88,7 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
         .service(client.clone());
 
     println!(
-        "tower-zerotrust demo: service \"vault\" on {base}\n  HMAC callers allowed on /execute: gateway, heartbeat; bearer tokens from \"{ISSUER}\" accepted on /whoami and /models\n  roles: seed 004's admin, operator, developer, viewer; quota per principal: average 100/s, burst 50\n"
+        "tower-zerotrust demo: service \"vault\" on {base}\n  HMAC callers allowed on /execute: gateway, heartbeat; bearer tokens from \"{ISSUER}\" accepted on /whoami and /models\n  roles: admin, operator, developer, viewer; quota per principal: average 100/s, burst 50\n"
     );
     println!(
         "  {:<48} {:<18} {:>6}  outcome",
@@ -244,7 +244,7 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
             .await;
     }
 
-    // Authorization (seed 004's roles) and rate limiting, with tokens carrying roles.
+    // Authorization (the example roles) and rate limiting, with tokens carrying roles.
     let developer = issuer.mint("dana", &["developer"])?;
     let viewer = issuer.mint("victor", &["viewer"])?;
     let batch = issuer.mint("batch-job", &["viewer"])?;
@@ -378,12 +378,12 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
     Ok(())
 }
 
-/// Seed 004's roles; seed 004's quota (average 100, burst 50) for everyone but the token
+/// The example roles; the default quota (average 100, burst 50) for everyone but the token
 /// subject "batch-job" (`jwt:batch-job`: a token's subject, not a service of that name), which
 /// may make 3 calls at once and 1 per second after that.
 fn access() -> Result<secure_app::Access, tower_zerotrust::ConfigError> {
     Ok(secure_app::Access {
-        policy: Policy::seed_004_defaults().into(),
+        policy: Policy::example_roles().into(),
         limits: RateLimitConfig::builder()
             .principal_quota("jwt:batch-job", RateQuota::new(1, 3))
             .peer_addr(secure_app::peer_ip)
@@ -499,7 +499,7 @@ fn tamper(token: &str) -> String {
     format!("{}.{}.{}", parts[0], b64.encode(forged), parts[2])
 }
 
-/// A 256-bit secret as hex, as seed 003's setup step makes one.
+/// A 256-bit secret as hex, as `openssl rand -hex 32` makes one.
 fn random_secret() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }

@@ -35,7 +35,7 @@
 //! let signed = InterceptedService::new(channel, SignHmacInterceptor::new(signer));
 //! ```
 //!
-//! And seed 000's secure builders, almost line for line (`tests/grpc_interceptors.rs` runs
+//! And the secure builders, in the shape hand-written ones take (`tests/grpc_interceptors.rs` runs
 //! them with JWT only, mTLS only and both):
 //!
 //! ```ignore

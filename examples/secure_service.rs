@@ -22,9 +22,9 @@
 //! | `TLS_CERT_FILE`, `TLS_KEY_FILE`, `TLS_CA_FILE` | serve HTTPS and require client certificates signed by the CA; a certificate alone proves the caller (its CN) on `/whoami`. `SIGHUP` reloads the files |
 //! | `TLS_CRL_FILE`    | PEM certificate revocation list(s): revoked client certificates are refused |
 //! | `TLS_ALLOW_V1_CLIENT_CERTS` | `true` accepts X.509 v1 client certificates signed directly by the CA (OpenSSL 3's `x509 -req` without `-extfile`) |
-//! | `ROLES_FILE`      | roles → permissions in seed 004's YAML (default: seed 004's `admin`, `operator`, `developer`, `viewer`); an optional `principals:` map gives roles to callers whose credentials carry none: a bare key names a service (an HMAC caller id or a certificate identity), `jwt:<sub>` a token subject. `SIGHUP` reloads it |
+//! | `ROLES_FILE`      | roles → permissions in YAML (`Policy::EXAMPLE_ROLES_YAML` shows the format; default: those example roles, `admin`, `operator`, `developer`, `viewer`); an optional `principals:` map gives roles to callers whose credentials carry none: a bare key names a service (an HMAC caller id or a certificate identity), `jwt:<sub>` a token subject. `SIGHUP` reloads it |
 //! | `RATE_LIMIT_AVERAGE`, `RATE_LIMIT_BURST` | requests per second per principal, and burst (default 100 and 50) |
-//! | `AUDIT_LOG`       | file that receives one JSON audit event per request (seed 004's format); default: stdout |
+//! | `AUDIT_LOG`       | file that receives one JSON audit event per request (`timestamp`, `event_type`, `status`, `principal`, ...); default: stdout |
 //! | `NONCE_STORE`     | where HMAC nonces are remembered: `memory` (default) or a `redis://` URL shared by every replica, so a request accepted by one is a replay to all (build with `--features redis`) |
 //! | `RATE_LIMIT_STORE` | where quotas are counted: `memory` (default, per replica) or a `redis://` URL shared by every replica |
 //!
@@ -232,12 +232,12 @@ fn store(name: &str) -> Result<Option<Redis>, BoxError> {
     }
 }
 
-/// `ROLES_FILE` (seed 004's YAML; seed 004's four roles when unset), `RATE_LIMIT_AVERAGE` and
+/// `ROLES_FILE` (YAML; the four example roles when unset), `RATE_LIMIT_AVERAGE` and
 /// `RATE_LIMIT_BURST` (100 and 50), counted in `shared` Redis when given.
 fn access(shared: Option<Redis>) -> Result<secure_app::Access, BoxError> {
     let policy = match std::env::var("ROLES_FILE").ok().filter(|v| !v.is_empty()) {
         Some(file) => SharedPolicy::from_yaml_file(file)?,
-        None => Policy::seed_004_defaults().into(),
+        None => Policy::example_roles().into(),
     };
     let limits = RateLimitConfigBuilder::from_env()?.peer_addr(secure_app::peer_ip);
     let limits = match shared {

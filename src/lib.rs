@@ -56,7 +56,7 @@
 //! | `rate-limit` | yes | [`rate_limit`]: keyed GCRA quotas (governor) |
 //! | `audit` | yes     | [`audit`]: one JSON event per request, `tracing` and JSON-lines sinks |
 //! | `metrics` | no    | [`metrics`]: request counters and gauges through the `metrics` facade |
-//! | `tonic` | no      | [`grpc`]: tonic interceptors, and seed 000's secure gRPC server and client builders |
+//! | `tonic` | no      | [`grpc`]: tonic interceptors, and secure gRPC server and client builders |
 //! | `redis` | no      | [`redis`]: state shared by replicas — the Redis nonce store, distributed rate limits, signed pub/sub |
 //! | `full`  | no      | everything |
 

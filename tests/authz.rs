@@ -112,7 +112,7 @@ fn with_token(
 
 #[tokio::test]
 async fn every_seed_004_role_against_every_route() {
-    let addr = serve(seed_004_app(Policy::seed_004_defaults())).await;
+    let addr = serve(seed_004_app(Policy::example_roles())).await;
     let issuer = issuer();
     let mut routes: Vec<_> = ROUTES.to_vec();
     routes.push(("POST", "/users", "users:manage"));
@@ -460,7 +460,7 @@ async fn a_get_rule_covers_head() {
             "models"
         }
     };
-    let config = AuthorizeConfig::builder(Policy::seed_004_defaults())
+    let config = AuthorizeConfig::builder(Policy::example_roles())
         .route(Method::GET, "/models", Require::permission("models:read"))
         .otherwise(Require::Authenticated)
         .build()

@@ -404,7 +404,7 @@ async fn the_hmac_interceptor_verifies_signatures_over_the_method() {
 
 #[tokio::test]
 async fn the_authorize_interceptor_decides_per_method() {
-    let rules = AuthorizeConfig::builder(Policy::seed_004_defaults())
+    let rules = AuthorizeConfig::builder(Policy::example_roles())
         .grpc(registry::GET_MODEL, Require::permission("models:read"))
         .grpc(registry::CREATE_MODEL, Require::permission("models:write"))
         .build()

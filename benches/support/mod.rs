@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 /// The shared secret of the benches' HMAC signatures and HS256 tokens.
 pub const SECRET: &str = "3f8a2c9d1e7b4f60a5c8d2e9f1b3a7c4d6e8f0a2b4c6d8e0f2a4b6c8d0e2f4a6";
 
-/// A JWT config accepting HS256 tokens signed with [`SECRET`] for seed 000's issuer and
+/// A JWT config accepting HS256 tokens signed with [`SECRET`] for the benches' issuer and
 /// audience.
 #[cfg(feature = "jwt")]
 pub fn hs256_config() -> tower_zerotrust::jwt::JwtConfig {

@@ -283,8 +283,8 @@ pub mod secured {
     pub const ISSUER: &str = "intellirouter";
     pub const AUDIENCE: &str = "intellirouter-services";
 
-    /// Who may call: seed 004's roles, with roles for services that prove themselves by
-    /// certificate or signature (seed 000's `RoleConfig`).
+    /// Who may call: the example roles, with roles for services that prove themselves by
+    /// certificate or signature (assigned by name).
     pub fn policy() -> Policy {
         Policy::builder()
             .role("developer", ["models:read", "models:write"])

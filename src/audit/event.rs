@@ -1,4 +1,4 @@
-//! The audit event: seed 004's JSON format, one per request.
+//! The audit event: one JSON object per request (`timestamp`, `event_type`, `status`, ...).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::Method;
 use serde::{Serialize, Serializer};
 
-/// What a request was, who made it and how it ended, in seed 004's format:
+/// What a request was, who made it and how it ended, in this JSON format:
 ///
 /// ```json
 /// {"timestamp":"2024-01-15T10:30:00.000Z","event_type":"authentication","status":"failure",

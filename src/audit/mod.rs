@@ -1,4 +1,4 @@
-//! Audit: exactly one structured event per request, whatever the outcome (seed 004's format).
+//! Audit: exactly one structured event per request, whatever the outcome, as JSON.
 //!
 //! [`AuditLayer`] (outermost) records who was proven (the authentication layers report the
 //! principal into the request's audit context), what was asked, and which layer refused the

@@ -1,4 +1,4 @@
-//! Access control lists from a source of truth, cached with a TTL (seed 002): the common case
+//! Access control lists from a source of truth, cached with a TTL: the common case
 //! is answered from memory, a miss asks the source once however many requests are waiting.
 
 use std::collections::HashMap;
@@ -89,7 +89,7 @@ pub struct AclCacheBuilder {
 }
 
 impl AclCache {
-    /// A cache over `source`: TTL 5 minutes (seed 002), denials 30 seconds, 100 000 entries.
+    /// A cache over `source`: TTL 5 minutes, denials 30 seconds, 100 000 entries.
     pub fn builder(source: impl AclSource) -> AclCacheBuilder {
         AclCacheBuilder {
             source: Box::new(source),

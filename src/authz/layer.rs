@@ -319,7 +319,7 @@ impl Authorizer {
 /// use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Policy, Require};
 ///
 /// # fn main() -> Result<(), tower_zerotrust::ConfigError> {
-/// let config = AuthorizeConfig::builder(Policy::seed_004_defaults())
+/// let config = AuthorizeConfig::builder(Policy::example_roles())
 ///     .public(Method::GET, "/health")
 ///     .route(Method::GET, "/models", Require::permission("models:read"))
 ///     .route(Method::DELETE, "/models/{id}", Require::permission("models:delete"))
@@ -409,7 +409,7 @@ mod tests {
     use crate::principal::AuthMethod;
 
     fn settings() -> AuthorizeConfig {
-        AuthorizeConfig::builder(Policy::seed_004_defaults())
+        AuthorizeConfig::builder(Policy::example_roles())
             .public(Method::GET, "/health")
             .route(Method::GET, "/models", Require::permission("models:read"))
             .route(

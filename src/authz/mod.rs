@@ -1,14 +1,14 @@
 //! Authorization: who may do what, decided after authentication and before your service.
 //!
-//! * [`Policy`]: roles → permissions (seed 004's YAML, or code) with wildcards (`models:*`,
-//!   `*`), plus roles assigned to principals by id (seed 000's `RoleConfig`).
+//! * [`Policy`]: roles → permissions (YAML, or code) with wildcards (`models:*`, `*`), plus
+//!   roles assigned to principals by id (as a `RoleConfig::add_role` does).
 //!   [`SharedPolicy`] reloads it while serving.
 //! * [`AuthorizeLayer`]: route rules ((method, path pattern) or gRPC method → [`Require`]),
 //!   public routes, an allowed-callers list (a row of a [`TrustMatrix`]), default deny.
 //!   401 without a principal, 403 without the permission (gRPC: UNAUTHENTICATED /
 //!   PERMISSION_DENIED).
 //! * [`Authorizer`]: the same decisions inside handlers, and resource-level checks against an
-//!   [`AclCache`] over your [`AclSource`] (seed 002).
+//!   [`AclCache`] over your [`AclSource`].
 //!
 //! Place the layer so that authentication runs first: in a `ServiceBuilder`, list the
 //! authentication layer before `AuthorizeLayer`; with `Router::layer` calls, add

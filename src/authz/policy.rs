@@ -1,5 +1,5 @@
-//! Roles → permissions (seed 004's YAML, or code), and principal → roles assignments (seed
-//! 000's `RoleConfig::add_role(service, role)`).
+//! Roles → permissions (YAML, or code), and principal → roles assignments (as a
+//! `RoleConfig::add_role(service, role)` makes them).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -63,7 +63,7 @@ pub enum PolicyError {
     Config(#[from] ConfigError),
 }
 
-/// Seed 004's format, plus an optional `principals:` map of id → roles.
+/// The roles format, plus an optional `principals:` map of id → roles.
 #[derive(Deserialize)]
 struct PolicyFile {
     roles: BTreeMap<String, RoleEntry>,
@@ -81,12 +81,15 @@ struct RoleEntry {
 }
 
 impl Policy {
+    /// The YAML of [`example_roles`](Self::example_roles): a starting point for a roles file.
+    pub const EXAMPLE_ROLES_YAML: &'static str = EXAMPLE_ROLES;
+
     /// An empty policy builder.
     pub fn builder() -> PolicyBuilder {
         PolicyBuilder::default()
     }
 
-    /// Parses seed 004's role format:
+    /// Parses the roles format:
     ///
     /// ```yaml
     /// roles:
@@ -128,9 +131,10 @@ impl Policy {
         Self::from_yaml(&yaml)
     }
 
-    /// Seed 004's four roles: `admin`, `operator`, `developer` and `viewer`.
-    pub fn seed_004_defaults() -> Self {
-        Self::from_yaml(SEED_004_ROLES).expect("the built-in roles are valid")
+    /// The reference service's four roles over models, training, metrics and logs: `admin`,
+    /// `operator`, `developer` and `viewer` (see [`EXAMPLE_ROLES_YAML`](Self::EXAMPLE_ROLES_YAML)).
+    pub fn example_roles() -> Self {
+        Self::from_yaml(Self::EXAMPLE_ROLES_YAML).expect("the built-in roles are valid")
     }
 
     /// Whether `principal` holds a role that grants `permission`.
@@ -188,7 +192,7 @@ impl PolicyBuilder {
     }
 
     /// Gives the principal with this [qualified id](crate::Principal::qualified_id) these
-    /// roles, as seed 000's `RoleConfig::add_role("model_registry", "read_models")` does: a bare
+    /// roles, as `RoleConfig::add_role("model_registry", "read_models")` does: a bare
     /// id names a service identity (an HMAC caller or a certificate identity), never a token
     /// subject; a token subject is written `jwt:<sub>`.
     pub fn assign<I, R>(mut self, principal: impl Into<String>, roles: I) -> Self
@@ -324,8 +328,8 @@ impl From<Policy> for SharedPolicy {
     }
 }
 
-/// Seed 004's role definitions, verbatim.
-const SEED_004_ROLES: &str = r#"
+/// The reference service's role definitions.
+const EXAMPLE_ROLES: &str = r#"
 roles:
   admin:
     description: "Full system access"
@@ -370,8 +374,8 @@ mod tests {
     }
 
     #[test]
-    fn seed_004_roles() {
-        let policy = Policy::seed_004_defaults();
+    fn example_roles() {
+        let policy = Policy::example_roles();
         assert!(policy.allows(&jwt(&["admin"]), "models:delete"));
         assert!(!policy.allows(&jwt(&["operator"]), "models:write"));
         assert!(policy.allows(&jwt(&["operator"]), "logs:read"));

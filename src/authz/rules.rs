@@ -17,7 +17,7 @@ pub enum Require {
     Permission(String),
     /// A principal whose roles grant every one of these permissions.
     AllPermissions(Vec<String>),
-    /// A principal holding this role (seed 000's "server requires roles").
+    /// A principal holding this role (a server that requires roles).
     Role(String),
 }
 

@@ -1,4 +1,4 @@
-//! Seed 003's service trust matrix: who may call whom.
+//! The service trust matrix: who may call whom.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,7 +17,7 @@ use crate::error::ConfigError;
 /// use tower_zerotrust::authz::TrustMatrix;
 ///
 /// # fn main() -> Result<(), tower_zerotrust::ConfigError> {
-/// // Seed 003's "Who Can Call Whom", row by row.
+/// // A "who can call whom" table, row by row.
 /// let matrix = TrustMatrix::builder()
 ///     .caller("gateway", ["vault", "memory-service", "rag-service"])
 ///     .caller("memory-service", ["rag-service"])
@@ -65,7 +65,7 @@ impl TrustMatrix {
 }
 
 impl TrustMatrixBuilder {
-    /// `caller` may call each of `targets` (a row of seed 003's table).
+    /// `caller` may call each of `targets` (a row of a "who can call whom" table).
     pub fn caller<I, T>(mut self, caller: &str, targets: I) -> Self
     where
         I: IntoIterator<Item = T>,

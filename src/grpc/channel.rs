@@ -1,4 +1,4 @@
-//! Seed 000's `SecureGrpcClientBuilder`: a tonic `Channel` that proves this service on every
+//! `SecureGrpcClientBuilder`: a tonic `Channel` that proves this service on every
 //! call.
 
 use tonic::service::Interceptor;
@@ -14,8 +14,8 @@ use crate::sign::{MintedToken, TokenIssuer};
 /// `ModelRegistryClient::new(channel)`.
 pub type SecureChannel = InterceptedService<Channel, ClientCredentials>;
 
-/// Builds a tonic channel that presents this service's credentials, as seed 000's
-/// `SecureGrpcClientBuilder` does: a client certificate (mTLS) and/or a JWT minted for this
+/// Builds a tonic channel that presents this service's credentials, as hand-written secure
+/// gRPC client builders do: a client certificate (mTLS) and/or a JWT minted for this
 /// service with its roles (cached, re-minted when 80 % of its lifetime has passed).
 ///
 /// ```no_run
@@ -26,7 +26,7 @@ pub type SecureChannel = InterceptedService<Channel, ClientCredentials>;
 ///
 /// # async fn run() -> Result<(), tower_zerotrust::BoxError> {
 /// let tls_config = TlsConfig::new("router.crt", "router.key", "ca.crt")?;
-/// // seed 000's JwtConfig { secret, issuer, audience, expiration_seconds }:
+/// // what a `JwtConfig { secret, issuer, audience, expiration_seconds }` holds:
 /// let jwt_authenticator = TokenIssuer::hmac(
 ///     Algorithm::HS256,
 ///     "your-secret-key-of-at-least-32-bytes",

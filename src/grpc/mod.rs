@@ -1,5 +1,5 @@
 //! tonic-native ergonomics (feature `tonic`): the checks of the layers as tonic
-//! [`Interceptor`]s, and seed 000's secure server and client builders.
+//! [`Interceptor`]s, and secure server and client builders.
 //!
 //! **Interceptors** attach per service (`FooServer::with_interceptor(svc, i)`) or per client
 //! (`FooClient::with_interceptor(channel, i)`), and decide synchronously from the request's
@@ -42,7 +42,7 @@
 //!     .issuer("intellirouter")
 //!     .audience("intellirouter-services")
 //!     .build()?;
-//! let rules = AuthorizeConfig::builder(Policy::seed_004_defaults())
+//! let rules = AuthorizeConfig::builder(Policy::example_roles())
 //!     .grpc("/grpc.health.v1.Health/Check", Require::permission("models:read"))
 //!     .build()?;
 //! let (_, health) = tonic_health::server::health_reporter();

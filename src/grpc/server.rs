@@ -1,4 +1,4 @@
-//! Seed 000's `SecureGrpcServerBuilder`: a tonic `Server` that admits only proven callers.
+//! `SecureGrpcServerBuilder`: a tonic `Server` that admits only proven callers.
 
 use std::sync::Arc;
 
@@ -19,8 +19,8 @@ use crate::mtls::{MtlsPrincipalConfig, TlsConfig};
 /// the [`ServerGuard`].
 pub type SecureLayer = Stack<InterceptorLayer<ServerGuard>, Stack<MethodPathLayer, NoLayer>>;
 
-/// Builds a tonic [`Server`] whose every call must prove its caller, as seed 000's
-/// `SecureGrpcServerBuilder` does: TLS with client certificates (mTLS), JWT bearer tokens, or
+/// Builds a tonic [`Server`] whose every call must prove its caller, as hand-written secure
+/// gRPC server builders do: TLS with client certificates (mTLS), JWT bearer tokens, or
 /// both, and optionally roles of which the caller must hold at least one.
 ///
 /// * TLS only: the client certificate, verified against the CA, is the caller

@@ -39,7 +39,7 @@ pub(crate) struct Settings {
 }
 
 impl HmacConfig {
-    /// A builder with the seed's defaults: ±30 s timestamp window, nonces kept 60 s, no public
+    /// A builder with the scheme's defaults: ±30 s timestamp window, nonces kept 60 s, no public
     /// paths, credentials required. Add at least one secret, and say who may call with
     /// [`allow_callers`](HmacConfigBuilder::allow_callers) or
     /// [`allow_any_caller`](HmacConfigBuilder::allow_any_caller).
@@ -90,7 +90,7 @@ impl Default for HmacConfigBuilder {
 }
 
 impl HmacConfigBuilder {
-    /// A builder from the environment variables of seed 003's services:
+    /// A builder from the environment variables of services using this scheme:
     ///
     /// * `SERVICE_SECRET` (required, at least 32 bytes): the shared secret.
     /// * `SERVICE_SECRET_PREVIOUS` (optional): a second secret accepted while every signer
@@ -224,7 +224,7 @@ impl HmacConfigBuilder {
     ///   time `t` can carry a timestamp as late as `t + window` and stays acceptable until
     ///   `timestamp + window`, that is up to `2 × window` after it was recorded. Its nonce must
     ///   be remembered that long, or the same request could be replayed once it is forgotten.
-    ///   For the seed's ±30 s window that makes 60 s exactly the minimum.
+    ///   For the scheme's ±30 s window that makes 60 s exactly the minimum.
     pub fn build(self) -> Result<HmacConfig, ConfigError> {
         if let Some(error) = self.error {
             return Err(error);

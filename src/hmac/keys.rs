@@ -18,7 +18,7 @@ pub(crate) struct SigningKey {
 }
 
 impl SigningKey {
-    /// The secret is the UTF-8 bytes of the configured string, as the seed's Python uses it.
+    /// The secret is the UTF-8 bytes of the configured string, as Python's `hmac.new(secret.encode(), ...)` uses it.
     pub(crate) fn new(what: &'static str, secret: &str) -> Result<Self, ConfigError> {
         if secret.len() < MIN_SECRET_LEN {
             return Err(ConfigError::SecretTooShort {

@@ -1,7 +1,7 @@
 //! HMAC-SHA256 signed service-to-service requests, verified on the server.
 //!
-//! The scheme is the one many teams already run between their services (seed 003's
-//! "SecureBot"), byte for byte:
+//! The scheme is the one many teams already run between their services (the
+//! `X-Service-ID` / `X-Signature` scheme), byte for byte:
 //!
 //! | header         | value                                                         |
 //! |----------------|---------------------------------------------------------------|

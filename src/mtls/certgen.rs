@@ -1,5 +1,5 @@
 //! Certificate tooling for a private CA (feature `certgen`): the library side of
-//! `zerotrust ca|server|client`, writing seed 001's directory layout.
+//! `zerotrust ca|server|client`, writing the `ca/`, `<name>/` directory layout that `TlsConfig::from_env` reads.
 
 use std::io;
 use std::net::IpAddr;

@@ -42,7 +42,7 @@ pub enum TlsError {
 }
 
 /// A certificate chain, its private key and the CA that peers must be signed by: the three
-/// files of seed 000's `TlsConfig::new(cert, key, ca)`.
+/// files of `TlsConfig::new(cert, key, ca)`.
 ///
 /// [`server_config`](Self::server_config) requires client certificates signed by the CA
 /// (mutual TLS); [`client_config`](Self::client_config) presents the certificate and trusts
@@ -143,7 +143,7 @@ impl TlsConfig {
         })
     }
 
-    /// Reads seed 001's variables for the service `name`, with `prefix` such as `PARALLAX`:
+    /// Reads the `{PREFIX}_TLS_*` variables for the service `name`, with `prefix` such as `PARALLAX`:
     ///
     /// | variable | meaning | default |
     /// |---|---|---|
@@ -472,7 +472,7 @@ mod tests {
 
     use super::*;
 
-    /// Writes seed 001's layout: `ca/cert.pem`, `{name}/cert.pem key.pem ca.pem`.
+    /// Writes the layout: `ca/cert.pem`, `{name}/cert.pem key.pem ca.pem`.
     fn layout(dir: &Path, name: &str) {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -515,7 +515,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_001_variables_and_layout() {
+    fn tls_variables_and_layout() {
         let dir = std::env::temp_dir().join(format!("zt-env-{}", std::process::id()));
         layout(&dir, "control-plane");
         let d = dir.display().to_string();

@@ -19,7 +19,7 @@ use crate::reject::{Pending, Rejection, RejectionKind};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IdentityRule {
-    /// The subject's common name, as seed 002 (RustMQ) and most private-CA setups use.
+    /// The subject's common name, as message brokers and most private-CA setups use.
     CommonName,
     /// The SPIFFE ID in the URI SAN (`spiffe://trust-domain/path`).
     SpiffeId,
@@ -77,7 +77,7 @@ impl MtlsPrincipalConfigBuilder {
         self
     }
 
-    /// Gives a principal these roles (seed 000's `RoleConfig::add_role`, by certificate name).
+    /// Gives a principal these roles (`RoleConfig::add_role`, by certificate name).
     pub fn roles<I, R>(mut self, principal: impl Into<String>, roles: I) -> Self
     where
         I: IntoIterator<Item = R>,

@@ -334,7 +334,7 @@ mod tests {
 
     use super::*;
 
-    // v1 leaves made by seed 000's openssl commands: `tests/fixtures/v1/make.sh`. Both CAs are
+    // v1 leaves made by `openssl x509 -req` without `-extfile`: `tests/fixtures/v1/make.sh`. Both CAs are
     // named "IntelliRouter CA"; `revoked.pem` (serial 4097) is on the first CA's CRL.
     const CA: &str = include_str!("../../tests/fixtures/v1/ca.pem");
     const OTHER_CA: &str = include_str!("../../tests/fixtures/v1/other-ca.pem");

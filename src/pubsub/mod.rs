@@ -42,7 +42,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! With JWTs, as seed 000's `SecureRedisClientBuilder::with_jwt(authenticator, "router_core",
+//! With JWTs, as a `SecureRedisClientBuilder::with_jwt(authenticator, "router_core",
 //! roles)` (the sender's roles travel in the token; check them on the received
 //! [`Principal`]):
 //!

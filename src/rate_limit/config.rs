@@ -67,7 +67,7 @@ pub struct RateLimitConfigBuilder {
 }
 
 impl RateLimitConfig {
-    /// A builder with seed 004's quota: 100 requests per second on average, bursts of 50, per
+    /// A builder with the default quota: 100 requests per second on average, bursts of 50, per
     /// principal.
     pub fn builder() -> RateLimitConfigBuilder {
         RateLimitConfigBuilder {

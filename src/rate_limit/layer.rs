@@ -28,7 +28,7 @@ use crate::reject::{Pending, Rejection};
 ///
 /// # fn main() -> Result<(), tower_zerotrust::ConfigError> {
 /// let limits = RateLimitConfig::builder()
-///     .quota(RateQuota::new(100, 50))                  // seed 004: average 100, burst 50
+///     .quota(RateQuota::new(100, 50))                  // average 100, burst 50
 ///     .role_quota("admin", RateQuota::new(1000, 500))
 ///     .build()?;
 /// let app: Router = Router::new()
@@ -118,7 +118,7 @@ where
     (outcome, decision.quota_headers())
 }
 
-/// Logs the refusal (seed 003: time, caller, endpoint, reason) and answers with it.
+/// Logs the refusal (time, caller, endpoint, reason) and answers with it.
 fn refuse<F, B>(rejection: Rejection, req: &Request<B>) -> RejectOr<F> {
     tracing::debug!(
         target: "tower_zerotrust::rate_limit",

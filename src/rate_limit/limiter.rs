@@ -15,7 +15,7 @@ use governor::{Quota, RateLimiter};
 
 use crate::reject::{Rejection, RejectionKind};
 
-/// A quota: `average` requests per second sustained, up to `burst` at once (seed 004's Traefik
+/// A quota: `average` requests per second sustained, up to `burst` at once (Traefik's
 /// `rateLimit: {average, burst}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateQuota {

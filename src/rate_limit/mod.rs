@@ -1,7 +1,7 @@
 //! Rate limiting keyed by principal, falling back to the client address.
 //!
 //! [`RateLimitLayer`] gives each principal (from any authentication layer) its quota, in
-//! seed 004's terms: an `average` per second and a `burst` ([`RateQuota`]), with overrides per
+//! Traefik's terms: an `average` per second and a `burst` ([`RateQuota`]), with overrides per
 //! role and per principal. Requests nobody has proven are keyed by the connection's address,
 //! or by the client a trusted proxy names in `X-Forwarded-For` (or RFC 7239 `Forwarded`); an
 //! IPv6 client is its /64. Over quota: 429 with

@@ -16,12 +16,12 @@ use crate::clock::{Clock, SharedClock};
 use crate::error::ConfigError;
 use crate::jwt::Algorithm;
 
-/// Seed 000's `expiration_seconds` default: one hour.
+/// The usual `expiration_seconds` default: one hour.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 const MIN_SECRET_LEN: usize = 32;
 
 /// Mints service tokens: `sub` = the service id, its `roles`, `iss`, `aud`, `iat`, `exp` and a
-/// random `jti`. The client half of seed 000's `JwtAuthenticator`.
+/// random `jti`. The client half of a `JwtAuthenticator`.
 ///
 /// ```
 /// use tower_zerotrust::jwt::Algorithm;

@@ -41,7 +41,7 @@ impl HmacSigner {
         })
     }
 
-    /// A signer from `SERVICE_ID` and `SERVICE_SECRET`, as seed 003's services configure it.
+    /// A signer from `SERVICE_ID` and `SERVICE_SECRET`, as services using this scheme configure it.
     ///
     /// # Errors
     ///
