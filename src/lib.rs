@@ -121,4 +121,4 @@ pub use error::ConfigError;
 /// A boxed error, as `tower` uses them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub use principal::{AuthMethod, Principal};
-pub use reject::{Rejection, RejectionKind};
+pub use reject::{Origin, Rejection, RejectionKind};

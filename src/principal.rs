@@ -7,9 +7,9 @@
 //! `http::Request::extensions`.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::reject::{Rejection, RejectionKind};
+use crate::reject::{Origin, Rejection, RejectionKind};
 
 /// How a [`Principal`] proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,7 +147,8 @@ impl Principal {
                 (AuthMethod::Mtls, _) => {}
                 _ if *existing == self => return Ok(()),
                 _ => {
-                    return Err(Rejection::new(
+                    return Err(Rejection::by(
+                        Origin::Authentication,
                         RejectionKind::Unauthenticated,
                         "auth.multiple_credentials",
                         "Request carries credentials of more than one caller",
@@ -155,10 +156,21 @@ impl Principal {
                 }
             }
         }
-        #[cfg(feature = "audit")]
-        crate::audit::record_principal(extensions, &self);
+        if let Some(slot) = extensions.get::<PrincipalSlot>() {
+            slot.set(self.clone());
+        }
         extensions.insert(self);
         Ok(())
+    }
+
+    /// Tells an outer layer that listens (the audit layer) who proved itself, when the
+    /// request is refused after the proof: a caller outside an allowed list, a certificate from
+    /// another trust domain. The principal does not go into the request.
+    #[cfg_attr(not(any(feature = "hmac", feature = "mtls")), allow(dead_code))]
+    pub(crate) fn refused_after_proof(&self, extensions: &http::Extensions) {
+        if let Some(slot) = extensions.get::<PrincipalSlot>() {
+            slot.set(self.clone());
+        }
     }
 
     #[cfg(feature = "audit")]
@@ -179,5 +191,26 @@ impl Principal {
     /// Whether the caller holds `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles().iter().any(|r| r == role)
+    }
+}
+
+/// Where an outer layer learns who a request named: put into the request's extensions by that
+/// layer (the audit layer), written by authentication layers when they prove a caller, read by
+/// the outer layer once the response is known.
+#[derive(Clone, Default)]
+#[cfg_attr(not(feature = "audit"), allow(dead_code))]
+pub(crate) struct PrincipalSlot(Arc<Mutex<Option<Principal>>>);
+
+#[cfg_attr(not(feature = "audit"), allow(dead_code))]
+impl PrincipalSlot {
+    pub(crate) fn get(&self) -> Option<Principal> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, principal: Principal) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(principal);
     }
 }

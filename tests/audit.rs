@@ -256,3 +256,41 @@ async fn events_are_flushed_to_the_file_on_graceful_shutdown() {
     assert_eq!(written.lines().count(), 25);
     std::fs::remove_file(&path).ok();
 }
+
+/// A caller that proves itself and is then refused (a valid signature from a caller outside the
+/// allowed list) is named in the audit event, whose status is `failure`.
+#[tokio::test]
+async fn a_caller_refused_after_proving_itself_is_named() {
+    let lines = Captured::default();
+    let sink = JsonLinesSink::new(lines.clone(), 64, Overflow::Wait);
+    let hmac = HmacConfig::builder()
+        .secret(SECRET)
+        .allow_callers(["gateway"])
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/execute", axum::routing::post(|| async { "ok" }))
+        .layer(VerifyHmacLayer::new(hmac))
+        .layer(AuditLayer::new(sink.clone()));
+    let addr = support::serve(app).await;
+    let signed = |caller: &str, secret: &str| {
+        let mut req = request("POST", addr, "/execute");
+        HmacSigner::new(caller, secret)
+            .unwrap()
+            .sign_request(&mut req);
+        req
+    };
+    let reply = send(signed("external", SECRET)).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    // Not proven (another secret): nobody is named.
+    let reply = send(signed("external", support::OTHER_SECRET)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    sink.flush().await;
+    let events = events(&lines);
+    assert_eq!(events.len(), 2, "{}", lines.text());
+    assert_eq!(events[0]["principal"], "external");
+    assert_eq!(events[0]["status"], "failure");
+    assert_eq!(events[0]["metadata"]["auth_method"], "hmac");
+    assert_eq!(events[0]["metadata"]["reason"], "hmac.caller_not_allowed");
+    assert_eq!(events[1]["principal"], Value::Null);
+}

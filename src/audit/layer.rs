@@ -10,11 +10,11 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::context::AuditContext;
 use super::event::{AuditEvent, EventType, Metadata, NO_ROLES, Status, TraceId};
 use super::sink::AuditSink;
 use crate::peer::{PeerAddrFn, default_peer_addr};
-use crate::reject::{Rejection, RejectionKind};
+use crate::principal::PrincipalSlot;
+use crate::reject::{Origin, Rejection, RejectionKind};
 
 /// Longest `User-Agent` kept in an event.
 const MAX_USER_AGENT: usize = 256;
@@ -99,9 +99,9 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let context = AuditContext::default();
-        let started = Started::new(&req, context.clone(), self.peer_addr);
-        req.extensions_mut().insert(context);
+        let slot = PrincipalSlot::default();
+        let started = Started::new(&req, slot.clone(), self.peer_addr);
+        req.extensions_mut().insert(slot);
         ResponseFuture {
             inner: self.inner.call(req),
             state: State::Running {
@@ -116,7 +116,7 @@ where
 struct Started {
     at: SystemTime,
     clock: Instant,
-    context: AuditContext,
+    slot: PrincipalSlot,
     resource: String,
     action: http::Method,
     source_ip: Option<IpAddr>,
@@ -125,11 +125,11 @@ struct Started {
 }
 
 impl Started {
-    fn new<B>(req: &Request<B>, context: AuditContext, peer_addr: PeerAddrFn) -> Self {
+    fn new<B>(req: &Request<B>, slot: PrincipalSlot, peer_addr: PeerAddrFn) -> Self {
         Self {
             at: SystemTime::now(),
             clock: Instant::now(),
-            context,
+            slot,
             resource: req.uri().path().to_owned(),
             action: req.method().clone(),
             source_ip: peer_addr(req.extensions()),
@@ -141,14 +141,14 @@ impl Started {
     /// The event, from how the response went.
     fn finish(self, outcome: Outcome) -> AuditEvent {
         let (event_type, layer) = match outcome.rejection {
-            Some((kind, code)) => classify(kind, code),
+            Some((kind, origin, _)) => classify(kind, origin),
             None => (EventType::Access, None),
         };
         let failed = outcome.rejection.is_some()
             || outcome.broken
             || outcome.http_status >= 400
             || outcome.grpc_status.is_some_and(|s| s != 0);
-        let principal = self.context.principal();
+        let principal = self.slot.get();
         let principal = principal.as_ref();
         AuditEvent {
             timestamp: self.at,
@@ -171,7 +171,7 @@ impl Started {
                     .clone(),
                 auth_method: principal.map(|p| p.method().as_str()),
                 layer,
-                reason: outcome.rejection.map(|(_, code)| code),
+                reason: outcome.rejection.map(|(_, _, code)| code),
                 http_status: outcome.http_status,
                 grpc_status: outcome.grpc_status,
                 latency_ms: self.clock.elapsed().as_secs_f64() * 1000.0,
@@ -186,7 +186,7 @@ struct Outcome {
     http_status: u16,
     /// From the headers (trailers-only responses) or, later, the trailers.
     grpc_status: Option<u16>,
-    rejection: Option<(RejectionKind, &'static str)>,
+    rejection: Option<(RejectionKind, Origin, &'static str)>,
     /// The body failed or was abandoned before its end.
     broken: bool,
 }
@@ -199,7 +199,7 @@ impl Outcome {
             rejection: response
                 .extensions()
                 .get::<Rejection>()
-                .map(|r| (r.kind(), r.code())),
+                .map(|r| (r.kind(), r.origin(), r.code())),
             broken: false,
         }
     }
@@ -222,16 +222,15 @@ fn grpc_status(headers: &HeaderMap) -> Option<u16> {
 /// Which kind of decision refused the request, and the layer that made it (the reason code's
 /// prefix): nobody proven is an authentication failure wherever it was noticed, a proven
 /// caller refused is an authorization one.
-fn classify(kind: RejectionKind, code: &'static str) -> (EventType, Option<&'static str>) {
-    let layer = code.split_once('.').map_or(code, |(layer, _)| layer);
-    let kind = match kind {
-        RejectionKind::Unauthenticated => EventType::Authentication,
-        RejectionKind::RateLimited => EventType::RateLimit,
-        RejectionKind::Unavailable if layer == "rate_limit" => EventType::RateLimit,
-        RejectionKind::Unavailable if layer != "authz" => EventType::Authentication,
-        _ => EventType::Authorization,
+/// The event type and the `layer` field of a refusal, from the layer that made it.
+fn classify(kind: RejectionKind, origin: Origin) -> (EventType, Option<&'static str>) {
+    let event_type = match (origin, kind) {
+        (_, RejectionKind::Unauthenticated) => EventType::Authentication,
+        (Origin::RateLimit, _) | (_, RejectionKind::RateLimited) => EventType::RateLimit,
+        (Origin::Authorization, _) | (_, RejectionKind::Forbidden) => EventType::Authorization,
+        _ => EventType::Authentication,
     };
-    (kind, Some(layer))
+    (event_type, Some(origin.as_str()))
 }
 
 fn user_agent(headers: &HeaderMap) -> Option<String> {
@@ -491,45 +490,41 @@ mod tests {
 
     #[test]
     fn refusals_name_the_layer_and_the_kind_of_decision() {
+        use Origin::*;
         use RejectionKind::*;
-        let of = classify;
         let cases = [
-            (Unauthenticated, "jwt.expired", EventType::Authentication),
-            (
-                Unauthenticated,
-                "authz.unauthenticated",
-                EventType::Authentication,
-            ),
-            (
-                Forbidden,
-                "hmac.caller_not_allowed",
-                EventType::Authorization,
-            ),
-            (
-                Forbidden,
-                "authz.permission_denied",
-                EventType::Authorization,
-            ),
-            (RateLimited, "rate_limit.exceeded", EventType::RateLimit),
-            (
-                Unavailable,
-                "nonce.store_unavailable",
-                EventType::Authentication,
-            ),
-            (
-                Unavailable,
-                "authz.acl_unavailable",
-                EventType::Authorization,
-            ),
-            (
-                Unavailable,
-                "rate_limit.store_unavailable",
-                EventType::RateLimit,
-            ),
+            (Unauthenticated, Jwt, EventType::Authentication),
+            (Unauthenticated, Authorization, EventType::Authentication),
+            (Forbidden, Hmac, EventType::Authorization),
+            (Forbidden, Authorization, EventType::Authorization),
+            (RateLimited, RateLimit, EventType::RateLimit),
+            (Unavailable, Hmac, EventType::Authentication),
+            (Unavailable, Authorization, EventType::Authorization),
+            (Unavailable, RateLimit, EventType::RateLimit),
+            (RateLimited, Custom, EventType::RateLimit),
+            (Unavailable, Custom, EventType::Authentication),
         ];
-        for (kind, code, expected) in cases {
-            let layer = code.split('.').next();
-            assert_eq!(of(kind, code), (expected, layer), "{code}");
+        for (kind, origin, expected) in cases {
+            assert_eq!(
+                classify(kind, origin),
+                (expected, Some(origin.as_str())),
+                "{kind:?} from {origin:?}"
+            );
         }
+    }
+
+    /// Renaming a reason code changes nothing in the event: the origin decides.
+    #[test]
+    fn the_code_text_does_not_classify() {
+        let renamed = Rejection::by(
+            Origin::RateLimit,
+            RejectionKind::Unavailable,
+            "quota.backend_down",
+            "Rate limiting unavailable",
+        );
+        assert_eq!(
+            classify(renamed.kind(), renamed.origin()),
+            (EventType::RateLimit, Some("rate_limit"))
+        );
     }
 }

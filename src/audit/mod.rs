@@ -9,13 +9,11 @@
 //!
 //! Events never contain credentials: no header but `User-Agent` is read.
 
-mod context;
 mod event;
 mod jsonl;
 mod layer;
 mod sink;
 
-pub(crate) use context::record_principal;
 pub use event::{AuditEvent, EventType, Metadata, Status, TraceId};
 pub use jsonl::{JsonLinesSink, Overflow, Recording};
 pub use layer::{Audit, AuditBody, AuditLayer, ResponseFuture};

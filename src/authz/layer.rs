@@ -16,7 +16,7 @@ use crate::body::ResponseBody;
 use crate::error::ConfigError;
 use crate::future::RejectOr;
 use crate::principal::Principal;
-use crate::reject::{Pending, Rejection, RejectionKind};
+use crate::reject::{Origin, Pending, Rejection, RejectionKind};
 
 /// The validated configuration of an [`AuthorizeLayer`].
 #[derive(Debug, Clone)]
@@ -211,7 +211,8 @@ impl Settings {
 
 /// No proven principal where one is required.
 pub(crate) fn unauthenticated() -> Rejection {
-    Rejection::new(
+    Rejection::by(
+        Origin::Authorization,
         RejectionKind::Unauthenticated,
         "authz.unauthenticated",
         "Authentication required",
@@ -233,7 +234,12 @@ fn permits(policy: &Policy, principal: &Principal, require: &Require) -> bool {
 }
 
 fn forbidden(code: &'static str, message: &'static str) -> Rejection {
-    Rejection::new(RejectionKind::Forbidden, code, message)
+    Rejection::by(
+        Origin::Authorization,
+        RejectionKind::Forbidden,
+        code,
+        message,
+    )
 }
 
 /// Decisions inside handlers, for checks that depend on the resource: "may this principal do
@@ -278,7 +284,8 @@ impl Authorizer {
         permission: &str,
     ) -> Result<(), Rejection> {
         let unavailable = || {
-            Rejection::new(
+            Rejection::by(
+                Origin::Authorization,
                 RejectionKind::Unavailable,
                 "authz.acl_unavailable",
                 "Authorization unavailable",

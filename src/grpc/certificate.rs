@@ -9,7 +9,7 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Status};
 
 use crate::mtls::{MtlsPrincipalConfig, PeerIdentity};
-use crate::reject::{Rejection, RejectionKind};
+use crate::reject::{Origin, Rejection, RejectionKind};
 
 const DEFAULT_CAPACITY: usize = 1024;
 
@@ -67,7 +67,7 @@ impl MtlsInterceptor {
             .get_or_insert_with(&fingerprint, || PeerIdentity::from_der(leaf).map(Arc::new))
             .map_err(|error| {
                 tracing::debug!(target: "tower_zerotrust::mtls", %error, "unusable client certificate");
-                Rejection::new(
+                Rejection::by(Origin::Mtls,
                     RejectionKind::Unauthenticated,
                     "mtls.bad_certificate",
                     "Client certificate unusable",
@@ -90,7 +90,10 @@ impl std::fmt::Debug for MtlsInterceptor {
 impl Interceptor for MtlsInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let peer = self.identify(&mut request)?;
-        if let Some(principal) = self.config.principal(peer.as_deref())? {
+        if let Some(principal) = self
+            .config
+            .principal(peer.as_deref(), request.extensions())?
+        {
             principal.attach(request.extensions_mut())?;
         }
         Ok(request)

@@ -4,16 +4,11 @@
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
-use crate::reject::{REASON, Rejection, RejectionKind, header_value};
+use crate::reject::{REASON, Rejection, grpc_code, header_value};
 
 impl From<Rejection> for Status {
     fn from(rejection: Rejection) -> Self {
-        let code = match rejection.kind() {
-            RejectionKind::Unauthenticated => Code::Unauthenticated,
-            RejectionKind::Forbidden => Code::PermissionDenied,
-            RejectionKind::RateLimited => Code::ResourceExhausted,
-            RejectionKind::Unavailable => Code::Unavailable,
-        };
+        let code = Code::from_i32(i32::from(grpc_code(rejection.kind())));
         let mut status = Status::new(code, rejection.message());
         if let Ok(reason) = MetadataValue::try_from(header_value(rejection.code()).as_bytes()) {
             status.metadata_mut().insert(REASON, reason);

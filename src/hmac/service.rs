@@ -96,8 +96,12 @@ where
             Err(rejection) => {
                 let caller = req.headers().get(&super::SERVICE_ID);
                 let caller = caller.and_then(|v| v.to_str().ok());
-                // Only a caller refusal (403) comes after the signature was verified.
+                // Only a caller refusal (403) comes after the signature was verified: the audit
+                // event names who proved itself.
                 let proven = rejection.kind() == RejectionKind::Forbidden;
+                if let (true, Some(caller)) = (proven, caller) {
+                    Principal::new(caller, AuthMethod::Hmac).refused_after_proof(req.extensions());
+                }
                 super::log_rejection(&rejection, caller, proven, &req);
                 ResponseFuture::reject(Pending::new(rejection, req.headers()))
             }

@@ -8,7 +8,7 @@ use super::canonical::{Fields, MAX_TIMESTAMP_LEN, SIGNATURE_PREFIX, is_valid_fie
 use super::config::Settings;
 use super::{NONCE, SERVICE_ID, SIGNATURE, TIMESTAMP};
 use crate::nonce::NonceError;
-use crate::reject::{Pending, Rejection, RejectionKind};
+use crate::reject::{Origin, Pending, Rejection, RejectionKind};
 
 /// What the checks found.
 #[derive(Debug, PartialEq, Eq)]
@@ -138,7 +138,8 @@ static HEX: [u8; 256] = {
 };
 
 fn unauthenticated(code: &'static str, message: &'static str) -> Rejection {
-    Rejection::new(RejectionKind::Unauthenticated, code, message).with_challenge("HMAC-SHA256")
+    Rejection::by(Origin::Hmac, RejectionKind::Unauthenticated, code, message)
+        .with_challenge("HMAC-SHA256")
 }
 
 fn missing_headers() -> Rejection {
@@ -158,7 +159,8 @@ fn invalid_signature() -> Rejection {
 }
 
 fn caller_not_allowed() -> Rejection {
-    Rejection::new(
+    Rejection::by(
+        Origin::Hmac,
         RejectionKind::Forbidden,
         "hmac.caller_not_allowed",
         "Service not authorized",
@@ -185,7 +187,8 @@ pub(crate) fn nonce_rejection(error: &NonceError) -> Rejection {
 }
 
 fn store_failed(code: &'static str) -> Rejection {
-    Rejection::new(
+    Rejection::by(
+        Origin::Hmac,
         RejectionKind::Unavailable,
         code,
         "Replay protection unavailable",

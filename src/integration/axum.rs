@@ -6,7 +6,7 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 
 use crate::principal::Principal;
-use crate::reject::{Rejection, RejectionKind};
+use crate::reject::{Origin, Rejection, RejectionKind};
 
 /// Extracts the [`Principal`] put there by an authentication layer; answers 401 when there is
 /// none, so a handler that takes a `Principal` is never reached anonymously.
@@ -17,7 +17,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         parts.extensions.get::<Principal>().cloned().ok_or_else(|| {
-            Rejection::new(
+            Rejection::by(
+                Origin::Authentication,
                 RejectionKind::Unauthenticated,
                 "principal.missing",
                 "Authentication required",
@@ -45,7 +46,8 @@ impl<S: Send + Sync> FromRequestParts<S> for crate::jwt::Claims {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         parts.extensions.get::<Self>().cloned().ok_or_else(|| {
-            Rejection::new(
+            Rejection::by(
+                Origin::Authentication,
                 RejectionKind::Unauthenticated,
                 "jwt.missing_token",
                 "Missing bearer token",

@@ -13,7 +13,7 @@ use super::claims::Claims;
 use super::config::Settings;
 use super::keys::{Algorithm, JwtKey};
 use crate::principal::{AuthMethod, Principal};
-use crate::reject::{Rejection, RejectionKind};
+use crate::reject::{Origin, Rejection, RejectionKind};
 
 /// Longest `kid` looked up; anything longer is not a key id.
 const MAX_KID_LEN: usize = 256;
@@ -37,7 +37,8 @@ pub(crate) fn authenticate(
         return if settings.optional {
             Ok(Verdict::Anonymous)
         } else {
-            Err(Rejection::new(
+            Err(Rejection::by(
+                Origin::Jwt,
                 RejectionKind::Unauthenticated,
                 "jwt.missing_token",
                 "Missing bearer token",
@@ -244,6 +245,7 @@ fn accept(
     if let Some(bound) = verified.bound_to
         && presented_certificate(extensions) != Some(bound)
     {
+        verified.principal.refused_after_proof(extensions);
         return Err(invalid(
             "jwt.certificate_mismatch",
             "Token is bound to another client certificate",
@@ -402,7 +404,7 @@ fn confirmation(claims: &Map<String, Value>) -> Result<Option<[u8; 32]>, Rejecti
 /// The SHA-256 thumbprint of the connection's client certificate, when there is one.
 fn presented_certificate(extensions: &Extensions) -> Option<[u8; 32]> {
     #[cfg(feature = "mtls")]
-    if let Some(peer) = extensions.get::<std::sync::Arc<crate::mtls::PeerIdentity>>() {
+    if let Some(peer) = extensions.get::<std::sync::Arc<crate::peer::PeerIdentity>>() {
         return Some(*peer.fingerprint_sha256());
     }
     let _ = extensions;
@@ -415,7 +417,7 @@ fn missing_claim() -> Rejection {
 
 /// A present but unacceptable token: 401 with the RFC 6750 `invalid_token` challenge.
 fn invalid(code: &'static str, message: &'static str) -> Rejection {
-    Rejection::new(RejectionKind::Unauthenticated, code, message)
+    Rejection::by(Origin::Jwt, RejectionKind::Unauthenticated, code, message)
         .with_challenge(r#"Bearer error="invalid_token""#)
 }
 
@@ -424,7 +426,8 @@ fn invalid(code: &'static str, message: &'static str) -> Rejection {
 pub(crate) fn key_not_found(settings: &Settings) -> Rejection {
     #[cfg(feature = "jwks")]
     if settings.jwks.as_ref().is_some_and(|jwks| !jwks.is_loaded()) {
-        return Rejection::new(
+        return Rejection::by(
+            Origin::Jwt,
             RejectionKind::Unavailable,
             "jwt.keys_unavailable",
             "Signing keys unavailable",

@@ -19,17 +19,16 @@
 #[cfg(feature = "certgen")]
 mod certgen;
 mod config;
-mod identity;
 mod principal;
 mod reload;
 mod serve;
 mod v1;
 
 pub use crate::peer::PeerAddr;
+pub use crate::peer::{CertificateError, PeerIdentity};
 #[cfg(feature = "certgen")]
 pub use certgen::{CertGenError, CertificateAuthority, IssuedCertificate};
 pub use config::{TlsConfig, TlsError};
-pub use identity::{CertificateError, PeerIdentity};
 pub use principal::{
     IdentityRule, MtlsPrincipal, MtlsPrincipalConfig, MtlsPrincipalConfigBuilder,
     MtlsPrincipalLayer, ResponseFuture,

@@ -13,7 +13,7 @@ use crate::body::ResponseBody;
 use crate::error::ConfigError;
 use crate::future::RejectOr;
 use crate::principal::{AuthMethod, Principal};
-use crate::reject::{Pending, Rejection, RejectionKind};
+use crate::reject::{Origin, Pending, Rejection, RejectionKind};
 
 /// Which name in the certificate is the principal's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,18 +125,36 @@ impl MtlsPrincipalConfig {
     pub(crate) fn principal(
         &self,
         peer: Option<&PeerIdentity>,
+        extensions: &http::Extensions,
     ) -> Result<Option<Principal>, Rejection> {
-        self.inner.principal(peer)
+        self.inner.principal(peer, extensions)
     }
 }
 
 impl Settings {
-    fn principal(&self, peer: Option<&PeerIdentity>) -> Result<Option<Principal>, Rejection> {
+    /// The certificate's identity by the configured rule.
+    fn identity<'a>(&self, peer: &'a PeerIdentity) -> Option<&'a str> {
+        let id = match self.rule {
+            IdentityRule::CommonName => peer.common_name(),
+            IdentityRule::SpiffeId => peer.spiffe_id(),
+            IdentityRule::FirstDnsName => peer.dns_names().first().map(String::as_str),
+        };
+        id.filter(|id| !id.is_empty())
+    }
+
+    /// The principal of `peer`; a certificate refused after it proved an identity (another
+    /// trust domain) is told to the audit layer through `extensions`.
+    fn principal(
+        &self,
+        peer: Option<&PeerIdentity>,
+        extensions: &http::Extensions,
+    ) -> Result<Option<Principal>, Rejection> {
         let Some(peer) = peer else {
             return if self.optional {
                 Ok(None)
             } else {
-                Err(Rejection::new(
+                Err(Rejection::by(
+                    Origin::Mtls,
                     RejectionKind::Unauthenticated,
                     "mtls.missing_certificate",
                     "Client certificate required",
@@ -147,19 +165,19 @@ impl Settings {
         if let Some(domain) = &self.trust_domain
             && peer.spiffe_trust_domain() != Some(domain.as_str())
         {
-            return Err(Rejection::new(
+            if let Some(proven) = self.identity(peer) {
+                Principal::new(proven, AuthMethod::Mtls).refused_after_proof(extensions);
+            }
+            return Err(Rejection::by(
+                Origin::Mtls,
                 RejectionKind::Forbidden,
                 "mtls.trust_domain",
                 "Certificate trust domain not allowed",
             ));
         }
-        let id = match self.rule {
-            IdentityRule::CommonName => peer.common_name(),
-            IdentityRule::SpiffeId => peer.spiffe_id(),
-            IdentityRule::FirstDnsName => peer.dns_names().first().map(String::as_str),
-        };
-        let id = id.filter(|id| !id.is_empty()).ok_or_else(|| {
-            Rejection::new(
+        let id = self.identity(peer).ok_or_else(|| {
+            Rejection::by(
+                Origin::Mtls,
                 RejectionKind::Unauthenticated,
                 "mtls.no_identity",
                 "Client certificate has no usable identity",
@@ -225,7 +243,7 @@ where
         let attached = self
             .config
             .inner
-            .principal(peer)
+            .principal(peer, req.extensions())
             .and_then(|principal| principal.map_or(Ok(()), |p| p.attach(req.extensions_mut())));
         let inner = match attached {
             Ok(()) => RejectOr::call(self.inner.call(req)),

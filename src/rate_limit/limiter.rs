@@ -13,7 +13,7 @@ use governor::state::StateStore;
 use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::{Quota, RateLimiter};
 
-use crate::reject::{Rejection, RejectionKind};
+use crate::reject::{Origin, Rejection, RejectionKind};
 
 /// A quota: `average` requests per second sustained, up to `burst` at once (Traefik's
 /// `rateLimit: {average, burst}`).
@@ -67,14 +67,16 @@ impl Decision {
         match self {
             Self::Allow { .. } | Self::Unchecked => None,
             Self::Deny { retry_after, .. } => Some(
-                Rejection::new(
+                Rejection::by(
+                    Origin::RateLimit,
                     RejectionKind::RateLimited,
                     "rate_limit.exceeded",
                     "Too many requests",
                 )
                 .with_retry_after(retry_after),
             ),
-            Self::Unavailable => Some(Rejection::new(
+            Self::Unavailable => Some(Rejection::by(
+                Origin::RateLimit,
                 RejectionKind::Unavailable,
                 "rate_limit.store_unavailable",
                 "Rate limiting unavailable",

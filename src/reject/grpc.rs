@@ -19,7 +19,7 @@ pub(super) fn is_grpc(headers: &HeaderMap) -> bool {
 }
 
 /// The gRPC status code for a kind.
-pub(super) fn code(kind: RejectionKind) -> u16 {
+pub(crate) fn code(kind: RejectionKind) -> u16 {
     match kind {
         RejectionKind::Unauthenticated => 16,
         RejectionKind::Forbidden => 7,

@@ -39,6 +39,8 @@ use std::time::Duration;
 use ::http::{HeaderMap, Response};
 
 use crate::body::ResponseBody;
+#[cfg_attr(not(feature = "tonic"), allow(unused_imports))]
+pub(crate) use grpc::code as grpc_code;
 
 /// The gRPC metadata key (a trailer of the trailers-only response) that carries a refusal's
 /// reason code, as the `code` field of the HTTP problem body does.
@@ -58,6 +60,44 @@ pub enum RejectionKind {
     Unavailable,
 }
 
+/// Which layer refused a request: audit events and metrics classify refusals by it, never by
+/// the text of a reason code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Origin {
+    /// HMAC request signatures, and the nonce store behind them.
+    Hmac,
+    /// Bearer tokens, and the key set behind them.
+    Jwt,
+    /// Client certificates.
+    Mtls,
+    /// Authentication in general: no principal where one is required, or conflicting
+    /// credentials.
+    Authentication,
+    /// Authorization: permissions, roles, allowed callers, ACLs.
+    Authorization,
+    /// Rate limits.
+    RateLimit,
+    /// A refusal made outside this crate's layers, with [`Rejection::new`].
+    Custom,
+}
+
+impl Origin {
+    /// The lower-case name used in audit events: `hmac`, `jwt`, `mtls`, `authn`, `authz`,
+    /// `rate_limit` or `custom`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Hmac => "hmac",
+            Origin::Jwt => "jwt",
+            Origin::Mtls => "mtls",
+            Origin::Authentication => "authn",
+            Origin::Authorization => "authz",
+            Origin::RateLimit => "rate_limit",
+            Origin::Custom => "custom",
+        }
+    }
+}
+
 /// Why a request was refused: a kind, a stable code and a message safe to show the caller.
 ///
 /// Messages name the class of failure ("Invalid signature") and never contain secrets,
@@ -65,6 +105,7 @@ pub enum RejectionKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     kind: RejectionKind,
+    origin: Origin,
     code: &'static str,
     message: Cow<'static, str>,
     challenge: Option<&'static str>,
@@ -73,14 +114,25 @@ pub struct Rejection {
 
 impl Rejection {
     /// A rejection of `kind` with a stable `code` (such as `hmac.invalid_signature`) and a
-    /// caller-facing `message`.
+    /// caller-facing `message`, from a layer of your own ([`Origin::Custom`]).
     pub fn new(
+        kind: RejectionKind,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self::by(Origin::Custom, kind, code, message)
+    }
+
+    /// A rejection made by one of this crate's layers.
+    pub(crate) fn by(
+        origin: Origin,
         kind: RejectionKind,
         code: &'static str,
         message: impl Into<Cow<'static, str>>,
     ) -> Self {
         Self {
             kind,
+            origin,
             code,
             message: message.into(),
             challenge: None,
@@ -105,6 +157,11 @@ impl Rejection {
     /// The class of refusal.
     pub fn kind(&self) -> RejectionKind {
         self.kind
+    }
+
+    /// The layer that refused.
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     /// The stable reason code, for logs, metrics and tests.

@@ -1,5 +1,14 @@
-//! Which address a request comes from: the connection's peer, or the client a trusted proxy
-//! names in `X-Forwarded-For`.
+//! Who is at the other end of the connection: its address (or the client a trusted proxy
+//! names in `X-Forwarded-For` / `Forwarded`) and, with mutual TLS, the identity in its
+//! certificate. Connection facts shared by every layer: serving code records them, producers
+//! (certificate principals, certificate-bound tokens) and consumers (rate limits, audit) read
+//! them.
+
+#[cfg(feature = "mtls")]
+mod identity;
+
+#[cfg(feature = "mtls")]
+pub use identity::{CertificateError, PeerIdentity};
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
