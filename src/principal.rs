@@ -214,3 +214,71 @@ impl PrincipalSlot {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(principal);
     }
 }
+
+/// An authentication scheme a service accepts, named in `WWW-Authenticate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    not(any(feature = "hmac", feature = "jwt", feature = "mtls")),
+    allow(dead_code)
+)]
+pub(crate) enum Scheme {
+    /// `Bearer` (RFC 6750).
+    Bearer = 1,
+    /// `HMAC-SHA256`: the signed-request headers.
+    Hmac = 2,
+    /// `Mutual-TLS`: a client certificate.
+    MutualTls = 4,
+}
+
+/// The schemes of the authentication layers a request went through without offering their
+/// credentials (optional mode). When nobody is proven and someone must be, the 401 names each
+/// of them, so a client library finds the scheme it speaks (RFC 9110 §11.6.1).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Offered(u8);
+
+impl Offered {
+    /// Notes that the layer of `scheme` let the request through without a proof.
+    #[cfg_attr(
+        not(any(feature = "hmac", feature = "jwt", feature = "mtls")),
+        allow(dead_code)
+    )]
+    pub(crate) fn record(extensions: &mut http::Extensions, scheme: Scheme) {
+        let offered = extensions.get::<Offered>().map_or(0, |o| o.0);
+        extensions.insert(Offered(offered | scheme as u8));
+    }
+
+    /// The challenge for a request nobody proved: every scheme offered, or `default`.
+    pub(crate) fn challenge(extensions: &http::Extensions, default: &'static str) -> &'static str {
+        const CHALLENGES: [&str; 8] = [
+            "",
+            "Bearer",
+            "HMAC-SHA256",
+            "Bearer, HMAC-SHA256",
+            "Mutual-TLS",
+            "Bearer, Mutual-TLS",
+            "HMAC-SHA256, Mutual-TLS",
+            "Bearer, HMAC-SHA256, Mutual-TLS",
+        ];
+        match extensions.get::<Offered>() {
+            Some(offered) if offered.0 != 0 => CHALLENGES[usize::from(offered.0 & 7)],
+            _ => default,
+        }
+    }
+}
+
+/// The 401 for a request that reached a place needing a principal without one: it names the
+/// schemes the service's authentication layers accept.
+#[cfg_attr(not(any(feature = "axum", feature = "authz")), allow(dead_code))]
+pub(crate) fn unauthenticated(
+    extensions: &http::Extensions,
+    origin: crate::reject::Origin,
+    code: &'static str,
+) -> Rejection {
+    Rejection::by(
+        origin,
+        RejectionKind::Unauthenticated,
+        code,
+        "Authentication required",
+    )
+    .with_challenge(Offered::challenge(extensions, "Signature"))
+}

@@ -518,3 +518,44 @@ async fn unknown_revocation_status_is_refused_unless_allowed() {
         StatusCode::OK
     );
 }
+
+/// With client certificates optional and a bearer layer beside the certificate layer, a request
+/// with neither gets a 401 naming both schemes.
+#[tokio::test]
+async fn a_401_names_every_scheme_the_service_accepts() {
+    use tower::ServiceBuilder;
+    use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey, RequireJwtLayer};
+    use tower_zerotrust::mtls::MtlsPrincipalLayer;
+
+    let ca = Ca::new("Test CA");
+    let tls = server_tls(&ca).client_certificates_optional();
+    let jwt = JwtConfig::builder()
+        .key(JwtKey::hmac(Algorithm::HS256, "a-jwt-secret-of-at-least-32-bytes!!").unwrap())
+        .issuer("idp")
+        .audience("api")
+        .optional()
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .fallback(|p: tower_zerotrust::Principal| async move { p.id().to_owned() })
+        .layer(
+            ServiceBuilder::new()
+                .layer(MtlsPrincipalLayer::new(
+                    MtlsPrincipalConfig::builder().optional().build().unwrap(),
+                ))
+                .layer(RequireJwtLayer::new(jwt)),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_tls(
+        listener,
+        tls.server_config().unwrap(),
+        app,
+        std::future::pending(),
+    ));
+    let (status, headers, _) = support::certs::https_whoami(no_certificate_config(&ca), addr, &[])
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], "Bearer, Mutual-TLS");
+}

@@ -296,8 +296,16 @@ async fn secure_service_accepts_hmac_or_jwt_on_whoami_and_only_hmac_on_execute()
     let reply = send(with_token("POST", "/execute")).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply.detail(), "Missing authentication headers");
-    let reply = send(request("GET", addr, "/whoami")).await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    // Nobody proven: the 401 names every scheme the service accepts (RFC 9110 §11.6.1), so a
+    // bearer client finds `Bearer` and a signing client finds the HMAC scheme.
+    for path in ["/whoami", "/models"] {
+        let reply = send(request("GET", addr, path)).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(
+            reply.headers["www-authenticate"], "Bearer, HMAC-SHA256",
+            "{path}"
+        );
+    }
     let mut bad = request("GET", addr, "/whoami");
     set(&mut bad, "authorization", "Bearer not.a.token");
     assert_eq!(send(bad).await.code(), "jwt.malformed");
@@ -671,6 +679,19 @@ async fn secure_service_authorizes_models_by_role_and_limits_each_principal() {
         ("developer", "DELETE", "/models/1", StatusCode::FORBIDDEN),
         ("admin", "DELETE", "/models/1", StatusCode::NO_CONTENT),
         ("admin", "DELETE", "/models/1", StatusCode::NOT_FOUND),
+        // Model ids are names: any form that names no model is 404, not 400.
+        (
+            "admin",
+            "DELETE",
+            "/models/fraud-detector",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "admin",
+            "DELETE",
+            "/models/%C3%A9t%C3%A9",
+            StatusCode::NOT_FOUND,
+        ),
     ] {
         let reply = as_role(addr, method, path, role).await;
         assert_eq!(reply.status, expected, "{role} {method} {path}");

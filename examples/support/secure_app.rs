@@ -143,8 +143,13 @@ async fn create_model(
     (StatusCode::CREATED, Json(model))
 }
 
-async fn delete_model(State(models): State<Models>, Path(id): Path<u64>) -> StatusCode {
-    match models.next.lock().unwrap().1.remove(&id) {
+/// Any id is a name a model could have: one that was never issued is 404, whatever its form.
+async fn delete_model(State(models): State<Models>, Path(id): Path<String>) -> StatusCode {
+    let removed = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| models.next.lock().unwrap().1.remove(&id));
+    match removed {
         Some(_) => StatusCode::NO_CONTENT,
         None => StatusCode::NOT_FOUND,
     }

@@ -162,7 +162,7 @@ impl AuthorizeConfig {
     pub(crate) fn decide_grpc(
         &self,
         path: Option<&str>,
-        principal: Option<&Principal>,
+        extensions: &http::Extensions,
     ) -> Option<Result<(), Rejection>> {
         let settings = &self.inner;
         let path = match path {
@@ -170,17 +170,20 @@ impl AuthorizeConfig {
             None if settings.rules.is_empty() => "",
             None => return None,
         };
-        Some(settings.decide(&Method::POST, path, principal))
+        Some(settings.decide(&Method::POST, path, extensions))
     }
 }
 
 impl Settings {
+    /// The decision for a request with these `extensions` (its principal, and the schemes
+    /// offered should nobody be proven).
     fn decide(
         &self,
         method: &Method,
         path: &str,
-        principal: Option<&Principal>,
+        extensions: &http::Extensions,
     ) -> Result<(), Rejection> {
+        let principal = extensions.get::<Principal>();
         let require = self
             .rules
             .iter()
@@ -191,7 +194,7 @@ impl Settings {
             return Ok(());
         }
         let Some(principal) = principal else {
-            return Err(unauthenticated());
+            return Err(unauthenticated(extensions));
         };
         if let Some(callers) = &self.callers
             && !callers.contains(principal.qualified_id())
@@ -209,14 +212,9 @@ impl Settings {
     }
 }
 
-/// No proven principal where one is required.
-pub(crate) fn unauthenticated() -> Rejection {
-    Rejection::by(
-        Origin::Authorization,
-        RejectionKind::Unauthenticated,
-        "authz.unauthenticated",
-        "Authentication required",
-    )
+/// No proven principal where one is required; the challenge names the schemes offered.
+pub(crate) fn unauthenticated(extensions: &http::Extensions) -> Rejection {
+    crate::principal::unauthenticated(extensions, Origin::Authorization, "authz.unauthenticated")
 }
 
 /// The principal lacks what the rule requires.
@@ -385,11 +383,10 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let decision = self.config.inner.decide(
-            req.method(),
-            req.uri().path(),
-            req.extensions().get::<Principal>(),
-        );
+        let decision = self
+            .config
+            .inner
+            .decide(req.method(), req.uri().path(), req.extensions());
         let inner = match decision {
             Ok(()) => RejectOr::call(self.inner.call(req)),
             Err(rejection) => {
@@ -435,11 +432,14 @@ mod tests {
         path: &str,
         roles: Option<&[&str]>,
     ) -> Result<(), &'static str> {
-        let principal =
-            roles.map(|r| Principal::new("p", AuthMethod::Jwt).with_roles(r.iter().copied()));
+        let mut extensions = http::Extensions::new();
+        if let Some(roles) = roles {
+            extensions
+                .insert(Principal::new("p", AuthMethod::Jwt).with_roles(roles.iter().copied()));
+        }
         config
             .inner
-            .decide(&method, path, principal.as_ref())
+            .decide(&method, path, &extensions)
             .map_err(|r| r.code())
     }
 

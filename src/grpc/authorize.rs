@@ -33,7 +33,10 @@ impl Interceptor for AuthorizeInterceptor {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         let path = method_path(request.extensions());
         let principal = request.extensions().get::<Principal>();
-        match self.config.decide_grpc(path.as_deref(), principal) {
+        match self
+            .config
+            .decide_grpc(path.as_deref(), request.extensions())
+        {
             Some(Ok(())) => Ok(request),
             Some(Err(rejection)) => {
                 tracing::debug!(

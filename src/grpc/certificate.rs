@@ -9,6 +9,7 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Status};
 
 use crate::mtls::{MtlsPrincipalConfig, PeerIdentity};
+use crate::principal::{Offered, Scheme};
 use crate::reject::{Origin, Rejection, RejectionKind};
 
 const DEFAULT_CAPACITY: usize = 1024;
@@ -90,11 +91,12 @@ impl std::fmt::Debug for MtlsInterceptor {
 impl Interceptor for MtlsInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let peer = self.identify(&mut request)?;
-        if let Some(principal) = self
+        match self
             .config
             .principal(peer.as_deref(), request.extensions())?
         {
-            principal.attach(request.extensions_mut())?;
+            Some(principal) => principal.attach(request.extensions_mut())?,
+            None => Offered::record(request.extensions_mut(), Scheme::MutualTls),
         }
         Ok(request)
     }

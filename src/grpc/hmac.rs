@@ -11,7 +11,7 @@ use super::status::misconfigured;
 use crate::future::poll_now;
 use crate::hmac::{HmacConfig, Verdict, nonce_rejection, verify};
 use crate::nonce::{MemoryNonceStore, NonceStore};
-use crate::principal::{AuthMethod, Principal};
+use crate::principal::{AuthMethod, Offered, Principal, Scheme};
 
 /// The HTTP method every gRPC call is made with, as signed by the client.
 const POST: &str = "POST";
@@ -70,7 +70,10 @@ impl Interceptor for HmacInterceptor {
         };
         let now = settings.clock.now_millis();
         let principal = match verify(settings, now, POST, &path, request.metadata().as_ref()) {
-            Ok(Verdict::Anonymous) => return Ok(request),
+            Ok(Verdict::Anonymous) => {
+                Offered::record(request.extensions_mut(), Scheme::Hmac);
+                return Ok(request);
+            }
             Ok(Verdict::Caller { id, nonce }) => {
                 let mut check = store.check_and_record(id, nonce, settings.nonce_ttl);
                 // The in-memory store answers at once.

@@ -4,6 +4,7 @@ use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use crate::jwt::{Claims, JwtConfig, Verdict, authenticate, key_not_found};
+use crate::principal::{Offered, Scheme};
 
 /// [`RequireJwtLayer`](crate::jwt::RequireJwtLayer) as a tonic interceptor: the same checks and
 /// reason codes, the [`Principal`](crate::Principal) and [`Claims`] in the request's
@@ -45,7 +46,10 @@ impl Interceptor for JwtInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let settings = &*self.config.inner;
         match authenticate(settings, request.metadata().as_ref(), request.extensions()) {
-            Ok(Verdict::Anonymous) => Ok(request),
+            Ok(Verdict::Anonymous) => {
+                Offered::record(request.extensions_mut(), Scheme::Bearer);
+                Ok(request)
+            }
             Ok(Verdict::Verified(principal, claims)) => {
                 let extensions = request.extensions_mut();
                 principal.attach(extensions).map_err(refused)?;

@@ -158,7 +158,7 @@ impl Interceptor for ServerGuard {
             (None, None) => return Err(misconfigured("no credentials configured")),
         };
         let Some(principal) = request.extensions().get::<Principal>() else {
-            return Err(unauthenticated().into());
+            return Err(unauthenticated(request.extensions()).into());
         };
         if !self.roles.is_empty() && !self.roles.iter().any(|role| principal.has_role(role)) {
             return Err(permission_denied().into());

@@ -10,7 +10,7 @@ use super::verify::{Verdict, nonce_refusal, verify};
 use crate::body::ResponseBody;
 use crate::future::poll_now;
 use crate::nonce::{MemoryNonceStore, NonceStore};
-use crate::principal::{AuthMethod, Principal};
+use crate::principal::{AuthMethod, Offered, Principal, Scheme};
 use crate::reject::{Pending, RejectionKind};
 
 /// The service made by [`VerifyHmacLayer`](super::VerifyHmacLayer).
@@ -64,7 +64,10 @@ where
             req.headers(),
         );
         match verdict {
-            Ok(Verdict::Anonymous) => ResponseFuture::call(self.inner.call(req)),
+            Ok(Verdict::Anonymous) => {
+                Offered::record(req.extensions_mut(), Scheme::Hmac);
+                ResponseFuture::call(self.inner.call(req))
+            }
             Ok(Verdict::Caller { id, nonce }) => {
                 let principal = Principal::new(id, AuthMethod::Hmac);
                 let mut check = self

@@ -17,11 +17,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         parts.extensions.get::<Principal>().cloned().ok_or_else(|| {
-            Rejection::by(
+            crate::principal::unauthenticated(
+                &parts.extensions,
                 Origin::Authentication,
-                RejectionKind::Unauthenticated,
                 "principal.missing",
-                "Authentication required",
             )
         })
     }

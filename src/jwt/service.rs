@@ -7,6 +7,7 @@ use super::JwtConfig;
 use super::future::ResponseFuture;
 use super::validate::{Verdict, authenticate};
 use crate::body::ResponseBody;
+use crate::principal::{Offered, Scheme};
 use crate::reject::Pending;
 
 /// The service made by [`RequireJwtLayer`](super::RequireJwtLayer).
@@ -42,7 +43,10 @@ where
             return ResponseFuture::call(self.inner.call(req));
         }
         match authenticate(settings, req.headers(), req.extensions()) {
-            Ok(Verdict::Anonymous) => ResponseFuture::call(self.inner.call(req)),
+            Ok(Verdict::Anonymous) => {
+                Offered::record(req.extensions_mut(), Scheme::Bearer);
+                ResponseFuture::call(self.inner.call(req))
+            }
             Ok(Verdict::Verified(principal, claims)) => {
                 match principal.attach(req.extensions_mut()) {
                     Ok(()) => {

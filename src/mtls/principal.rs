@@ -12,7 +12,7 @@ use super::PeerIdentity;
 use crate::body::ResponseBody;
 use crate::error::ConfigError;
 use crate::future::RejectOr;
-use crate::principal::{AuthMethod, Principal};
+use crate::principal::{AuthMethod, Offered, Principal, Scheme};
 use crate::reject::{Origin, Pending, Rejection, RejectionKind};
 
 /// Which name in the certificate is the principal's id.
@@ -244,7 +244,13 @@ where
             .config
             .inner
             .principal(peer, req.extensions())
-            .and_then(|principal| principal.map_or(Ok(()), |p| p.attach(req.extensions_mut())));
+            .and_then(|principal| match principal {
+                Some(principal) => principal.attach(req.extensions_mut()),
+                None => {
+                    Offered::record(req.extensions_mut(), Scheme::MutualTls);
+                    Ok(())
+                }
+            });
         let inner = match attached {
             Ok(()) => RejectOr::call(self.inner.call(req)),
             Err(rejection) => RejectOr::reject(Pending::new(rejection, req.headers())),

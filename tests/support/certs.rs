@@ -266,10 +266,22 @@ pub async fn https_get_with(
 /// The same with extra request headers.
 #[cfg(feature = "mtls")]
 pub async fn https_get_with_headers(
-    mut config: rustls::ClientConfig,
+    config: rustls::ClientConfig,
     addr: SocketAddr,
     headers: &[(&str, &str)],
 ) -> Result<(StatusCode, serde_json::Value), String> {
+    https_whoami(config, addr, headers)
+        .await
+        .map(|(status, _, body)| (status, body))
+}
+
+/// GET /whoami over HTTPS: the status, the response headers and the body as JSON.
+#[cfg(feature = "mtls")]
+pub async fn https_whoami(
+    mut config: rustls::ClientConfig,
+    addr: SocketAddr,
+    headers: &[(&str, &str)],
+) -> Result<(StatusCode, http::HeaderMap, serde_json::Value), String> {
     config.alpn_protocols.clear();
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
@@ -286,8 +298,13 @@ pub async fn https_get_with_headers(
         .await
         .map_err(|e| format!("{e:?}"))?;
     let status = response.status();
+    let response_headers = response.headers().clone();
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    Ok((status, serde_json::from_slice(&body).unwrap_or_default()))
+    Ok((
+        status,
+        response_headers,
+        serde_json::from_slice(&body).unwrap_or_default(),
+    ))
 }
 
 /// `/whoami` (the principal as JSON) behind `MtlsPrincipalLayer`, served over TLS on loopback.
