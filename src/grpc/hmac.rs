@@ -70,6 +70,7 @@ impl Interceptor for HmacInterceptor {
         };
         let now = settings.clock.now_millis();
         let principal = match verify(settings, now, POST, &path, request.metadata().as_ref()) {
+            Ok(Verdict::Public) => return Ok(request),
             Ok(Verdict::Anonymous) => {
                 Offered::record(request.extensions_mut(), Scheme::Hmac);
                 return Ok(request);

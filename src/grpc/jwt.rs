@@ -3,6 +3,7 @@
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
+use super::method::method_path;
 use crate::jwt::{Claims, JwtConfig, Verdict, authenticate, key_not_found};
 use crate::principal::{Offered, Scheme};
 
@@ -45,7 +46,14 @@ impl JwtInterceptor {
 impl Interceptor for JwtInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let settings = &*self.config.inner;
-        match authenticate(settings, request.metadata().as_ref(), request.extensions()) {
+        let path = method_path(request.extensions());
+        match authenticate(
+            settings,
+            path.as_deref(),
+            request.metadata().as_ref(),
+            request.extensions(),
+        ) {
+            Ok(Verdict::Public) => Ok(request),
             Ok(Verdict::Anonymous) => {
                 Offered::record(request.extensions_mut(), Scheme::Bearer);
                 Ok(request)

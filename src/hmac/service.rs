@@ -53,9 +53,6 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let settings = &*self.shared.config.inner;
         let path = req.uri().path();
-        if settings.public_paths.contains(path) {
-            return ResponseFuture::call(self.inner.call(req));
-        }
         let verdict = verify(
             settings,
             settings.clock.now_millis(),
@@ -64,6 +61,7 @@ where
             req.headers(),
         );
         match verdict {
+            Ok(Verdict::Public) => ResponseFuture::call(self.inner.call(req)),
             Ok(Verdict::Anonymous) => {
                 Offered::record(req.extensions_mut(), Scheme::Hmac);
                 ResponseFuture::call(self.inner.call(req))

@@ -13,6 +13,8 @@ use crate::reject::{Origin, Pending, Rejection, RejectionKind};
 /// What the checks found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Verdict<'a> {
+    /// A public path: nothing to check.
+    Public,
     /// No HMAC header at all, in optional mode.
     Anonymous,
     /// A verified, allowed caller; its nonce is still to be recorded.
@@ -26,6 +28,9 @@ pub(crate) fn verify<'a>(
     path: &str,
     headers: &'a HeaderMap,
 ) -> Result<Verdict<'a>, Rejection> {
+    if settings.public_paths.contains(path) {
+        return Ok(Verdict::Public);
+    }
     let [service_id, timestamp, nonce, signature] = signed_headers(headers)?;
     let (service_id, timestamp, nonce, signature) = match (service_id, timestamp, nonce, signature)
     {

@@ -100,6 +100,7 @@ where
                         call.take().expect("polled after completion");
                     let outcome = match authenticate(
                         &config.inner,
+                        Some(request.uri().path()),
                         request.headers(),
                         request.extensions(),
                     ) {
@@ -114,7 +115,9 @@ where
                                 }
                             }
                         }
-                        Ok(Verdict::Anonymous) => RejectOr::call(inner.call(request)),
+                        Ok(Verdict::Public | Verdict::Anonymous) => {
+                            RejectOr::call(inner.call(request))
+                        }
                         outcome => {
                             let rejection = outcome
                                 .err()

@@ -39,10 +39,13 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let settings = &self.config.inner;
-        if settings.public_paths.contains(req.uri().path()) {
-            return ResponseFuture::call(self.inner.call(req));
-        }
-        match authenticate(settings, req.headers(), req.extensions()) {
+        match authenticate(
+            settings,
+            Some(req.uri().path()),
+            req.headers(),
+            req.extensions(),
+        ) {
+            Ok(Verdict::Public) => ResponseFuture::call(self.inner.call(req)),
             Ok(Verdict::Anonymous) => {
                 Offered::record(req.extensions_mut(), Scheme::Bearer);
                 ResponseFuture::call(self.inner.call(req))

@@ -20,6 +20,8 @@ const MAX_KID_LEN: usize = 256;
 
 #[derive(Debug)]
 pub(crate) enum Verdict {
+    /// A public path: nothing to check.
+    Public,
     /// No bearer token, in optional mode.
     Anonymous,
     Verified(Principal, Claims),
@@ -28,11 +30,17 @@ pub(crate) enum Verdict {
     UnknownKey,
 }
 
+/// The checks of a request for `path` (the gRPC method for interceptors; `None` where it is
+/// unknown, which no public path matches).
 pub(crate) fn authenticate(
     settings: &Settings,
+    path: Option<&str>,
     headers: &HeaderMap,
     extensions: &Extensions,
 ) -> Result<Verdict, Rejection> {
+    if path.is_some_and(|path| settings.public_paths.contains(path)) {
+        return Ok(Verdict::Public);
+    }
     let Some(token) = bearer_token(headers)? else {
         return if settings.optional {
             Ok(Verdict::Anonymous)

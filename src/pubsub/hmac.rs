@@ -68,7 +68,7 @@ pub(super) fn open(config: &HmacConfig, channel: &str, raw: &[u8]) -> Result<Ope
             payload,
         }),
         // An optional verifier lets unsigned requests through; never unsigned messages.
-        Ok(Verdict::Anonymous) => Err("hmac.missing_headers"),
+        Ok(Verdict::Anonymous | Verdict::Public) => Err("hmac.missing_headers"),
         Err(rejection) => Err(rejection.code()),
     }
 }

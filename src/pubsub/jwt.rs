@@ -63,7 +63,9 @@ pub(super) async fn open(
     }
     let (sender, claims) = match verdict.map_err(|rejection| rejection.code())? {
         Verdict::Verified(sender, claims) => (sender, claims),
-        Verdict::UnknownKey | Verdict::Anonymous => return Err(key_not_found(settings).code()),
+        Verdict::UnknownKey | Verdict::Anonymous | Verdict::Public => {
+            return Err(key_not_found(settings).code());
+        }
     };
     if claims.value(DIGEST).and_then(Value::as_str) != Some(payload_digest(&payload).as_str()) {
         return Err("pubsub.payload_mismatch");
