@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, ready};
 
 use http::Response;
 use pin_project_lite::pin_project;
@@ -16,7 +16,7 @@ use crate::reject::Pending;
 /// polled again later with a real waker.
 #[cfg(any(feature = "hmac", feature = "jwt"))]
 pub(crate) fn poll_now<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
-    Pin::new(future).poll(&mut Context::from_waker(Waker::noop()))
+    Pin::new(future).poll(&mut Context::from_waker(std::task::Waker::noop()))
 }
 
 pin_project! {

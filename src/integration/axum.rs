@@ -6,7 +6,7 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 
 use crate::principal::Principal;
-use crate::reject::{Origin, Rejection, RejectionKind};
+use crate::reject::{Origin, Rejection};
 
 /// Extracts the [`Principal`] put there by an authentication layer; answers 401 when there is
 /// none, so a handler that takes a `Principal` is never reached anonymously.
@@ -47,7 +47,7 @@ impl<S: Send + Sync> FromRequestParts<S> for crate::jwt::Claims {
         parts.extensions.get::<Self>().cloned().ok_or_else(|| {
             Rejection::by(
                 Origin::Authentication,
-                RejectionKind::Unauthenticated,
+                crate::reject::RejectionKind::Unauthenticated,
                 "jwt.missing_token",
                 "Missing bearer token",
             )

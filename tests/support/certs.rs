@@ -308,7 +308,7 @@ pub async fn https_whoami(
 }
 
 /// `/whoami` (the principal as JSON) behind `MtlsPrincipalLayer`, served over TLS on loopback.
-#[cfg(feature = "mtls")]
+#[cfg(all(feature = "mtls", feature = "axum"))]
 pub async fn serve_whoami(
     tls: impl tower_zerotrust::mtls::ServerConfigSource,
     config: tower_zerotrust::mtls::MtlsPrincipalConfig,
