@@ -19,6 +19,9 @@
 //! The [`Rejection`] is also put into the response's extensions, so outer layers (audit,
 //! metrics) and tests can read what happened without parsing bodies.
 //!
+//! A service with an error contract of its own renders refusals its way with
+//! [`RenderRejectionsLayer`]: the status, challenge, `Retry-After` and the `Rejection` stay.
+//!
 //! ```
 //! use http::{HeaderMap, StatusCode};
 //! use tower_zerotrust::{Rejection, RejectionKind};
@@ -31,6 +34,7 @@
 
 mod grpc;
 mod http;
+mod render;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -41,6 +45,8 @@ use ::http::{HeaderMap, Response};
 use crate::body::ResponseBody;
 #[cfg_attr(not(feature = "tonic"), allow(unused_imports))]
 pub(crate) use grpc::code as grpc_code;
+
+pub use render::{Render, RenderRejections, RenderRejectionsLayer, ResponseFuture};
 
 /// The gRPC metadata key (a trailer of the trailers-only response) that carries a refusal's
 /// reason code, as the `code` field of the HTTP problem body does.
