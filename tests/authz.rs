@@ -1,4 +1,4 @@
-//! Authorization over real HTTP: seed 004's roles against every route, seed 003's trust matrix
+//! Authorization over real HTTP: the example roles against every route, a trust matrix
 //! exactly, policy reload while serving, and the ACL cache.
 
 mod support;
@@ -38,7 +38,7 @@ fn jwt_layer() -> RequireJwtLayer {
     )
 }
 
-/// Seed 004's routes: one per permission its roles mention.
+/// The reference service's routes: one per permission its roles mention.
 const ROUTES: [(&str, &str, &str); 8] = [
     ("GET", "/models", "models:read"),
     ("POST", "/models", "models:write"),
@@ -50,9 +50,9 @@ const ROUTES: [(&str, &str, &str); 8] = [
     ("GET", "/logs", "logs:read"),
 ];
 
-/// Seed 004's role table, written out again here so that the test does not trust the crate's
+/// The example role table, written out again here so that the test does not trust the crate's
 /// built-in copy.
-fn seed_004_grants(role: &str) -> &'static [&'static str] {
+fn example_grants(role: &str) -> &'static [&'static str] {
     match role {
         "admin" => &[
             "models:read",
@@ -74,7 +74,7 @@ fn seed_004_grants(role: &str) -> &'static [&'static str] {
     }
 }
 
-fn seed_004_app(policy: impl Into<SharedPolicy>) -> Router {
+fn example_app(policy: impl Into<SharedPolicy>) -> Router {
     let mut config = AuthorizeConfig::builder(policy).public(Method::GET, "/health");
     for (method, path, permission) in ROUTES {
         let pattern = path.replace("/7", "/{id}").replace("/3", "/{id}");
@@ -111,8 +111,8 @@ fn with_token(
 }
 
 #[tokio::test]
-async fn every_seed_004_role_against_every_route() {
-    let addr = serve(seed_004_app(Policy::example_roles())).await;
+async fn every_example_role_against_every_route() {
+    let addr = serve(example_app(Policy::example_roles())).await;
     let issuer = issuer();
     let mut routes: Vec<_> = ROUTES.to_vec();
     routes.push(("POST", "/users", "users:manage"));
@@ -120,7 +120,7 @@ async fn every_seed_004_role_against_every_route() {
         let token = issuer.mint("someone", &[role]).unwrap();
         for (method, path, permission) in &routes {
             let reply = send(with_token(method, addr, path, &token)).await;
-            let granted = seed_004_grants(role).contains(permission);
+            let granted = example_grants(role).contains(permission);
             let expected = if granted {
                 StatusCode::OK
             } else {
@@ -150,9 +150,9 @@ async fn every_seed_004_role_against_every_route() {
     );
 }
 
-/// Seed 003's "Who Can Call Whom", row by row, served by five services over HMAC.
+/// A "who can call whom" table, row by row, served by five services over HMAC.
 #[tokio::test]
-async fn seed_003_trust_matrix_exactly() {
+async fn a_trust_matrix_exactly() {
     let can_call: [(&str, &[&str]); 6] = [
         ("gateway", &["vault", "memory-service", "rag-service"]),
         ("vault", &[]),
@@ -206,7 +206,7 @@ async fn seed_003_trust_matrix_exactly() {
             }
         }
     }
-    // The service configurations of seed 003 list their callers the other way round.
+    // Service configurations list their callers the other way round.
     assert_eq!(
         matrix.callers_of("rag-service"),
         ["gateway", "heartbeat", "memory-service"]
@@ -223,7 +223,7 @@ async fn a_policy_file_reloads_while_serving_and_a_broken_one_changes_nothing() 
     )
     .unwrap();
     let policy = SharedPolicy::from_yaml_file(&file).unwrap();
-    let addr = serve(seed_004_app(policy.clone())).await;
+    let addr = serve(example_app(policy.clone())).await;
     let token = issuer().mint("victor", &["viewer"]).unwrap();
     let delete = || send(with_token("DELETE", addr, "/models/7", &token));
     assert_eq!(delete().await.status, StatusCode::FORBIDDEN);
@@ -417,7 +417,7 @@ async fn handlers_check_resources_through_the_authorizer() {
     );
 }
 
-/// Seed 000's `RoleConfig::add_role(service, role)` and "the server requires roles".
+/// `RoleConfig::add_role(service, role)` and "the server requires roles".
 #[tokio::test]
 async fn roles_assigned_to_services_by_name() {
     let policy = Policy::builder()

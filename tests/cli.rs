@@ -119,7 +119,7 @@ async fn ca_server_and_client_certificates_work_together() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{key}");
     }
-    // Seed 001's layout serves, and the client certificate is the principal.
+    // The `ca/`, `<name>/` layout serves, and the client certificate is the principal.
     let server = dir.join("control-plane");
     let tls = TlsConfig::new(
         server.join("cert.pem"),

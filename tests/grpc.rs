@@ -103,7 +103,7 @@ where
     call(channel, tonic::Request::new(())).await
 }
 
-/// A call carrying the four headers as metadata, signed by seed 003's formula.
+/// A call carrying the four headers as metadata, signed by the scheme's formula.
 fn formula_call(timestamp: u64, nonce: &str) -> tonic::Request<()> {
     let mut request = tonic::Request::new(());
     for (name, value) in
@@ -184,7 +184,7 @@ async fn a_caller_outside_the_list_is_permission_denied() {
 }
 
 #[tokio::test]
-async fn metadata_signed_by_the_seed_formula_is_accepted_once_then_replay_is_unauthenticated() {
+async fn metadata_signed_by_the_scheme_formula_is_accepted_once_then_replay_is_unauthenticated() {
     let channel = start().await;
     let first = formula_call(now(), "grpc-nonce-1");
     let replay = formula_call(now(), "grpc-nonce-1");

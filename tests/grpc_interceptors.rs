@@ -1,6 +1,6 @@
 //! tonic-native forms, against a real tonic server and client over TCP (and tonic's own TLS
 //! where certificates are involved): each interceptor accepts a good call and refuses each bad
-//! input with the right code and reason; seed 000's builders talk to each other with JWT only,
+//! input with the right code and reason; the secure builders talk to each other with JWT only,
 //! mTLS only and both, and refuse callers without credentials.
 
 #[path = "../examples/support/registry.rs"]

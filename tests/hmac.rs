@@ -81,7 +81,7 @@ fn assert_rejected(reply: &Reply, status: StatusCode, detail: &str, code: &str) 
 }
 
 #[tokio::test]
-async fn request_signed_by_the_seed_formula_is_accepted_with_a_principal() {
+async fn request_signed_by_the_scheme_formula_is_accepted_with_a_principal() {
     let fx = Fixture::new(config()).await;
     let reply = send(fx.signed("gateway", "POST", "/execute")).await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -397,7 +397,7 @@ async fn paths_are_signed_as_sent_on_the_wire() {
         set(&mut req, name, &value);
     }
     assert_eq!(send(req).await.code(), "hmac.invalid_signature");
-    // The query string is not part of the signature (as in seed 003).
+    // The query string is not part of the signature (as in the scheme).
     let mut req = fx.signed("gateway", "GET", "/models");
     *req.uri_mut() = format!("http://{}/models?page=2", fx.addr).parse().unwrap();
     assert_eq!(send(req).await.status, StatusCode::OK);

@@ -1,5 +1,5 @@
 //! Certificates made by the exact openssl commands of seeds 000 and 001 (RSA 4096 CA, RSA
-//! 2048/4096 leaves, PKCS#8 and PKCS#1 keys) work; seed 000's client command, which writes an
+//! 2048/4096 leaves, PKCS#8 and PKCS#1 keys) work; the usual client command, which writes an
 //! X.509 v1 certificate on OpenSSL 3, is refused unless v1 client certificates are allowed.
 
 mod support;
@@ -26,7 +26,7 @@ fn sh(dir: &Path, script: &str) {
     );
 }
 
-const SEED_001: &str = r#"
+const OPENSSL_SETUP: &str = r#"
 mkdir -p ca service client
 openssl genrsa -out ca/key.pem 4096
 openssl req -new -x509 -days 3650 -key ca/key.pem -out ca/cert.pem \
@@ -51,7 +51,7 @@ openssl req -new -key client/key.pem -out client/csr.pem -subj "/CN=agent-1"
 openssl x509 -req -in client/csr.pem -CA ca/cert.pem -CAkey ca/key.pem -CAcreateserial \
   -out client/cert.pem -days 365 -sha256 \
   -extfile <(printf "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
-# Seed 000's client command, verbatim but for paths: no -extfile, so OpenSSL 3 writes v1.
+# The usual client command, verbatim but for paths: no -extfile, so OpenSSL 3 writes v1.
 openssl genrsa -out client/v1.key 4096
 openssl req -new -key client/v1.key -out client/v1.csr -subj "/CN=intellirouter-client"
 openssl x509 -req -in client/v1.csr -CA ca/cert.pem -CAkey ca/key.pem -CAcreateserial -out client/v1.crt -days 365 -sha256
@@ -59,14 +59,14 @@ openssl x509 -req -in client/v1.csr -CA ca/cert.pem -CAkey ca/key.pem -CAcreates
 
 // Multi-threaded: the test blocks on openssl processes while the server answers them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_openssl_certificates_serve_mtls_and_v1_clients_are_refused() {
+async fn openssl_certificates_serve_mtls_and_v1_clients_are_refused() {
     if Command::new("openssl").arg("version").output().is_err() {
-        println!("SKIP: openssl not found; the seed certificate test did not run");
+        println!("SKIP: openssl not found; the openssl certificate test did not run");
         return;
     }
     let dir = std::env::temp_dir().join(format!("zt-openssl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    sh(&dir, SEED_001);
+    sh(&dir, OPENSSL_SETUP);
     let client_key = std::fs::read_to_string(dir.join("client/key.pem")).unwrap();
     assert!(client_key.contains("BEGIN RSA PRIVATE KEY"));
 

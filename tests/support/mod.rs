@@ -1,5 +1,5 @@
 //! Shared by the integration tests: real servers on loopback, a real HTTP client, and a signer
-//! that follows seed 003's formula without using the crate's own signer.
+//! that follows the scheme's formula without using the crate's own signer.
 #![allow(dead_code, unreachable_pub)]
 
 #[path = "../../examples/support/captured.rs"]
@@ -95,14 +95,14 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
-/// Seed 003's Python, transcribed: `hmac.new(secret.encode(), message.encode(), sha256)`.
+/// The scheme's Python, transcribed: `hmac.new(secret.encode(), message.encode(), sha256)`.
 pub fn formula_signature(secret: &str, message: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(message.as_bytes());
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// The four headers as a seed 003 client sends them, signed by the formula.
+/// The four headers as a client of the scheme sends them, signed by the formula.
 pub fn formula_headers(
     secret: &str,
     service_id: &str,

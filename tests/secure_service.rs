@@ -1,4 +1,4 @@
-//! Byte-for-byte compatibility with the services our users run today (seed 003), and the
+//! Byte-for-byte compatibility with the services our users run today (the `X-Service-ID` / `X-Signature` scheme), and the
 //! `secure_service` example's public contract, tested against the real example binary.
 
 mod support;
@@ -15,7 +15,7 @@ use tower_zerotrust::sign::HmacSigner;
 #[test]
 fn signatures_computed_by_pythons_hmac_module_are_reproduced_exactly() {
     let vectors: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/hmac-seed003.json")).unwrap();
+        serde_json::from_str(include_str!("fixtures/hmac-python.json")).unwrap();
     for case in vectors["cases"].as_array().unwrap() {
         let text = |k: &str| case[k].as_str().unwrap();
         let timestamp = case["timestamp"].as_u64().unwrap();
@@ -155,7 +155,7 @@ fn secure_service_refuses_to_start_without_a_strong_secret() {
     );
 }
 
-/// A client written the way seed 003's Python services sign: stdlib `hmac`, `urllib`.
+/// A client written the way Python services using the scheme sign: stdlib `hmac`, `urllib`.
 const PYTHON_CLIENT: &str = r#"
 import hashlib, hmac, json, secrets, sys, time, urllib.error, urllib.request
 
@@ -189,7 +189,7 @@ call("health", "GET", "/health", {})
 "#;
 
 #[test]
-fn a_python_client_signing_per_seed_003_talks_to_secure_service_unchanged() {
+fn a_python_client_signing_by_the_scheme_talks_to_secure_service_unchanged() {
     if Command::new("python3").arg("--version").output().is_err() {
         println!("SKIP: python3 not found; the Python interoperability test did not run");
         return;
@@ -493,7 +493,7 @@ async fn secure_service_serves_mtls_and_a_client_certificate_alone_proves_the_ca
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Seed 000's v1 client certificates: refused unless `TLS_ALLOW_V1_CLIENT_CERTS=true`, and then
+/// X.509 v1 client certificates (OpenSSL 3's `x509 -req` without `-extfile`): refused unless `TLS_ALLOW_V1_CLIENT_CERTS=true`, and then
 /// only when signed by the CA itself and not revoked.
 #[tokio::test]
 async fn secure_service_accepts_v1_client_certificates_only_when_told_to() {
@@ -638,7 +638,7 @@ async fn secure_service_reloads_its_certificates_on_sighup() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// `/models` with seed 004's roles (built in), a `ROLES_FILE` of the operator's own, and
+/// `/models` with the example roles (built in), a `ROLES_FILE` of the operator's own, and
 /// `RATE_LIMIT_AVERAGE` / `RATE_LIMIT_BURST`.
 #[tokio::test]
 async fn secure_service_authorizes_models_by_role_and_limits_each_principal() {
@@ -720,7 +720,7 @@ async fn secure_service_authorizes_models_by_role_and_limits_each_principal() {
     ]);
     let service = SecureService::start(&env);
     let addr = service.addr;
-    // seed 004's roles are replaced by the file's.
+    // The example roles are replaced by the file's.
     assert_eq!(
         as_role(addr, "GET", "/models", "viewer").await.status,
         StatusCode::FORBIDDEN
@@ -785,7 +785,7 @@ async fn secure_service_authorizes_models_by_role_and_limits_each_principal() {
     std::fs::remove_file(&roles).ok();
 }
 
-/// `AUDIT_LOG`: one seed-004 event per request, and all of them on disk after `SIGTERM`.
+/// `AUDIT_LOG`: one JSON event per request, and all of them on disk after `SIGTERM`.
 #[tokio::test]
 async fn secure_service_writes_its_audit_trail_and_flushes_it_on_sigterm() {
     let path = std::env::temp_dir().join(format!("zt-audit-svc-{}.jsonl", std::process::id()));
