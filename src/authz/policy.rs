@@ -280,7 +280,12 @@ impl SharedPolicy {
     }
 
     /// The policy in force.
-    pub fn load(&self) -> arc_swap::Guard<Arc<Policy>> {
+    pub fn current(&self) -> Arc<Policy> {
+        self.current.load_full()
+    }
+
+    /// The policy in force, without touching its reference count: for the per-request path.
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<Policy>> {
         self.current.load()
     }
 
