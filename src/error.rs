@@ -53,6 +53,14 @@ pub enum ConfigError {
         /// The configured nonce TTL.
         ttl: Duration,
     },
+    /// A configuration file could not be read.
+    #[error("cannot read {}: {reason}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// A value is outside its allowed range or format.
     #[error("invalid {what}: {reason}")]
     Invalid {

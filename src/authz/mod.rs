@@ -25,7 +25,7 @@ pub use acl::{AclCache, AclCacheBuilder, AclError, AclSource};
 pub use layer::{
     Authorize, AuthorizeConfig, AuthorizeConfigBuilder, AuthorizeLayer, Authorizer, ResponseFuture,
 };
-pub use policy::{Policy, PolicyBuilder, PolicyError, SharedPolicy};
+pub use policy::{Policy, PolicyBuilder, SharedPolicy};
 pub use rules::Require;
 pub use trust::{TrustMatrix, TrustMatrixBuilder};
 

@@ -43,26 +43,6 @@ pub struct Policy {
     assignments: NameMap<Box<[Box<str>]>>,
 }
 
-/// Why a policy file could not be used.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PolicyError {
-    /// The file could not be read.
-    #[error("cannot read policy file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The YAML does not follow the format.
-    #[error("invalid policy YAML: {0}")]
-    Yaml(String),
-    /// A role or permission is malformed.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-}
-
 /// The roles format, plus an optional `principals:` map of id → roles.
 #[derive(Deserialize)]
 struct PolicyFile {
@@ -104,9 +84,12 @@ impl Policy {
     /// # Errors
     ///
     /// YAML that does not follow the format, or a malformed role or permission name.
-    pub fn from_yaml(yaml: &str) -> Result<Self, PolicyError> {
+    pub fn from_yaml(yaml: &str) -> Result<Self, ConfigError> {
         let file: PolicyFile =
-            serde_yaml_ng::from_str(yaml).map_err(|e| PolicyError::Yaml(e.to_string()))?;
+            serde_yaml_ng::from_str(yaml).map_err(|e| ConfigError::Invalid {
+                what: "policy YAML",
+                reason: e.to_string(),
+            })?;
         let mut builder = Self::builder();
         for (name, role) in file.roles {
             builder = builder.role(name, role.permissions);
@@ -114,7 +97,7 @@ impl Policy {
         for (principal, roles) in file.principals {
             builder = builder.assign(principal, roles);
         }
-        Ok(builder.build()?)
+        builder.build()
     }
 
     /// Reads [`from_yaml`](Self::from_yaml) from a file.
@@ -122,11 +105,11 @@ impl Policy {
     /// # Errors
     ///
     /// The file is unreadable or invalid.
-    pub fn from_yaml_file(path: impl AsRef<Path>) -> Result<Self, PolicyError> {
+    pub fn from_yaml_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let yaml = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        let yaml = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            reason: e.to_string(),
         })?;
         Self::from_yaml(&yaml)
     }
@@ -270,7 +253,7 @@ impl SharedPolicy {
     /// # Errors
     ///
     /// The file is unreadable or invalid.
-    pub fn from_yaml_file(path: impl Into<PathBuf>) -> Result<Self, PolicyError> {
+    pub fn from_yaml_file(path: impl Into<PathBuf>) -> Result<Self, ConfigError> {
         let path = path.into();
         let policy = Policy::from_yaml_file(&path)?;
         Ok(Self {
@@ -300,7 +283,7 @@ impl SharedPolicy {
     /// # Errors
     ///
     /// The new file is unreadable or invalid.
-    pub fn reload(&self) -> Result<(), PolicyError> {
+    pub fn reload(&self) -> Result<(), ConfigError> {
         let Some(path) = &self.file else {
             return Ok(());
         };
