@@ -77,7 +77,7 @@ pub struct Principal {
 }
 
 /// How configuration names token subjects: `jwt:<sub>`.
-const TOKEN_SUBJECT_PREFIX: &str = "jwt:";
+pub(crate) const TOKEN_SUBJECT_PREFIX: &str = "jwt:";
 
 impl Principal {
     /// A principal with no roles.

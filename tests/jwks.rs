@@ -529,3 +529,70 @@ async fn encryption_keys_in_the_set_verify_nothing() {
         assert_eq!(reply.code(), "jwt.unknown_key", "{kid}");
     }
 }
+
+/// Requests that give up while waiting for a fetch (an HTTP/2 reset, a client timeout) are
+/// counted out: after a thousand and more of them, a request for a new key still waits for
+/// the fetch that brings it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_give_up_waiting_are_counted_out() {
+    let (k1, k2) = (signer("k1", "ec256"), signer("k2", "ed25519"));
+    let idp = KeyServer::start(vec![k1.jwk.clone()]).await;
+    let source = JwksSource::builder(idp.url())
+        .timeout(Duration::from_millis(500))
+        .min_refresh_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    source.refresh().await.unwrap();
+    let service = in_process(source, &idp.issuer());
+    idp.hanging.store(true, Ordering::SeqCst);
+    let quitters: Vec<_> = (0..1100)
+        .map(|i| {
+            let token = k1.token_with_kid(&idp.issuer(), &format!("gone-{i}"));
+            let call = refusal(service.clone(), token);
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_millis(50), call).await;
+            })
+        })
+        .collect();
+    for quitter in quitters {
+        quitter.await.unwrap();
+    }
+    // The provider recovers with a new key; the hung fetch times out.
+    idp.set_keys(vec![k1.jwk.clone(), k2.jwk.clone()]);
+    idp.hanging.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (code, _) = refusal(service, k2.token(&idp.issuer())).await;
+    assert_eq!(
+        code, None,
+        "a new key was refused without waiting for its fetch"
+    );
+}
+
+/// A fetch whose task dies with its runtime does not leave the source waiting forever: the
+/// next refresh, on another runtime, fetches.
+#[test]
+fn a_fetch_lost_with_its_runtime_blocks_nothing() {
+    let main = tokio::runtime::Runtime::new().unwrap();
+    let _in_main = main.enter();
+    let k1 = signer("k1", "ec256");
+    let idp = main.block_on(KeyServer::start(vec![k1.jwk.clone()]));
+    idp.hanging.store(true, Ordering::SeqCst);
+    let source = JwksSource::builder(idp.url())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    {
+        let doomed = tokio::runtime::Runtime::new().unwrap();
+        let lost = source.clone();
+        doomed.block_on(async move {
+            let _ = tokio::time::timeout(Duration::from_millis(200), lost.refresh()).await;
+        });
+        // Dropping the runtime cancels the fetch task it was running.
+    }
+    idp.hanging.store(false, Ordering::SeqCst);
+    let refreshed = main.block_on(tokio::time::timeout(
+        Duration::from_secs(10),
+        source.refresh(),
+    ));
+    assert_eq!(refreshed.expect("refresh hung").unwrap(), 1);
+}

@@ -559,3 +559,20 @@ async fn a_401_names_every_scheme_the_service_accepts() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(headers["www-authenticate"], "Bearer, Mutual-TLS");
 }
+
+/// A certificate may not name itself into the token subjects' namespace (`jwt:<sub>`), where it
+/// would take a token subject's roles, quotas and allowed-caller entries.
+#[tokio::test]
+async fn a_certificate_named_like_a_token_subject_is_no_identity() {
+    let ca = Ca::new("Test CA");
+    let addr = start(&ca, cn_config()).await;
+    let (status, body) = https_get(addr, &ca, &ca.issue("jwt:alice", vec![], true))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["code"], "mtls.no_identity");
+    let (status, _) = https_get(addr, &ca, &ca.issue("alice", vec![], true))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+}

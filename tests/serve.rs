@@ -356,3 +356,29 @@ fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+/// One address holds at most its share of connections: past it, its new connections are closed
+/// while the server still has room for others.
+#[tokio::test]
+async fn one_address_holds_at_most_its_share_of_connections() {
+    let ca = Ca::new("Test CA");
+    let app = axum::Router::new().fallback(|| async { "ok" });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        TlsServer::new(ca.server_config())
+            .max_connections(100)
+            .max_connections_per_peer(2)
+            .serve(listener, app, std::future::pending()),
+    );
+    let served = Served { addr, ca };
+    let client = served.ca.issue("agent-7", vec![], true);
+    let held = [tls_connection(&served).await, tls_connection(&served).await];
+    assert!(https_get(served.addr, &served.ca, &client).await.is_err());
+    drop(held);
+    let (status, _) = eventually(Duration::from_secs(10), || {
+        https_get(served.addr, &served.ca, &client)
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}

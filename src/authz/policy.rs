@@ -85,11 +85,10 @@ impl Policy {
     ///
     /// YAML that does not follow the format, or a malformed role or permission name.
     pub fn from_yaml(yaml: &str) -> Result<Self, ConfigError> {
-        let file: PolicyFile =
-            serde_yaml_ng::from_str(yaml).map_err(|e| ConfigError::Invalid {
-                what: "policy YAML",
-                reason: e.to_string(),
-            })?;
+        let file: PolicyFile = serde_yaml_ng::from_str(yaml).map_err(|e| ConfigError::Invalid {
+            what: "policy YAML",
+            reason: e.to_string(),
+        })?;
         let mut builder = Self::builder();
         for (name, role) in file.roles {
             builder = builder.role(name, role.permissions);

@@ -229,7 +229,13 @@ impl JwksSource {
             state.in_flight || self.start_fetch(&mut state)
         };
         if fetching {
-            let _ = finished.wait_for(|n| *n != seen).await;
+            // The fetch is bounded by its own timeout; this bound only guards against a fetch
+            // task that never reports.
+            let _ = tokio::time::timeout(
+                self.inner.timeout + Duration::from_secs(1),
+                finished.wait_for(|n| *n != seen),
+            )
+            .await;
         }
         self.inner
             .lock()
@@ -278,18 +284,16 @@ impl JwksSource {
         if !fetching {
             return;
         }
-        if inner.waiters.fetch_add(1, Ordering::AcqRel) >= MAX_WAITERS {
-            inner.waiters.fetch_sub(1, Ordering::AcqRel);
+        // Counted out again however the wait ends, a request dropped midway included.
+        let _waiting = Waiting::enter(&inner.waiters);
+        if inner.waiters.load(Ordering::Acquire) > MAX_WAITERS {
             return;
         }
-        // The fetch is bounded by its own timeout; this bound only guards against a fetch
-        // task that never reports.
         let _ = tokio::time::timeout(
             inner.timeout + Duration::from_secs(1),
             finished.wait_for(|n| *n != seen),
         )
         .await;
-        inner.waiters.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Spawns the fetch, in its own task so that no request that gives up cancels it.
@@ -306,17 +310,11 @@ impl JwksSource {
 
     /// Fetches, records the outcome and wakes every waiter. `start_fetch` has set `in_flight`.
     async fn run_fetch(&self) {
-        let outcome = self.fetch().await;
-        {
-            let mut state = self.inner.lock();
-            state.in_flight = false;
-            state.last_finished = Some(Instant::now());
-            if let Ok((_, max_age)) = &outcome {
-                state.max_age = *max_age;
-            }
-            state.last = Some(outcome.map(|(count, _)| count));
-        }
-        self.inner.finished.send_modify(|n| *n += 1);
+        let mut done = FetchDone {
+            inner: &self.inner,
+            outcome: None,
+        };
+        done.outcome = Some(self.fetch().await);
     }
 
     /// Starts the scheduled refresh once, inside a runtime. It holds the source weakly and
@@ -334,6 +332,8 @@ impl JwksSource {
         let weak = Arc::downgrade(&self.inner);
         let mut finished = self.inner.finished.subscribe();
         runtime.spawn(async move {
+            // A runtime that ends takes the task with it: the next use schedules again.
+            let _unschedule = Unschedule(weak.clone());
             // Counted from the end of the last fetch, whatever caused it.
             let _ = finished.wait_for(|n| *n > 0).await;
             loop {
@@ -387,6 +387,62 @@ impl JwksSource {
                 tracing::warn!(target: "tower_zerotrust::jwt", %error, "key set refresh failed; keeping cached keys");
                 Err(error)
             }
+        }
+    }
+}
+
+/// Ends a fetch however its task ends (done, cancelled with its runtime, panicked): clears
+/// `in_flight`, records the outcome and wakes the waiters, so that a lost task never blocks
+/// later fetches.
+struct FetchDone<'a> {
+    inner: &'a Inner,
+    outcome: Option<Result<(usize, Option<Duration>), JwksError>>,
+}
+
+impl Drop for FetchDone<'_> {
+    fn drop(&mut self) {
+        let outcome = self.outcome.take().unwrap_or_else(|| {
+            Err(JwksError::Fetch {
+                url: self.inner.url.to_string(),
+                reason: "the fetch did not finish".into(),
+            })
+        });
+        {
+            let mut state = self.inner.lock();
+            state.in_flight = false;
+            state.last_finished = Some(Instant::now());
+            if let Ok((_, max_age)) = &outcome {
+                state.max_age = *max_age;
+            }
+            state.last = Some(outcome.map(|(count, _)| count));
+        }
+        self.inner.finished.send_modify(|n| *n += 1);
+    }
+}
+
+/// One request waiting for a fetch, counted while it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Lets the next use start the scheduled refresh again once its task is gone.
+struct Unschedule(std::sync::Weak<Inner>);
+
+impl Drop for Unschedule {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.scheduled.store(false, Ordering::Release);
         }
     }
 }

@@ -4,7 +4,9 @@
 //!   the private CA): clients must present a certificate signed by the CA.
 //! * [`serve_tls`] serves any `tower` HTTP service over TLS and puts the connection's
 //!   [`PeerIdentity`] (subject CN, DNS/IP/URI SANs, SPIFFE ID, serial, expiry, SHA-256
-//!   fingerprint) into every request, parsed **once per connection**.
+//!   fingerprint) into every request, parsed **once per connection**. It survives hostile
+//!   clients: accept errors never stop it, connections are capped, handshakes and header reads
+//!   time out ([`TlsServer`] sets the limits).
 //! * [`MtlsPrincipalLayer`] turns that identity into a [`Principal`](crate::Principal) by a
 //!   rule (CN, SPIFFE ID, first DNS SAN), optionally within one SPIFFE trust domain, with roles
 //!   from a name → roles map.

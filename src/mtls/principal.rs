@@ -132,14 +132,16 @@ impl MtlsPrincipalConfig {
 }
 
 impl Settings {
-    /// The certificate's identity by the configured rule.
+    /// The certificate's identity by the configured rule. A name in the token subjects'
+    /// namespace (`jwt:...`) is no certificate identity: it would take a token subject's
+    /// roles and quotas.
     fn identity<'a>(&self, peer: &'a PeerIdentity) -> Option<&'a str> {
         let id = match self.rule {
             IdentityRule::CommonName => peer.common_name(),
             IdentityRule::SpiffeId => peer.spiffe_id(),
             IdentityRule::FirstDnsName => peer.dns_names().first().map(String::as_str),
         };
-        id.filter(|id| !id.is_empty())
+        id.filter(|id| !id.is_empty() && !id.starts_with(crate::principal::TOKEN_SUBJECT_PREFIX))
     }
 
     /// The principal of `peer`; a certificate refused after it proved an identity (another

@@ -46,11 +46,14 @@ const PREFACE_LEN: usize = 24;
 /// request on it carries `Arc<`[`PeerIdentity`]`>` (when a certificate was presented) and
 /// [`PeerAddr`] in its extensions.
 ///
-/// Hostile or broken clients cannot stop it or hold it up, with [`TlsServer`]'s defaults: at
-/// most 10 000 connections at once (more are closed as they arrive), 10 s to finish the
-/// handshake, 30 s to send a request's headers (and for an idle HTTP/1 connection to send its
-/// next request). An accept error never stops the server: running out of file descriptors
-/// pauses accepting for 100 ms and is logged at error level.
+/// Hostile or broken clients cannot stop it, and silent or slow ones cannot hold a connection
+/// for long, with [`TlsServer`]'s defaults: at most 10 000 connections at once (more are closed
+/// as they arrive), 10 s to finish the handshake, 30 s to send a request's headers (and for an
+/// idle HTTP/1 connection to send its next request). An accept error never stops the server:
+/// running out of file descriptors pauses accepting for 100 ms and is logged at error level.
+/// Connections a client keeps busy (HTTP/2 connections that answer pings, request bodies sent
+/// slowly) hold their slots: bound what one address may hold with
+/// [`TlsServer::max_connections_per_peer`], and request bodies with your framework's limits.
 ///
 /// # Errors
 ///
@@ -92,6 +95,7 @@ where
 pub struct TlsServer<T> {
     tls: T,
     max_connections: usize,
+    max_per_peer: Option<usize>,
     handshake_timeout: Duration,
     header_read_timeout: Duration,
 }
@@ -102,6 +106,7 @@ impl<T: ServerConfigSource> TlsServer<T> {
         Self {
             tls,
             max_connections: MAX_CONNECTIONS,
+            max_per_peer: None,
             handshake_timeout: HANDSHAKE_TIMEOUT,
             header_read_timeout: HEADER_READ_TIMEOUT,
         }
@@ -111,6 +116,15 @@ impl<T: ServerConfigSource> TlsServer<T> {
     /// arriving when all are taken is closed at once, before its handshake.
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.max_connections = connections.max(1);
+        self
+    }
+
+    /// How many connections one client address may hold at once (default: no bound of its
+    /// own, only [`max_connections`](Self::max_connections)). Without it one client can hold
+    /// every slot with connections it keeps busy; with it, behind a load balancer or NAT that
+    /// shows many clients as one address, that address is bounded too: size it accordingly.
+    pub fn max_connections_per_peer(mut self, connections: usize) -> Self {
+        self.max_per_peer = Some(connections.max(1));
         self
     }
 
@@ -149,6 +163,7 @@ impl<T: ServerConfigSource> TlsServer<T> {
     {
         let graceful = GracefulShutdown::new();
         let slots = Arc::new(Semaphore::new(self.max_connections));
+        let per_peer = PeerCounts::default();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -176,6 +191,10 @@ impl<T: ServerConfigSource> TlsServer<T> {
                 tracing::debug!(target: "tower_zerotrust::mtls", %remote, "connection limit reached; closing the new connection");
                 continue;
             };
+            let Some(peer_slot) = PeerSlot::take(&per_peer, remote.ip(), self.max_per_peer) else {
+                tracing::debug!(target: "tower_zerotrust::mtls", %remote, "connection limit of this address reached; closing the new connection");
+                continue;
+            };
             // Each connection takes the configuration current when it arrives, so reloaded
             // material applies to new handshakes while open connections keep theirs.
             let acceptor = TlsAcceptor::from(self.tls.current());
@@ -188,7 +207,7 @@ impl<T: ServerConfigSource> TlsServer<T> {
             let (handshake_timeout, header_timeout) =
                 (self.handshake_timeout, self.header_read_timeout);
             tokio::spawn(async move {
-                let _slot = slot;
+                let _slots = (slot, peer_slot);
                 let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp))
                     .await
                 {
@@ -225,6 +244,53 @@ impl<T: ServerConfigSource> TlsServer<T> {
         }
         graceful.shutdown().await;
         Ok(())
+    }
+}
+
+/// Open connections per client address, for [`TlsServer::max_connections_per_peer`]. Holds an
+/// entry only while its address has a connection open, so it never outgrows the connection cap.
+type PeerCounts = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+/// One connection counted against its address; counted out when dropped.
+struct PeerSlot {
+    counts: PeerCounts,
+    ip: std::net::IpAddr,
+}
+
+impl PeerSlot {
+    /// A slot for `ip`, or `None` when it holds `max` connections already. Without a bound
+    /// nothing is counted.
+    fn take(counts: &PeerCounts, ip: std::net::IpAddr, max: Option<usize>) -> Option<Option<Self>> {
+        let Some(max) = max else {
+            return Some(None);
+        };
+        let mut map = counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let open = map.entry(ip).or_default();
+        if *open >= max {
+            return None;
+        }
+        *open += 1;
+        Some(Some(Self {
+            counts: counts.clone(),
+            ip,
+        }))
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(open) = map.get_mut(&self.ip) {
+            *open -= 1;
+            if *open == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }
 
