@@ -4,7 +4,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use base64::Engine;
@@ -13,7 +13,6 @@ use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use support::*;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_zerotrust::clock::Clock;
 use tower_zerotrust::jwt::{
     Algorithm, Claims, JwtConfig, JwtConfigBuilder, JwtKey, RequireJwtLayer,
 };
@@ -318,20 +317,9 @@ async fn time_claims_are_enforced_with_leeway() {
     );
 }
 
-/// A clock the test moves.
-#[derive(Clone, Default)]
-struct MovableClock(Arc<AtomicU64>);
-
-impl Clock for MovableClock {
-    fn now_millis(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 #[tokio::test]
 async fn a_remembered_token_still_expires_and_its_forgeries_are_not_remembered() {
-    let clock = MovableClock::default();
-    clock.0.store(now() * 1000, Ordering::SeqCst);
+    let clock = ManualClock::at(now() * 1000);
     let config = builder(hs256()).clock(clock.clone()).build().unwrap();
     let (addr, hits) = server(config).await;
     let token = hs(&claims(json!({"exp": now() + 60})));
@@ -347,7 +335,7 @@ async fn a_remembered_token_still_expires_and_its_forgeries_are_not_remembered()
         "jwt.invalid_signature",
     );
     // Past `exp` and the 30 s leeway, the remembered token is refused like any other.
-    clock.0.fetch_add(91_000, Ordering::SeqCst);
+    clock.advance(91_000);
     assert_invalid(&bearer(addr, &token).await, "jwt.expired");
     assert_eq!(hits.load(Ordering::SeqCst), 3);
 }

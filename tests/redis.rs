@@ -131,37 +131,26 @@ fn replay(
     req
 }
 
-/// A replica's clock, set by the test: Redis expires nonces in real time, the replicas read
-/// the time the test gives them, shifted by their own offset (ms).
-#[derive(Clone)]
-struct Moved(std::sync::Arc<std::sync::atomic::AtomicU64>, i64);
-
-impl tower_zerotrust::clock::Clock for Moved {
-    fn now_millis(&self) -> u64 {
-        (self.0.load(std::sync::atomic::Ordering::SeqCst) as i64 + self.1) as u64
-    }
-}
-
 /// Two replicas share Redis; one's clock lags 1 s. A request that the first records at the
 /// edge of its window is still inside the lagging replica's window once twice the window has
 /// passed, so the nonce must outlive it: it is kept for the allowed clock skew (5 s) more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_clock_lags_cannot_be_sent_a_replay() {
-    use std::sync::atomic::Ordering;
     use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
 
     let Some(redis) = RedisServer::start() else {
         return;
     };
     let start = 2_000_000_000_000u64;
-    let time = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(start));
+    // Redis expires nonces in real time; the replicas read the time the test gives them.
+    let time = ManualClock::at(start);
     let replica = |lag_ms: i64| {
         let config = HmacConfig::builder()
             .secret(SECRET)
             .allow_callers(["gateway"])
             .timestamp_window(Duration::from_secs(1))
             .nonce_ttl(Duration::from_secs(2))
-            .clock(Moved(time.clone(), -lag_ms))
+            .clock(time.shifted(-lag_ms))
             .build()
             .unwrap();
         let app = axum::Router::new()
@@ -183,7 +172,7 @@ async fn a_replica_whose_clock_lags_cannot_be_sent_a_replay() {
     // Twice the window (the nonce TTL) passes. The lagging replica now reads start + 1.5 s:
     // the timestamp is 0.5 s off, inside its window.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    time.fetch_add(2_500, Ordering::SeqCst);
+    time.advance(2_500);
     let reply = send_to(lagging).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply.code(), "hmac.replayed");

@@ -458,27 +458,16 @@ async fn secure_service_takes_keys_from_a_jwks_url() {
 
 #[tokio::test]
 async fn secure_service_serves_mtls_and_a_client_certificate_alone_proves_the_caller() {
-    use support::certs::{Ca, https_get};
+    use support::certs::{Ca, https_get, tls_files};
 
     let ca = Ca::new("Parallax CA");
-    let server = ca.server();
     let dir = std::env::temp_dir().join(format!("zerotrust-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let write = |name: &str, pem: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, pem).unwrap();
-        path.display().to_string()
-    };
-    let (cert, key, ca_file) = (
-        write("server.pem", &server.cert),
-        write("server.key", &server.key),
-        write("ca.pem", &ca.pem),
-    );
+    let [cert, key, ca_file] = tls_files(&ca, &dir);
     let service = SecureService::start(&[
         ("SERVICE_SECRET", SECRET),
-        ("TLS_CERT_FILE", &cert),
-        ("TLS_KEY_FILE", &key),
-        ("TLS_CA_FILE", &ca_file),
+        (cert.0, &cert.1),
+        (key.0, &key.1),
+        (ca_file.0, &ca_file.1),
     ]);
     let agent = ca.issue("agent-7", vec![], true);
     let (status, body) = https_get(service.addr, &ca, &agent).await.unwrap();

@@ -9,27 +9,11 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use support::SECRET;
-use support::certs::{Ca, https_get};
+use support::certs::{Ca, https_get, tls_files};
 use support::service::SecureService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower_zerotrust::mtls::{MtlsPrincipalConfig, TlsServer};
-
-/// Writes the CA's server certificate, key and CA file for `secure_service`.
-fn tls_files(ca: &Ca, dir: &std::path::Path) -> [(String, String); 3] {
-    let server = ca.server();
-    std::fs::create_dir_all(dir).unwrap();
-    let write = |name: &str, pem: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, pem).unwrap();
-        path.display().to_string()
-    };
-    [
-        ("TLS_CERT_FILE".into(), write("server.pem", &server.cert)),
-        ("TLS_KEY_FILE".into(), write("server.key", &server.key)),
-        ("TLS_CA_FILE".into(), write("ca.pem", &ca.pem)),
-    ]
-}
 
 /// Retries `attempt` until it succeeds or `deadline` passes.
 async fn eventually<T, E: std::fmt::Debug, F: std::future::Future<Output = Result<T, E>>>(
@@ -53,10 +37,7 @@ async fn running_out_of_file_descriptors_does_not_stop_the_server() {
     let ca = Ca::new("Test CA");
     let dir = std::env::temp_dir().join(format!("zerotrust-emfile-{}", std::process::id()));
     let files = tls_files(&ca, &dir);
-    let mut env: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let mut env: Vec<(&str, &str)> = files.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.push(("SERVICE_SECRET", SECRET));
     let mut service = SecureService::start_with_open_file_limit(256, &env);
     let client = ca.issue("agent-7", vec![], true);
@@ -216,10 +197,7 @@ async fn a_hostile_client_does_not_stop_a_legitimate_one() {
     let ca = Ca::new("Test CA");
     let dir = std::env::temp_dir().join(format!("zerotrust-hostile-{}", std::process::id()));
     let files = tls_files(&ca, &dir);
-    let mut env: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let mut env: Vec<(&str, &str)> = files.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.extend([
         ("SERVICE_SECRET", SECRET),
         ("JWT_SECRET", "a-jwt-secret-of-at-least-32-bytes!!"),

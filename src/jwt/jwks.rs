@@ -222,21 +222,7 @@ impl JwksSource {
     /// The fetch failed; the cached keys are kept.
     pub async fn refresh(&self) -> Result<usize, JwksError> {
         self.schedule();
-        let mut finished = self.inner.finished.subscribe();
-        let seen = *finished.borrow_and_update();
-        let fetching = {
-            let mut state = self.inner.lock();
-            state.in_flight || self.start_fetch(&mut state)
-        };
-        if fetching {
-            // The fetch is bounded by its own timeout; this bound only guards against a fetch
-            // task that never reports.
-            let _ = tokio::time::timeout(
-                self.inner.timeout + Duration::from_secs(1),
-                finished.wait_for(|n| *n != seen),
-            )
-            .await;
-        }
+        self.await_fetch(|_| true).await;
         self.inner
             .lock()
             .last
@@ -269,17 +255,25 @@ impl JwksSource {
     /// start one unless the last one ended less than `min_refresh_interval` ago. Returns at
     /// once while fetches fail or too many requests wait.
     pub(crate) async fn refresh_unknown_key(self) {
+        let min_interval = self.inner.min_refresh_interval;
+        self.await_fetch(|state| {
+            state
+                .last_finished
+                .is_none_or(|at| at.elapsed() >= min_interval)
+        })
+        .await;
+    }
+
+    /// Waits for the fetch in flight or, when `may_start` allows, for one started now. Returns
+    /// at once when there is none, or when too many requests wait already; waits at most the
+    /// fetch timeout (and a second), which only a fetch task that never reports would reach.
+    async fn await_fetch(&self, may_start: impl FnOnce(&FetchState) -> bool) {
         let inner = &*self.inner;
         let mut finished = inner.finished.subscribe();
         let seen = *finished.borrow_and_update();
         let fetching = {
             let mut state = inner.lock();
-            state.in_flight || {
-                let recent = state
-                    .last_finished
-                    .is_some_and(|at| at.elapsed() < inner.min_refresh_interval);
-                !recent && self.start_fetch(&mut state)
-            }
+            state.in_flight || (may_start(&state) && self.start_fetch(&mut state))
         };
         if !fetching {
             return;

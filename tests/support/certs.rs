@@ -151,6 +151,23 @@ impl Ca {
     }
 }
 
+/// Writes a `localhost` server certificate from `ca`, its key and the CA under `dir`, and
+/// returns them as `secure_service`'s `TLS_CERT_FILE`, `TLS_KEY_FILE` and `TLS_CA_FILE`.
+pub fn tls_files(ca: &Ca, dir: &std::path::Path) -> [(&'static str, String); 3] {
+    let server = ca.server();
+    std::fs::create_dir_all(dir).unwrap();
+    let write = |name: &str, pem: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.display().to_string()
+    };
+    [
+        ("TLS_CERT_FILE", write("server.pem", &server.cert)),
+        ("TLS_KEY_FILE", write("server.key", &server.key)),
+        ("TLS_CA_FILE", write("ca.pem", &ca.pem)),
+    ]
+}
+
 impl Leaf {
     /// A client configuration presenting this certificate and trusting `ca`'s servers.
     #[cfg(feature = "mtls")]

@@ -172,3 +172,38 @@ impl tower_zerotrust::clock::Clock for Shifted {
         (now.as_millis() as i64 + 1000 * self.0) as u64
     }
 }
+
+/// A clock the test moves, shared by its clones; [`shifted`](Self::shifted) gives a view of
+/// the same time off by so many milliseconds (a replica whose clock lags).
+#[derive(Clone, Default)]
+pub struct ManualClock {
+    millis: Arc<std::sync::atomic::AtomicU64>,
+    offset_ms: i64,
+}
+
+impl ManualClock {
+    /// A clock that reads `millis` until moved.
+    pub fn at(millis: u64) -> Self {
+        let clock = Self::default();
+        clock.millis.store(millis, Ordering::SeqCst);
+        clock
+    }
+
+    pub fn advance(&self, millis: u64) {
+        self.millis.fetch_add(millis, Ordering::SeqCst);
+    }
+
+    /// The same clock, read `offset_ms` later (earlier when negative).
+    pub fn shifted(&self, offset_ms: i64) -> Self {
+        Self {
+            millis: self.millis.clone(),
+            offset_ms,
+        }
+    }
+}
+
+impl tower_zerotrust::clock::Clock for ManualClock {
+    fn now_millis(&self) -> u64 {
+        (self.millis.load(Ordering::SeqCst) as i64 + self.offset_ms) as u64
+    }
+}
