@@ -1,4 +1,4 @@
-//! Certificates made by the exact openssl commands of seeds 000 and 001 (RSA 4096 CA, RSA
+//! Certificates made by the usual openssl commands of hand-run private CAs (RSA 4096 CA, RSA
 //! 2048/4096 leaves, PKCS#8 and PKCS#1 keys) work; the usual client command, which writes an
 //! X.509 v1 certificate on OpenSSL 3, is refused unless v1 client certificates are allowed.
 

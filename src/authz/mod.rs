@@ -1,7 +1,7 @@
 //! Authorization: who may do what, decided after authentication and before your service.
 //!
 //! * [`Policy`]: roles → permissions (YAML, or code) with wildcards (`models:*`, `*`), plus
-//!   roles assigned to principals by id (as a `RoleConfig::add_role` does).
+//!   roles assigned to principals by id.
 //!   [`SharedPolicy`] reloads it while serving.
 //! * [`AuthorizeLayer`]: route rules ((method, path pattern) or gRPC method → [`Require`]),
 //!   public routes, an allowed-callers list (a row of a [`TrustMatrix`]), default deny.

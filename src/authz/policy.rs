@@ -1,5 +1,4 @@
-//! Roles → permissions (YAML, or code), and principal → roles assignments (as a
-//! `RoleConfig::add_role(service, role)` makes them).
+//! Roles → permissions (YAML, or code), and principal → roles assignments.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -174,8 +173,7 @@ impl PolicyBuilder {
     }
 
     /// Gives the principal with this [qualified id](crate::Principal::qualified_id) these
-    /// roles, as `RoleConfig::add_role("model_registry", "read_models")` does: a bare
-    /// id names a service identity (an HMAC caller or a certificate identity), never a token
+    /// roles: a bare id names a service identity (an HMAC caller or a certificate identity), never a token
     /// subject; a token subject is written `jwt:<sub>`.
     pub fn assign<I, R>(mut self, principal: impl Into<String>, roles: I) -> Self
     where

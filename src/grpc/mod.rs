@@ -26,9 +26,9 @@
 //! interceptors that need it (HMAC, per-method authorization). [`chain`] runs several
 //! interceptors as one.
 //!
-//! **Builders**: [`SecureGrpcServerBuilder`] and [`SecureGrpcClientBuilder`] translate seed
-//! 000's examples almost line for line: TLS and/or JWT, roles, a configured tonic `Server`
-//! and a ready `Channel`.
+//! **Builders**: [`SecureGrpcServerBuilder`] and [`SecureGrpcClientBuilder`] make a secured tonic
+//! service in a few lines: TLS and/or JWT, roles, a configured tonic `Server` and a ready
+//! `Channel`.
 //!
 //! ```
 //! use tonic::service::interceptor::InterceptedService;

@@ -301,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_match_the_seed() {
+    fn defaults_match_the_scheme() {
         let config = builder().secret(SECRET).build().unwrap();
         assert_eq!(config.inner.window_millis, 30_000);
         assert_eq!(config.inner.nonce_ttl, Duration::from_secs(65));

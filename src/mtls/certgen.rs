@@ -169,8 +169,8 @@ impl CertificateAuthority {
         write_private(&ca.join("key.pem"), &self.private_key_pem)
     }
 
-    /// Writes `name/cert.pem`, `name/key.pem` (mode 0600) and `name/ca.pem` under `dir`: seed
-    /// 001's layout, which [`TlsConfig::from_env`](super::TlsConfig::from_env) reads.
+    /// Writes `name/cert.pem`, `name/key.pem` (mode 0600) and `name/ca.pem` under `dir`: the
+    /// directory layout that [`TlsConfig::from_env`](super::TlsConfig::from_env) reads.
     ///
     /// # Errors
     ///
