@@ -71,16 +71,15 @@ fn start_server(pki: &Pki, mtls: bool) -> (Runtime, SocketAddr) {
         .enable_all()
         .build()
         .unwrap();
-    let mut tls = TlsConfig::from_pem(
+    let mut tls = TlsConfig::builder_from_pem(
         pki.server.0.as_bytes(),
         pki.server.1.as_bytes(),
         pki.ca.as_bytes(),
-    )
-    .unwrap();
+    );
     if !mtls {
         tls = tls.client_certificates_optional();
     }
-    let config = tls.server_config().unwrap();
+    let config = tls.build().unwrap().server_config().unwrap();
     let addr = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

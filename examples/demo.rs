@@ -462,7 +462,7 @@ impl Table {
 
 /// GET /whoami over HTTPS with a client certificate.
 async fn https_whoami(
-    client: Result<TlsConfig, tower_zerotrust::mtls::TlsError>,
+    client: Result<TlsConfig, tower_zerotrust::ConfigError>,
     port: u16,
 ) -> Result<http::Response<hyper::body::Incoming>, tower_zerotrust::BoxError> {
     let mut config = (*client?.client_config()?).clone();

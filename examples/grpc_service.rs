@@ -85,8 +85,9 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
     let jwt_secret = random_secret();
     let ca = DemoCa::new("registry CA");
     let (cert, key) = ca.issue("registry", true);
-    let tls = TlsConfig::from_pem(cert.as_bytes(), key.as_bytes(), ca.pem.as_bytes())?
+    let tls = TlsConfig::builder_from_pem(cert.as_bytes(), key.as_bytes(), ca.pem.as_bytes())
         .client_certificates_optional()
+        .build()?
         .server_config()?;
     let limits = RateLimitConfig::builder()
         .principal_quota("batch-job", RateQuota::new(1, 2))

@@ -163,8 +163,8 @@ type Configured = (axum::Router, Option<ReloadingServerConfig>, SharedPolicy);
 
 /// The routes, the TLS configuration when `TLS_CERT_FILE` is set, and the roles policy.
 fn configure() -> Result<Configured, BoxError> {
-    let hmac = HmacConfigBuilder::from_env()?.public_path("/health");
-    let jwt = JwtConfigBuilder::from_env()?;
+    let hmac = HmacConfigBuilder::from_env().public_path("/health");
+    let jwt = JwtConfigBuilder::from_env();
     let tls = match std::env::var("TLS_CERT_FILE")
         .ok()
         .filter(|v| !v.is_empty())
@@ -177,20 +177,16 @@ fn configure() -> Result<Configured, BoxError> {
                     .filter(|v| !v.is_empty())
                     .ok_or_else(|| format!("{name} is required with TLS_CERT_FILE"))
             };
-            let (key, ca) = (required("TLS_KEY_FILE")?, required("TLS_CA_FILE")?);
-            let crl = std::env::var("TLS_CRL_FILE").ok().filter(|v| !v.is_empty());
-            let allow_v1 = std::env::var("TLS_ALLOW_V1_CLIENT_CERTS").is_ok_and(|v| v == "true");
+            let mut tls =
+                TlsConfig::builder(cert, required("TLS_KEY_FILE")?, required("TLS_CA_FILE")?);
+            if let Some(crl) = std::env::var("TLS_CRL_FILE").ok().filter(|v| !v.is_empty()) {
+                tls = tls.crl_file(crl);
+            }
+            if std::env::var("TLS_ALLOW_V1_CLIENT_CERTS").is_ok_and(|v| v == "true") {
+                tls = tls.allow_v1_client_certificates();
+            }
             // Read again on SIGHUP: new handshakes get the new files, open connections go on.
-            Some(ReloadingServerConfig::from_loader(move || {
-                let mut config = TlsConfig::new(&cert, &key, &ca)?;
-                if let Some(crl) = &crl {
-                    config = config.with_crl_file(crl)?;
-                }
-                if allow_v1 {
-                    config = config.allow_v1_client_certificates();
-                }
-                Ok(config)
-            })?)
+            Some(ReloadingServerConfig::new(tls)?)
         }
     };
     // With TLS, a client certificate alone proves who is calling (its subject CN).
@@ -239,7 +235,7 @@ fn access(shared: Option<Redis>) -> Result<secure_app::Access, BoxError> {
         Some(file) => SharedPolicy::from_yaml_file(file)?,
         None => Policy::example_roles().into(),
     };
-    let limits = RateLimitConfigBuilder::from_env()?.peer_addr(secure_app::peer_ip);
+    let limits = RateLimitConfigBuilder::from_env().peer_addr(secure_app::peer_ip);
     let limits = match shared {
         None => limits,
         #[cfg(feature = "redis")]

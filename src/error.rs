@@ -12,12 +12,12 @@ use std::time::Duration;
 pub enum ConfigError {
     /// A required environment variable is not set.
     #[error("environment variable {0} is not set")]
-    MissingEnv(&'static str),
+    MissingEnv(String),
     /// An environment variable is set but unusable.
     #[error("environment variable {name} is invalid: {reason}")]
     InvalidEnv {
         /// The variable's name.
-        name: &'static str,
+        name: String,
         /// What is wrong with it (never its value when it is a secret).
         reason: String,
     },
@@ -61,6 +61,11 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
+    /// The configuration would not be secure: no credentials at all, a bearer token sent in
+    /// plaintext across the network, TLS material with an `http://` URL. Each message names
+    /// the way out.
+    #[error("insecure configuration refused: {0}")]
+    Insecure(&'static str),
     /// A value is outside its allowed range or format.
     #[error("invalid {what}: {reason}")]
     Invalid {
@@ -69,4 +74,34 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
+}
+
+/// The first configuration error a builder met, kept for its `build()` to report.
+#[cfg(any(
+    feature = "hmac",
+    feature = "jwt",
+    feature = "mtls",
+    feature = "rate-limit"
+))]
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FirstError(Option<ConfigError>);
+
+#[cfg(any(
+    feature = "hmac",
+    feature = "jwt",
+    feature = "mtls",
+    feature = "rate-limit"
+))]
+impl FirstError {
+    /// Keeps `result`'s error unless an earlier one is kept.
+    pub(crate) fn keep(&mut self, result: Result<(), ConfigError>) {
+        if let Err(error) = result {
+            self.0.get_or_insert(error);
+        }
+    }
+
+    /// `Err` with the first error kept, if any.
+    pub(crate) fn check(self) -> Result<(), ConfigError> {
+        self.0.map_or(Ok(()), Err)
+    }
 }

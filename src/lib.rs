@@ -11,8 +11,8 @@
 //! ```
 //!
 //! * **Authentication layers** turn credentials into a [`Principal`] in the request's
-//!   extensions. Today: [`hmac::VerifyHmacLayer`] (HMAC-SHA256 signed requests with replay
-//!   protection).
+//!   extensions: HMAC-SHA256 signed requests with replay protection (`hmac`), bearer tokens
+//!   (`jwt`), client certificates (`mtls`).
 //! * **Rejections** ([`Rejection`]) become 401/403/429/503 `application/problem+json` responses,
 //!   or trailers-only gRPC statuses when the request is gRPC, so the same layer serves axum and
 //!   tonic.
@@ -43,6 +43,41 @@
 //! With tonic, put the same layer on the server (`Server::builder().layer(...)`) and read the
 //! caller in a handler with `request.extensions().get::<Principal>()`.
 //!
+//! # Configuration
+//!
+//! Every layer takes a configuration made by a builder: `FooConfig::builder()`, setters that
+//! never fail, and `build()`, which checks everything and returns [`ConfigError`], the crate's
+//! one configuration error. A bad deployment stops at start-up with a message naming what to
+//! fix, never later as refused requests.
+//!
+//! Builders that read environment variables do so in `from_env`, which never fails either: a
+//! variable that is missing or unusable is reported by `build()` as
+//! [`ConfigError::MissingEnv`] or [`ConfigError::InvalidEnv`], naming the variable (never its
+//! value). Adjust the builder before building: `HmacConfigBuilder::from_env().public_path("/health").build()?`.
+//! Where the environment can leave a concern off, `from_env` returns `Option`:
+//!
+//! | `from_env` | reads | `None` when |
+//! |---|---|---|
+//! | `HmacConfigBuilder::from_env()` | `SERVICE_SECRET`, `SERVICE_SECRET_PREVIOUS`, `ALLOWED_CALLERS` | — |
+//! | `JwtConfigBuilder::from_env()` | `JWT_SECRET`, `JWT_PUBLIC_KEY_FILE`, `JWT_JWKS_URL`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_ROLES_CLAIM` | no key variable is set |
+//! | `RateLimitConfigBuilder::from_env()` | `RATE_LIMIT_AVERAGE`, `RATE_LIMIT_BURST` | — |
+//! | `TlsConfigBuilder::from_env(prefix, name)` | `{prefix}_TLS_*`, `{prefix}_CERTS_DIR` | `{prefix}_TLS_ENABLED` is off |
+//!
+//! `HmacSigner::from_env()` (`SERVICE_ID`, `SERVICE_SECRET`) returns the signer itself: it has
+//! nothing to adjust.
+//!
+//! Each concept has one home:
+//!
+//! * **Who may call at all**: `allow_callers` / `allow_any_caller`, spelled the same on the
+//!   HMAC verifier (the scheme's `ALLOWED_CALLERS`: which signers are accepted) and on
+//!   `AuthorizeConfigBuilder` (which proven principals, by any proof, may call this service).
+//! * **Paths without credentials**: `public_path` on each authentication layer (exact paths such
+//!   as `/health`); authorization rules make a route public with `AuthorizeConfigBuilder::public`.
+//! * **Roles**: carried by the credential (a token's roles claim), or assigned to a principal's
+//!   [qualified id](Principal::qualified_id) by the authorization policy
+//!   (`PolicyBuilder::assign`, `principals:` in a YAML policy). HMAC callers and certificate
+//!   identities get roles only there.
+//!
 //! # Cargo features
 //!
 //! | feature | default | what it adds |
@@ -69,7 +104,12 @@ mod macros;
 
 pub mod body;
 pub mod clock;
-#[cfg(any(feature = "hmac", feature = "jwt"))]
+#[cfg(any(
+    feature = "hmac",
+    feature = "jwt",
+    feature = "mtls",
+    feature = "rate-limit"
+))]
 mod env;
 mod error;
 #[cfg(any(

@@ -175,7 +175,7 @@ async fn a_trust_matrix_exactly() {
     ];
     for target in services {
         let config = AuthorizeConfig::builder(Policy::default())
-            .allowed_callers(matrix.callers_of(target))
+            .allow_callers(matrix.callers_of(target))
             .otherwise(Require::Authenticated)
             .build()
             .unwrap();

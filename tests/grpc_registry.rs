@@ -26,13 +26,14 @@ const JWT_SECRET: &str = "a-jwt-secret-of-at-least-32-bytes!!";
 async fn tonic_clients_get_the_statuses_they_expect_through_every_layer() {
     let ca = Ca::new("Registry CA");
     let server = ca.server();
-    let tls = TlsConfig::from_pem(
+    let tls = TlsConfig::builder_from_pem(
         server.cert.as_bytes(),
         server.key.as_bytes(),
         ca.pem.as_bytes(),
     )
-    .unwrap()
     .client_certificates_optional()
+    .build()
+    .unwrap()
     .server_config()
     .unwrap();
     let limits = RateLimitConfig::builder()

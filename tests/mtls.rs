@@ -12,29 +12,29 @@ use support::certs::{
     Ca, Leaf, https_get, https_get_with, no_certificate_config, pem_to_der, serve_whoami, spiffe,
 };
 use tower_zerotrust::mtls::{
-    IdentityRule, MtlsPrincipalConfig, PeerIdentity, TlsConfig, serve_tls,
+    IdentityRule, MtlsPrincipalConfig, PeerIdentity, TlsConfig, TlsConfigBuilder, serve_tls,
 };
 
 /// The server's TLS material: a `localhost` certificate from `ca`.
-fn server_tls(ca: &Ca) -> TlsConfig {
+fn server_tls(ca: &Ca) -> TlsConfigBuilder {
     let server = ca.server();
-    TlsConfig::from_pem(
+    TlsConfig::builder_from_pem(
         server.cert.as_bytes(),
         server.key.as_bytes(),
         ca.pem.as_bytes(),
     )
-    .unwrap()
 }
 
 async fn start(ca: &Ca, config: MtlsPrincipalConfig) -> SocketAddr {
-    serve_whoami(server_tls(ca).server_config().unwrap(), config).await
+    serve_whoami(
+        server_tls(ca).build().unwrap().server_config().unwrap(),
+        config,
+    )
+    .await
 }
 
 fn cn_config() -> MtlsPrincipalConfig {
-    MtlsPrincipalConfig::builder()
-        .roles("model-registry", ["read_models", "write_models"])
-        .build()
-        .unwrap()
+    MtlsPrincipalConfig::builder().build().unwrap()
 }
 
 #[tokio::test]
@@ -46,7 +46,7 @@ async fn a_client_certificate_from_the_ca_is_the_principal() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
-        json!({"id": "model-registry", "method": "mtls", "roles": ["read_models", "write_models"]})
+        json!({"id": "model-registry", "method": "mtls", "roles": []})
     );
 }
 
@@ -74,7 +74,8 @@ async fn an_expired_client_certificate_is_refused() {
 async fn a_revoked_client_certificate_is_refused_and_others_still_get_in() {
     let ca = Ca::new("Test CA");
     let tls = server_tls(&ca)
-        .with_crl_pem(ca.crl(&[7, 9]).as_bytes())
+        .crl_pem(ca.crl(&[7, 9]).as_bytes())
+        .build()
         .unwrap();
     let addr = serve_whoami(tls.server_config().unwrap(), cn_config()).await;
     let revoked = ca.issue_serial("model-registry", 9);
@@ -85,20 +86,20 @@ async fn a_revoked_client_certificate_is_refused_and_others_still_get_in() {
     // With CRLs on, a CA that published none leaves its leaves' status unknown: refused.
     let second = Ca::new("Second CA");
     let server = ca.server();
-    let both = TlsConfig::from_pem(
+    let both = TlsConfig::builder_from_pem(
         server.cert.as_bytes(),
         server.key.as_bytes(),
         format!("{}{}", ca.pem, second.pem).as_bytes(),
     )
-    .unwrap()
-    .with_crl_pem(ca.crl(&[]).as_bytes())
+    .crl_pem(ca.crl(&[]).as_bytes())
+    .build()
     .unwrap();
     let addr = serve_whoami(both.server_config().unwrap(), cn_config()).await;
     let unknown = second.issue_serial("model-registry", 8);
     assert!(https_get(addr, &ca, &unknown).await.is_err());
     assert_eq!(https_get(addr, &ca, &good).await.unwrap().0, StatusCode::OK);
 
-    let no_crl = server_tls(&ca).with_crl_pem(b"not a crl");
+    let no_crl = server_tls(&ca).crl_pem(b"not a crl").build();
     assert!(
         no_crl
             .unwrap_err()
@@ -209,16 +210,19 @@ fn tls_config_errors_are_clear() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("not a CA"), "{err}");
-    // A key that does not match the certificate.
+    // A key that does not match the certificate: refused when the configuration is built,
+    // not at the first handshake.
     let other = ca.server();
     let mismatched = TlsConfig::from_pem(
         leaf.cert.as_bytes(),
         other.key.as_bytes(),
         ca.pem.as_bytes(),
     )
-    .unwrap()
-    .server_config();
-    assert!(mismatched.is_err());
+    .unwrap_err();
+    assert!(
+        mismatched.to_string().contains("KeyMismatch"),
+        "{mismatched}"
+    );
     let missing = TlsConfig::new(
         "/nonexistent/cert.pem",
         "/nonexistent/key.pem",
@@ -248,7 +252,10 @@ async fn a_client_without_a_certificate_is_refused_at_the_handshake() {
 #[tokio::test]
 async fn with_optional_client_certificates_the_layer_decides() {
     let ca = Ca::new("Test CA");
-    let tls = server_tls(&ca).client_certificates_optional();
+    let tls = server_tls(&ca)
+        .client_certificates_optional()
+        .build()
+        .unwrap();
     let addr = serve_whoami(tls.server_config().unwrap(), cn_config()).await;
     // No certificate: the handshake succeeds, the layer answers 401.
     assert_eq!(
@@ -298,7 +305,7 @@ async fn certificates_rotate_under_load_without_a_single_failed_request() {
     };
     std::fs::write(&ca_file, &ca.pem).unwrap();
     install(&ca.server());
-    let tls = ReloadingServerConfig::from_files(&cert, &key, &ca_file).unwrap();
+    let tls = ReloadingServerConfig::new(TlsConfig::builder(&cert, &key, &ca_file)).unwrap();
     assert!(tls.time_to_expiry().unwrap() > std::time::Duration::from_secs(86_400));
 
     let addr = serve_whoami(tls.clone(), cn_config()).await;
@@ -364,6 +371,8 @@ async fn a_certificate_bound_token_works_only_with_its_certificate() {
         .layer(RequireJwtLayer::new(jwt));
     let tls = server_tls(&ca)
         .client_certificates_optional()
+        .build()
+        .unwrap()
         .server_config()
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -429,13 +438,14 @@ async fn a_v1_client_certificate_with_trailing_bytes_is_refused() {
     };
     let ca = Ca::new("Server CA");
     let server = ca.server();
-    let tls = TlsConfig::from_pem(
+    let tls = TlsConfig::builder_from_pem(
         server.cert.as_bytes(),
         server.key.as_bytes(),
         fixture("ca.pem").as_bytes(),
     )
-    .unwrap()
-    .allow_v1_client_certificates();
+    .allow_v1_client_certificates()
+    .build()
+    .unwrap();
     let addr = serve_whoami(tls.server_config().unwrap(), cn_config()).await;
     let (cert, key) = (fixture("client.pem"), fixture("client.key"));
     let (status, body) = https_get_with(client_config_presenting(&cert, &key, &ca.pem), addr)
@@ -470,15 +480,19 @@ async fn an_outdated_revocation_list_is_not_trusted() {
     let ca = Ca::new("Test CA");
     let good = ca.issue_serial("model-registry", 8);
     let outdated = ca.crl_until(&[9], 2025);
-    let strict = server_tls(&ca).with_crl_pem(outdated.as_bytes()).unwrap();
+    let strict = server_tls(&ca)
+        .crl_pem(outdated.as_bytes())
+        .build()
+        .unwrap();
     let addr = serve_whoami(strict.server_config().unwrap(), cn_config()).await;
     // Refused at the handshake (the client only sees the alert).
     assert!(https_get(addr, &ca, &good).await.is_err());
 
     let relaxed = server_tls(&ca)
-        .with_crl_pem(outdated.as_bytes())
-        .unwrap()
-        .allow_expired_revocation_lists();
+        .crl_pem(outdated.as_bytes())
+        .allow_expired_revocation_lists()
+        .build()
+        .unwrap();
     let addr = serve_whoami(relaxed.server_config().unwrap(), cn_config()).await;
     assert_eq!(https_get(addr, &ca, &good).await.unwrap().0, StatusCode::OK);
     let revoked = ca.issue_serial("model-registry", 9);
@@ -486,7 +500,8 @@ async fn an_outdated_revocation_list_is_not_trusted() {
 
     // A fresh list: accepted without any relaxation.
     let fresh = server_tls(&ca)
-        .with_crl_pem(ca.crl(&[9]).as_bytes())
+        .crl_pem(ca.crl(&[9]).as_bytes())
+        .build()
         .unwrap();
     let addr = serve_whoami(fresh.server_config().unwrap(), cn_config()).await;
     assert_eq!(https_get(addr, &ca, &good).await.unwrap().0, StatusCode::OK);
@@ -499,19 +514,21 @@ async fn unknown_revocation_status_is_refused_unless_allowed() {
     let (ca, second) = (Ca::new("Test CA"), Ca::new("Second CA"));
     let server = ca.server();
     let config = || {
-        TlsConfig::from_pem(
+        TlsConfig::builder_from_pem(
             server.cert.as_bytes(),
             server.key.as_bytes(),
             format!("{}{}", ca.pem, second.pem).as_bytes(),
         )
-        .unwrap()
-        .with_crl_pem(ca.crl(&[]).as_bytes())
-        .unwrap()
+        .crl_pem(ca.crl(&[]).as_bytes())
     };
     let unknown = second.issue_serial("model-registry", 8);
-    let addr = serve_whoami(config().server_config().unwrap(), cn_config()).await;
+    let addr = serve_whoami(
+        config().build().unwrap().server_config().unwrap(),
+        cn_config(),
+    )
+    .await;
     assert!(https_get(addr, &ca, &unknown).await.is_err());
-    let relaxed = config().allow_unknown_revocation_status();
+    let relaxed = config().allow_unknown_revocation_status().build().unwrap();
     let addr = serve_whoami(relaxed.server_config().unwrap(), cn_config()).await;
     assert_eq!(
         https_get(addr, &ca, &unknown).await.unwrap().0,
@@ -528,7 +545,10 @@ async fn a_401_names_every_scheme_the_service_accepts() {
     use tower_zerotrust::mtls::MtlsPrincipalLayer;
 
     let ca = Ca::new("Test CA");
-    let tls = server_tls(&ca).client_certificates_optional();
+    let tls = server_tls(&ca)
+        .client_certificates_optional()
+        .build()
+        .unwrap();
     let jwt = JwtConfig::builder()
         .key(JwtKey::hmac(Algorithm::HS256, "a-jwt-secret-of-at-least-32-bytes!!").unwrap())
         .issuer("idp")
@@ -575,4 +595,52 @@ async fn a_certificate_named_like_a_token_subject_is_no_identity() {
         .await
         .unwrap();
     assert_eq!(status, StatusCode::OK);
+}
+
+/// Roles are given to certificate identities where every principal's are: by the authorization
+/// policy, keyed by the identity the certificate proves.
+#[tokio::test]
+async fn certificate_identities_get_their_roles_from_the_policy() {
+    use http::Method;
+    use tower::ServiceBuilder;
+    use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Policy, Require};
+    use tower_zerotrust::mtls::MtlsPrincipalLayer;
+
+    let ca = Ca::new("Test CA");
+    let policy = Policy::builder()
+        .role("reader", ["models:read"])
+        .assign("model-registry", ["reader"])
+        .build()
+        .unwrap();
+    let rules = AuthorizeConfig::builder(policy)
+        .route(Method::GET, "/whoami", Require::permission("models:read"))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/whoami",
+            axum::routing::get(|p: tower_zerotrust::Principal| async move {
+                axum::Json(json!({"id": p.id()}))
+            }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(MtlsPrincipalLayer::new(cn_config()))
+                .layer(AuthorizeLayer::new(rules)),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tls = server_tls(&ca).build().unwrap().server_config().unwrap();
+    tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
+
+    let assigned = ca.issue("model-registry", vec![], true);
+    let (status, body) = https_get(addr, &ca, &assigned).await.unwrap();
+    assert_eq!(
+        (status, &body["id"]),
+        (StatusCode::OK, &json!("model-registry"))
+    );
+    let unassigned = ca.issue("batch-job", vec![], true);
+    let (status, body) = https_get(addr, &ca, &unassigned).await.unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["code"], "authz.permission_denied");
 }

@@ -127,13 +127,14 @@ async fn openssl_certificates_serve_mtls_and_v1_clients_are_refused() {
     assert!(v3.contains("HTTP/1.1 200"), "{v3}");
 
     // With the named relaxation, openssl's own v1 client certificate gets in.
-    let relaxed = TlsConfig::new(
+    let relaxed = TlsConfig::builder(
         service.join("cert.pem"),
         service.join("key.pem"),
         dir.join("ca/cert.pem"),
     )
-    .unwrap()
     .allow_v1_client_certificates()
+    .build()
+    .unwrap()
     .server_config()
     .unwrap();
     let relaxed =

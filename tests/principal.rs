@@ -196,7 +196,7 @@ async fn token_subjects_and_service_identities_live_in_different_namespaces() {
         .build()
         .unwrap();
     let authorize = AuthorizeConfig::builder(policy)
-        .allowed_callers(["gateway", "jwt:alice", "jwt:gateway-token"])
+        .allow_callers(["gateway", "jwt:alice", "jwt:gateway-token"])
         .route(Method::GET, "/models", Require::permission("models:read"))
         .otherwise(Require::Authenticated)
         .build()

@@ -112,7 +112,7 @@ impl AuthorizeConfigBuilder {
     /// rule is read. Public routes stay public. Callers are named by
     /// [qualified id](crate::Principal::qualified_id): a bare name is a service identity (HMAC
     /// or certificate), `jwt:<sub>` a token subject.
-    pub fn allowed_callers<I, C>(mut self, callers: I) -> Self
+    pub fn allow_callers<I, C>(mut self, callers: I) -> Self
     where
         I: IntoIterator<Item = C>,
         C: Into<String>,

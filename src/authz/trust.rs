@@ -10,7 +10,7 @@ use crate::error::ConfigError;
 ///
 /// The matrix describes the whole system; each service takes its own row with
 /// [`callers_of`](Self::callers_of) and gives it to its
-/// [`AuthorizeConfigBuilder::allowed_callers`](super::AuthorizeConfigBuilder::allowed_callers)
+/// [`AuthorizeConfigBuilder::allow_callers`](super::AuthorizeConfigBuilder::allow_callers)
 /// (or to the HMAC layer's `allow_callers`).
 ///
 /// ```

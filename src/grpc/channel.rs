@@ -6,7 +6,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
-use super::{BearerInterceptor, SecureGrpcError};
+use super::{BearerInterceptor, NO_CREDENTIALS, SecureGrpcError};
+use crate::error::ConfigError;
 use crate::mtls::TlsConfig;
 use crate::sign::{MintedToken, TokenIssuer};
 
@@ -117,7 +118,7 @@ impl SecureGrpcClientBuilder {
 
     fn endpoint(self, url: &str) -> Result<(Endpoint, ClientCredentials), SecureGrpcError> {
         if self.tls.is_none() && self.token.is_none() {
-            return Err(SecureGrpcError::NoCredentials);
+            return Err(NO_CREDENTIALS.into());
         }
         let mut endpoint = Endpoint::from_shared(url.to_owned())?;
         let plaintext = endpoint.uri().scheme_str() != Some("https");
@@ -127,15 +128,22 @@ impl SecureGrpcClientBuilder {
             .is_some_and(crate::peer::is_loopback_host);
         if self.token.is_some() && self.tls.is_none() && plaintext && remote {
             if !self.plaintext_tokens {
-                return Err(SecureGrpcError::PlaintextTokens);
+                return Err(ConfigError::Insecure(
+                    "bearer tokens would be sent in plaintext to a host other than loopback: use \
+                     TLS, or SecureGrpcClientBuilder::danger_allow_plaintext_tokens behind a \
+                     network that encrypts",
+                )
+                .into());
             }
             tracing::warn!(target: "tower_zerotrust::grpc", %url, "sending bearer tokens in plaintext, as danger_allow_plaintext_tokens allows");
         }
         if let Some(tls) = &self.tls {
             if endpoint.uri().scheme_str() != Some("https") {
-                return Err(SecureGrpcError::PlaintextUrl);
+                return Err(
+                    ConfigError::Insecure("TLS is configured but the URL is not https://").into(),
+                );
             }
-            let pem = tls.to_pem().map_err(SecureGrpcError::Unsupported)?;
+            let pem = tls.to_pem()?;
             endpoint = endpoint.tls_config(
                 ClientTlsConfig::new()
                     .domain_name(self.domain_name)

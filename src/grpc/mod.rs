@@ -78,33 +78,24 @@ pub use server::{SecureGrpcServerBuilder, SecureLayer, ServerGuard};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
-/// Why a secure builder could not make its server or channel.
+/// Why a secure builder could not make its server or channel: a configuration to fix, or a
+/// connection that failed (which may succeed when retried).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SecureGrpcError {
-    /// Neither TLS nor JWT was configured: the result would not be secure.
-    #[error("no credentials configured: add TLS, JWT or both")]
-    NoCredentials,
-    /// TLS was configured for a URL that is not `https://`.
-    #[error("TLS is configured but the URL is not https://")]
-    PlaintextUrl,
-    /// Bearer tokens would cross the network in plaintext: an `http://` URL to a host other
-    /// than loopback, without TLS.
-    #[error(
-        "bearer tokens would be sent in plaintext to a host other than loopback: use TLS, or \
-         SecureGrpcClientBuilder::danger_allow_plaintext_tokens behind a network that encrypts"
-    )]
-    PlaintextTokens,
-    /// The configuration needs what tonic's TLS cannot do.
-    #[error("{0}")]
-    Unsupported(&'static str),
-    /// An invalid configuration.
+    /// The configuration is invalid or would not be secure (for example
+    /// [`ConfigError::Insecure`](crate::ConfigError::Insecure) when neither TLS nor JWT is
+    /// configured).
     #[error(transparent)]
     Config(#[from] crate::ConfigError),
     /// tonic refused the TLS material or the URL, or could not connect.
     #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
 }
+
+/// The refusal when neither TLS nor JWT is configured.
+pub(crate) const NO_CREDENTIALS: crate::ConfigError =
+    crate::ConfigError::Insecure("no credentials configured: add TLS, JWT or both");
 
 /// Runs `first`, then `second` on what it let through: one interceptor for a service that
 /// needs several (authenticate, then authorize). Nest it for more.

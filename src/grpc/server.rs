@@ -9,7 +9,7 @@ use tonic::{Request, Status};
 use tower_layer::{Identity as NoLayer, Stack};
 
 use super::status::misconfigured;
-use super::{JwtInterceptor, MethodPathLayer, MtlsInterceptor, SecureGrpcError};
+use super::{JwtInterceptor, MethodPathLayer, MtlsInterceptor, NO_CREDENTIALS, SecureGrpcError};
 use crate::Principal;
 use crate::authz::{permission_denied, unauthenticated};
 use crate::jwt::JwtConfig;
@@ -108,12 +108,12 @@ impl SecureGrpcServerBuilder {
     /// tonic refused the TLS material.
     pub fn build(self) -> Result<Server<SecureLayer>, SecureGrpcError> {
         if self.tls.is_none() && self.jwt.is_none() {
-            return Err(SecureGrpcError::NoCredentials);
+            return Err(NO_CREDENTIALS.into());
         }
         let mut server = Server::builder();
         let mut certificates = None;
         if let Some(tls) = &self.tls {
-            let pem = tls.to_pem().map_err(SecureGrpcError::Unsupported)?;
+            let pem = tls.to_pem()?;
             let config = ServerTlsConfig::new()
                 .identity(Identity::from_pem(pem.chain, pem.key))
                 .client_ca_root(Certificate::from_pem(pem.roots))

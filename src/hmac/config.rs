@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::canonical::is_valid_field;
 use super::keys::{KeyRing, SigningKey};
 use crate::clock::{Clock, SharedClock};
-use crate::env;
-use crate::error::ConfigError;
+use crate::env::{self, Env};
+use crate::error::{ConfigError, FirstError};
 use crate::public::PublicPaths;
 
 const DEFAULT_WINDOW: Duration = Duration::from_secs(30);
@@ -18,8 +18,8 @@ const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 /// The validated configuration of a [`VerifyHmacLayer`](super::VerifyHmacLayer).
 ///
-/// Build it with [`HmacConfig::builder`] or read it from the environment with
-/// [`HmacConfig::from_env`]. Cheap to clone.
+/// Build it with [`HmacConfig::builder`], or from the environment with
+/// [`HmacConfigBuilder::from_env`]. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct HmacConfig {
     pub(crate) inner: Arc<Settings>,
@@ -46,15 +46,6 @@ impl HmacConfig {
     pub fn builder() -> HmacConfigBuilder {
         HmacConfigBuilder::default()
     }
-
-    /// Reads `SERVICE_SECRET` and `ALLOWED_CALLERS`: see [`HmacConfigBuilder::from_env`].
-    ///
-    /// # Errors
-    ///
-    /// As [`HmacConfigBuilder::from_env`] and [`HmacConfigBuilder::build`].
-    pub fn from_env() -> Result<Self, ConfigError> {
-        HmacConfigBuilder::from_env()?.build()
-    }
 }
 
 /// Builds an [`HmacConfig`]; [`build`](Self::build) checks it.
@@ -70,7 +61,7 @@ pub struct HmacConfigBuilder {
     public_paths: PublicPaths,
     optional: bool,
     clock: SharedClock,
-    error: Option<ConfigError>,
+    error: FirstError,
 }
 
 impl Default for HmacConfigBuilder {
@@ -84,7 +75,7 @@ impl Default for HmacConfigBuilder {
             public_paths: PublicPaths::default(),
             optional: false,
             clock: SharedClock::default(),
-            error: None,
+            error: FirstError::default(),
         }
     }
 }
@@ -100,22 +91,26 @@ impl HmacConfigBuilder {
     ///   replaces; call [`allow_any_caller`](Self::allow_any_caller) to accept every caller
     ///   that holds the secret.
     ///
-    /// # Errors
-    ///
-    /// [`ConfigError::MissingEnv`] or [`ConfigError::InvalidEnv`] for unusable variables.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let secret = env::required("SERVICE_SECRET")?;
-        let callers = env::var("ALLOWED_CALLERS")?.unwrap_or_default();
-        let callers: Vec<&str> = callers
-            .split(',')
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .collect();
+    /// A variable that is missing or unusable is reported by [`build`](Self::build), as
+    /// [`ConfigError::MissingEnv`] or [`ConfigError::InvalidEnv`].
+    pub fn from_env() -> Self {
+        Self::read_env(&Env::process())
+    }
+
+    fn read_env(env: &Env) -> Self {
+        let mut builder = Self::default();
+        let read = builder.add_env(env);
+        builder.error.keep(read);
+        builder
+    }
+
+    fn add_env(&mut self, env: &Env) -> Result<(), ConfigError> {
+        let callers = env.list("ALLOWED_CALLERS")?;
         if let Some(bad) = callers.iter().find(|c| !is_valid_field(c)) {
-            return Err(ConfigError::InvalidEnv {
-                name: "ALLOWED_CALLERS",
-                reason: format!("{bad:?} is not a valid service id"),
-            });
+            return Err(env::invalid(
+                "ALLOWED_CALLERS",
+                format!("{bad:?} is not a valid service id"),
+            ));
         }
         if callers.is_empty() {
             tracing::warn!(
@@ -123,15 +118,15 @@ impl HmacConfigBuilder {
                 "ALLOWED_CALLERS is unset or empty: every caller will be refused with 403"
             );
         }
-        let mut builder = Self::default().allow_callers(callers);
-        builder
-            .keys
+        self.allowed_callers = Some(Some(callers.into_iter().collect()));
+        let secret = env.required("SERVICE_SECRET")?;
+        self.keys
             .add_shared(SigningKey::new("SERVICE_SECRET", &secret)?)?;
-        if let Some(previous) = env::var("SERVICE_SECRET_PREVIOUS")?.filter(|s| !s.is_empty()) {
+        if let Some(previous) = env.var("SERVICE_SECRET_PREVIOUS")? {
             let key = SigningKey::new("SERVICE_SECRET_PREVIOUS", &previous)?;
-            builder.keys.add_shared(key)?;
+            self.keys.add_shared(key)?;
         }
-        Ok(builder)
+        Ok(())
     }
 
     /// Adds a secret that every caller may sign with. Call it again to accept a second secret
@@ -226,9 +221,7 @@ impl HmacConfigBuilder {
     ///   be remembered that long, or the same request could be replayed once it is forgotten.
     ///   For the scheme's ±30 s window that makes 60 s exactly the minimum.
     pub fn build(self) -> Result<HmacConfig, ConfigError> {
-        if let Some(error) = self.error {
-            return Err(error);
-        }
+        self.error.check()?;
         if self.keys.is_empty() {
             return Err(ConfigError::NoKeys);
         }
@@ -270,9 +263,7 @@ impl HmacConfigBuilder {
     }
 
     fn keep_first_error(mut self, result: Result<(), ConfigError>) -> Self {
-        if let Err(e) = result {
-            self.error.get_or_insert(e);
-        }
+        self.error.keep(result);
         self
     }
 }
@@ -298,6 +289,38 @@ mod tests {
 
     fn builder() -> HmacConfigBuilder {
         HmacConfig::builder().allow_any_caller()
+    }
+
+    /// Reading the environment never fails; `build()` names the variable to fix.
+    #[test]
+    fn environment_problems_are_reported_by_build() {
+        let read = |pairs: &[(&str, &str)]| HmacConfigBuilder::read_env(&Env::from_pairs(pairs));
+        let missing = read(&[("ALLOWED_CALLERS", "gateway")]).build();
+        assert!(
+            matches!(&missing, Err(ConfigError::MissingEnv(name)) if name == "SERVICE_SECRET"),
+            "{missing:?}"
+        );
+        let bad_caller = read(&[("SERVICE_SECRET", SECRET), ("ALLOWED_CALLERS", "a:b")]).build();
+        assert!(
+            matches!(&bad_caller, Err(ConfigError::InvalidEnv { name, .. }) if name == "ALLOWED_CALLERS"),
+            "{bad_caller:?}"
+        );
+        let short = read(&[("SERVICE_SECRET", "short"), ("ALLOWED_CALLERS", "gateway")]).build();
+        assert!(matches!(short, Err(ConfigError::SecretTooShort { .. })));
+        let config = read(&[
+            ("SERVICE_SECRET", SECRET),
+            (
+                "SERVICE_SECRET_PREVIOUS",
+                "fedcba9876543210fedcba9876543210",
+            ),
+            ("ALLOWED_CALLERS", " gateway, rag-service "),
+        ])
+        .public_path("/health")
+        .build()
+        .unwrap();
+        let callers = config.inner.allowed_callers.as_ref().unwrap();
+        assert!(callers.contains("gateway") && callers.contains("rag-service"));
+        assert!(config.inner.public_paths.contains("/health"));
     }
 
     #[test]

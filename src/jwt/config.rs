@@ -7,8 +7,8 @@ use super::cache::TokenCache;
 use super::claims::RolesPath;
 use super::keys::{Algorithm, JwtKey};
 use crate::clock::{Clock, SharedClock};
-use crate::env;
-use crate::error::ConfigError;
+use crate::env::{self, Env};
+use crate::error::{ConfigError, FirstError};
 use crate::public::PublicPaths;
 
 const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
@@ -99,7 +99,7 @@ pub struct JwtConfigBuilder {
     public_paths: PublicPaths,
     optional: bool,
     clock: SharedClock,
-    error: Option<ConfigError>,
+    error: FirstError,
 }
 
 impl Default for JwtConfigBuilder {
@@ -120,13 +120,14 @@ impl Default for JwtConfigBuilder {
             public_paths: PublicPaths::default(),
             optional: false,
             clock: SharedClock::default(),
-            error: None,
+            error: FirstError::default(),
         }
     }
 }
 
 impl JwtConfigBuilder {
-    /// A builder from the environment, or `None` when no key variable is set:
+    /// A builder from the environment, or `None` when no key variable is set (the environment
+    /// leaves bearer tokens off):
     ///
     /// * `JWT_SECRET`: an HS256 shared secret (at least 32 bytes);
     /// * `JWT_PUBLIC_KEY_FILE`: a PEM public key; its type decides the algorithm (RSA → RS256,
@@ -137,79 +138,83 @@ impl JwtConfigBuilder {
     /// * `JWT_ROLES_CLAIM`: where the roles are (default `roles`; `realm_access.roles`, `scope`,
     ///   `permissions`, ...).
     ///
-    /// # Errors
-    ///
-    /// Unreadable or invalid variables and files, or `JWT_JWKS_URL` without the `jwks` feature.
-    pub fn from_env() -> Result<Option<Self>, ConfigError> {
-        let secret = env::var("JWT_SECRET")?.filter(|v| !v.is_empty());
-        let key_file = env::var("JWT_PUBLIC_KEY_FILE")?.filter(|v| !v.is_empty());
-        let jwks_url = env::var("JWT_JWKS_URL")?.filter(|v| !v.is_empty());
-        if secret.is_none() && key_file.is_none() && jwks_url.is_none() {
-            return Ok(None);
+    /// A variable or key file that is missing or unusable, or `JWT_JWKS_URL` without the `jwks`
+    /// feature, is reported by [`build`](Self::build), as [`ConfigError::MissingEnv`] or
+    /// [`ConfigError::InvalidEnv`].
+    pub fn from_env() -> Option<Self> {
+        Self::read_env(&Env::process())
+    }
+
+    fn read_env(env: &Env) -> Option<Self> {
+        let variables = ["JWT_SECRET", "JWT_PUBLIC_KEY_FILE", "JWT_JWKS_URL"];
+        if variables
+            .iter()
+            .all(|name| env.var(name).ok().flatten().is_none())
+        {
+            return None;
         }
         let mut builder = Self::default();
-        if let Some(secret) = secret {
-            builder = builder.key(JwtKey::hmac(Algorithm::HS256, &secret).map_err(|e| {
-                ConfigError::InvalidEnv {
-                    name: "JWT_SECRET",
-                    reason: e.to_string(),
-                }
-            })?);
+        let read = builder.add_env(env);
+        builder.error.keep(read);
+        Some(builder)
+    }
+
+    fn add_env(&mut self, env: &Env) -> Result<(), ConfigError> {
+        if let Some(secret) = env.var("JWT_SECRET")? {
+            let key = JwtKey::hmac(Algorithm::HS256, &secret)
+                .map_err(|e| env::invalid("JWT_SECRET", e.to_string()))?;
+            self.keys.push(key);
         }
-        if let Some(file) = key_file {
-            let pem = std::fs::read(&file).map_err(|e| ConfigError::InvalidEnv {
-                name: "JWT_PUBLIC_KEY_FILE",
-                reason: format!("cannot read {file}: {e}"),
+        if let Some(file) = env.var("JWT_PUBLIC_KEY_FILE")? {
+            let pem = std::fs::read(&file).map_err(|e| {
+                env::invalid("JWT_PUBLIC_KEY_FILE", format!("cannot read {file}: {e}"))
             })?;
-            let key = JwtKey::from_public_pem(&pem).map_err(|e| ConfigError::InvalidEnv {
-                name: "JWT_PUBLIC_KEY_FILE",
-                reason: e.to_string(),
-            })?;
-            builder = builder.key(key);
+            let key = JwtKey::from_public_pem(&pem)
+                .map_err(|e| env::invalid("JWT_PUBLIC_KEY_FILE", e.to_string()))?;
+            self.keys.push(key);
         }
-        if let Some(url) = jwks_url {
-            builder = builder.jwks_from_env(&url)?;
+        if let Some(url) = env.var("JWT_JWKS_URL")? {
+            self.add_jwks_from_env(&url)?;
         }
-        for issuer in env::required("JWT_ISSUER")?.split(',') {
-            builder = builder.issuer(issuer.trim());
+        self.issuers = env.list("JWT_ISSUER")?;
+        if self.issuers.is_empty() {
+            return Err(ConfigError::MissingEnv("JWT_ISSUER".into()));
         }
-        for audience in env::required("JWT_AUDIENCE")?.split(',') {
-            builder = builder.audience(audience.trim());
+        self.audiences = env.list("JWT_AUDIENCE")?;
+        if self.audiences.is_empty() {
+            return Err(ConfigError::MissingEnv("JWT_AUDIENCE".into()));
         }
-        if let Some(path) = env::var("JWT_ROLES_CLAIM")?.filter(|v| !v.is_empty()) {
-            builder = builder.roles_claim(path);
+        if let Some(path) = env.var("JWT_ROLES_CLAIM")? {
+            self.roles_claim = path;
         }
-        Ok(Some(builder))
+        Ok(())
     }
 
     #[cfg(feature = "jwks")]
-    fn jwks_from_env(self, url: &str) -> Result<Self, ConfigError> {
-        let source =
-            super::JwksSource::builder(url)
-                .build()
-                .map_err(|e| ConfigError::InvalidEnv {
-                    name: "JWT_JWKS_URL",
-                    reason: e.to_string(),
-                })?;
-        Ok(self.jwks(source))
+    fn add_jwks_from_env(&mut self, url: &str) -> Result<(), ConfigError> {
+        let source = super::JwksSource::builder(url)
+            .build()
+            .map_err(|e| env::invalid("JWT_JWKS_URL", e.to_string()))?;
+        self.jwks = Some(source);
+        Ok(())
     }
 
     #[cfg(not(feature = "jwks"))]
-    fn jwks_from_env(self, _url: &str) -> Result<Self, ConfigError> {
-        Err(ConfigError::InvalidEnv {
-            name: "JWT_JWKS_URL",
-            reason: "key sets need the `jwks` cargo feature".into(),
-        })
+    fn add_jwks_from_env(&mut self, _url: &str) -> Result<(), ConfigError> {
+        Err(env::invalid(
+            "JWT_JWKS_URL",
+            "key sets need the `jwks` cargo feature",
+        ))
     }
 
     /// Adds a key (at most 16). Tokens naming a `kid` are checked against the key with that id;
     /// tokens without one, against the keys of their algorithm.
     pub fn key(mut self, key: JwtKey) -> Self {
         if self.keys.len() >= MAX_KEYS {
-            self.error.get_or_insert(ConfigError::TooManyKeys {
+            self.error.keep(Err(ConfigError::TooManyKeys {
                 scope: "JWT keys".into(),
                 max: MAX_KEYS,
-            });
+            }));
         } else {
             self.keys.push(key);
         }
@@ -296,9 +301,8 @@ impl JwtConfigBuilder {
 
     /// A path (exact match, such as `/health`) that passes without a token.
     pub fn public_path(mut self, path: impl Into<String>) -> Self {
-        if let Err(e) = self.public_paths.insert(path.into()) {
-            self.error.get_or_insert(e);
-        }
+        let inserted = self.public_paths.insert(path.into());
+        self.error.keep(inserted);
         self
     }
 
@@ -320,11 +324,9 @@ impl JwtConfigBuilder {
     /// # Errors
     ///
     /// No key (static or key set), no issuer or audience, an invalid roles path or size, or an
-    /// invalid key given earlier.
+    /// invalid key or variable given earlier.
     pub fn build(self) -> Result<JwtConfig, ConfigError> {
-        if let Some(error) = self.error {
-            return Err(error);
-        }
+        self.error.check()?;
         #[cfg(feature = "jwks")]
         let has_keys = !self.keys.is_empty() || self.jwks.is_some();
         #[cfg(not(feature = "jwks"))]
@@ -391,6 +393,45 @@ mod tests {
 
     fn key() -> JwtKey {
         JwtKey::hmac(Algorithm::HS256, "0123456789abcdef0123456789abcdef").unwrap()
+    }
+
+    /// Without a key variable the environment leaves tokens off; with one, every other
+    /// problem is reported by `build()`, naming the variable.
+    #[test]
+    fn environment_turns_tokens_on_and_build_reports_its_problems() {
+        let read = |pairs: &[(&str, &str)]| JwtConfigBuilder::read_env(&Env::from_pairs(pairs));
+        assert!(read(&[("JWT_ISSUER", "idp")]).is_none());
+        let secret = ("JWT_SECRET", "0123456789abcdef0123456789abcdef");
+        let no_issuer = read(&[secret, ("JWT_AUDIENCE", "api")]).unwrap().build();
+        assert!(
+            matches!(&no_issuer, Err(ConfigError::MissingEnv(name)) if name == "JWT_ISSUER"),
+            "{no_issuer:?}"
+        );
+        let short = read(&[
+            ("JWT_SECRET", "short"),
+            ("JWT_ISSUER", "idp"),
+            ("JWT_AUDIENCE", "api"),
+        ]);
+        let short = short.unwrap().build();
+        assert!(
+            matches!(&short, Err(ConfigError::InvalidEnv { name, .. }) if name == "JWT_SECRET"),
+            "{short:?}"
+        );
+        let unreadable = read(&[
+            ("JWT_PUBLIC_KEY_FILE", "/nonexistent/key.pem"),
+            ("JWT_ISSUER", "idp"),
+            ("JWT_AUDIENCE", "api"),
+        ]);
+        let unreadable = unreadable.unwrap().build();
+        assert!(
+            matches!(&unreadable, Err(ConfigError::InvalidEnv { name, .. }) if name == "JWT_PUBLIC_KEY_FILE"),
+            "{unreadable:?}"
+        );
+        let config = read(&[secret, ("JWT_ISSUER", "idp, idp2"), ("JWT_AUDIENCE", "api")])
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(config.inner.issuers, ["idp", "idp2"]);
     }
 
     #[test]

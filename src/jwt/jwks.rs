@@ -18,6 +18,7 @@ use jsonwebtoken::jwk::JwkSet;
 use sha2::Digest;
 
 use super::JwtKey;
+use crate::error::ConfigError;
 
 const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// The shortest scheduled refresh interval.
@@ -33,9 +34,10 @@ const MAX_KEYS: usize = 100;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum JwksError {
-    /// The URL is unusable: not absolute, or plain `http` to a host other than loopback.
-    #[error("invalid key set URL: {0}")]
-    InvalidUrl(String),
+    /// The issuer's URL is unusable: not absolute, or plain `http` to a host other than
+    /// loopback.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The request failed or timed out.
     #[error("fetching {url} failed: {reason}")]
     Fetch {
@@ -152,8 +154,9 @@ impl JwksSourceBuilder {
     ///
     /// # Errors
     ///
-    /// [`JwksError::InvalidUrl`].
-    pub fn build(self) -> Result<JwksSource, JwksError> {
+    /// A URL that is not absolute ([`ConfigError::Invalid`]), or plain `http` to a host other
+    /// than loopback ([`ConfigError::Insecure`]).
+    pub fn build(self) -> Result<JwksSource, ConfigError> {
         let url = checked_url(&self.url)?;
         Ok(JwksSource {
             inner: Arc::new(Inner {
@@ -211,7 +214,9 @@ impl JwksSource {
             .get("jwks_uri")
             .and_then(|v| v.as_str())
             .ok_or_else(|| document("no `jwks_uri`"))?;
-        JwksSource::builder(jwks_uri).build()
+        JwksSource::builder(jwks_uri)
+            .build()
+            .map_err(|e| document(&format!("its `jwks_uri` is unusable: {e}")))
     }
 
     /// Fetches the set now (or waits for the fetch already in flight), replacing the cached
@@ -482,23 +487,31 @@ fn parse_key_set(body: &[u8]) -> Result<HashMap<String, JwtKey>, String> {
     Ok(by_kid)
 }
 
-fn checked_url(url: &str) -> Result<Uri, JwksError> {
-    let invalid = |reason: &str| JwksError::InvalidUrl(format!("{url}: {reason}"));
+fn checked_url(url: &str) -> Result<Uri, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        what: "key set URL",
+        reason: format!("{url}: {reason}"),
+    };
     let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
     let host = uri.host().ok_or_else(|| invalid("no host"))?;
     match uri.scheme_str() {
         Some("https") => Ok(uri),
         Some("http") if crate::peer::is_loopback_host(host) => Ok(uri),
-        Some("http") => Err(invalid("plain http is accepted only to loopback")),
+        Some("http") => Err(ConfigError::Insecure(
+            "key sets are fetched over plain http only from loopback: use https",
+        )),
         _ => Err(invalid("https is required")),
     }
 }
 
-fn http_client() -> Result<Client<HttpsConnector<HttpConnector>, Empty<Bytes>>, JwksError> {
+fn http_client() -> Result<Client<HttpsConnector<HttpConnector>, Empty<Bytes>>, ConfigError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(provider)
-        .map_err(|e| JwksError::InvalidUrl(format!("TLS setup failed: {e}")))?
+        .map_err(|e| ConfigError::Invalid {
+            what: "key set client",
+            reason: format!("TLS setup failed: {e}"),
+        })?
         .https_or_http()
         .enable_http1()
         .build();

@@ -1,5 +1,6 @@
 //! Certificate tooling for a private CA (feature `certgen`): the library side of
-//! `zerotrust ca|server|client`, writing the `ca/`, `<name>/` directory layout that `TlsConfig::from_env` reads.
+//! `zerotrust ca|server|client`, writing the `ca/`, `<name>/` directory layout that
+//! `TlsConfigBuilder::from_env` reads.
 
 use std::io;
 use std::net::IpAddr;
@@ -11,13 +12,13 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 
-/// Why a certificate could not be made.
-#[derive(Debug, thiserror::Error)]
-#[error("certificate generation failed: {0}")]
-pub struct CertGenError(String);
+use crate::error::ConfigError;
 
-fn failed(e: impl std::fmt::Display) -> CertGenError {
-    CertGenError(e.to_string())
+fn failed(e: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        what: "certificate",
+        reason: e.to_string(),
+    }
 }
 
 /// A private certificate authority (ECDSA P-256).
@@ -65,7 +66,7 @@ impl CertificateAuthority {
     /// # Errors
     ///
     /// Key generation or signing failed.
-    pub fn generate(common_name: &str, validity: Duration) -> Result<Self, CertGenError> {
+    pub fn generate(common_name: &str, validity: Duration) -> Result<Self, ConfigError> {
         let key = KeyPair::generate().map_err(failed)?;
         let mut params = params(common_name, validity)?;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -84,7 +85,7 @@ impl CertificateAuthority {
     /// # Errors
     ///
     /// Unparsable PEM.
-    pub fn from_pem(certificate_pem: &str, private_key_pem: &str) -> Result<Self, CertGenError> {
+    pub fn from_pem(certificate_pem: &str, private_key_pem: &str) -> Result<Self, ConfigError> {
         let key = KeyPair::from_pem(private_key_pem).map_err(failed)?;
         let issuer = Issuer::from_ca_cert_pem(certificate_pem, key).map_err(failed)?;
         Ok(Self {
@@ -110,7 +111,7 @@ impl CertificateAuthority {
         hosts: &[String],
         ips: &[IpAddr],
         validity: Duration,
-    ) -> Result<IssuedCertificate, CertGenError> {
+    ) -> Result<IssuedCertificate, ConfigError> {
         let mut params = params(common_name, validity)?;
         for host in hosts {
             params
@@ -134,11 +135,11 @@ impl CertificateAuthority {
         principal: &str,
         spiffe_id: Option<&str>,
         validity: Duration,
-    ) -> Result<IssuedCertificate, CertGenError> {
+    ) -> Result<IssuedCertificate, ConfigError> {
         let mut params = params(principal, validity)?;
         if let Some(id) = spiffe_id {
             if !id.starts_with("spiffe://") {
-                return Err(CertGenError(format!("{id:?} is not a spiffe:// URI")));
+                return Err(failed(format!("{id:?} is not a spiffe:// URI")));
             }
             params
                 .subject_alt_names
@@ -148,7 +149,7 @@ impl CertificateAuthority {
         self.sign(params)
     }
 
-    fn sign(&self, params: CertificateParams) -> Result<IssuedCertificate, CertGenError> {
+    fn sign(&self, params: CertificateParams) -> Result<IssuedCertificate, ConfigError> {
         let key = KeyPair::generate().map_err(failed)?;
         let certificate = params.signed_by(&key, &self.issuer).map_err(failed)?;
         Ok(IssuedCertificate {
@@ -170,7 +171,7 @@ impl CertificateAuthority {
     }
 
     /// Writes `name/cert.pem`, `name/key.pem` (mode 0600) and `name/ca.pem` under `dir`: the
-    /// directory layout that [`TlsConfig::from_env`](super::TlsConfig::from_env) reads.
+    /// directory layout that [`TlsConfigBuilder::from_env`](super::TlsConfigBuilder::from_env) reads.
     ///
     /// # Errors
     ///
@@ -189,7 +190,7 @@ impl CertificateAuthority {
     }
 }
 
-fn params(common_name: &str, validity: Duration) -> Result<CertificateParams, CertGenError> {
+fn params(common_name: &str, validity: Duration) -> Result<CertificateParams, ConfigError> {
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
     params
         .distinguished_name

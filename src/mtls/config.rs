@@ -11,43 +11,30 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyD
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::v1::V1TolerantVerifier;
+use crate::env::Env;
+use crate::error::{ConfigError, FirstError};
 
-/// Why TLS material could not be used. Messages name files, never key material.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TlsError {
-    /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// No certificate in a PEM that should hold some.
-    #[error("no certificate found in {0}")]
-    NoCertificate(String),
-    /// No certificate revocation list in a PEM that should hold one.
-    #[error("no certificate revocation list found in {0}")]
-    NoCrl(String),
-    /// No usable private key (PKCS#8, PKCS#1 or SEC1) in the key PEM.
-    #[error("no usable private key found in {0}")]
-    NoPrivateKey(String),
-    /// A trusted root is not a CA certificate.
-    #[error("{0} is not a CA certificate (basicConstraints CA:TRUE is required for a root)")]
-    NotCa(String),
-    /// rustls refused the material (for example, a key that does not match the certificate).
-    #[error("TLS configuration refused: {0}")]
-    Rustls(String),
-}
-
-/// A certificate chain, its private key and the CA that peers must be signed by: the three
-/// files of `TlsConfig::new(cert, key, ca)`.
+/// A certificate chain, its private key and the CA that peers must be signed by, checked and
+/// ready for rustls.
 ///
 /// [`server_config`](Self::server_config) requires client certificates signed by the CA
 /// (mutual TLS); [`client_config`](Self::client_config) presents the certificate and trusts
 /// only the CA. Both use TLS 1.2 and 1.3 only, ALPN `h2` and `http/1.1`, and the aws-lc-rs
 /// provider passed explicitly (no process-wide default is relied on).
+///
+/// [`TlsConfig::new`] reads three PEM files; [`TlsConfig::builder`] adds revocation lists and
+/// named relaxations, and [`TlsConfigBuilder::from_env`] reads `{PREFIX}_TLS_*` variables.
+///
+/// ```no_run
+/// use tower_zerotrust::mtls::TlsConfig;
+///
+/// # fn main() -> Result<(), tower_zerotrust::ConfigError> {
+/// let tls = TlsConfig::builder("certs/svc/cert.pem", "certs/svc/key.pem", "certs/ca/cert.pem")
+///     .crl_file("certs/ca/crl.pem")
+///     .build()?;
+/// let server = tls.server_config()?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct TlsConfig {
     chain: Vec<CertificateDer<'static>>,
@@ -81,138 +68,191 @@ impl std::fmt::Debug for TlsConfig {
     }
 }
 
+/// PEM text, given or read from a file when the configuration is built.
+#[derive(Clone)]
+enum Pem {
+    File(PathBuf),
+    Bytes(Arc<[u8]>, &'static str),
+}
+
+impl Pem {
+    fn read(&self) -> Result<(std::borrow::Cow<'_, [u8]>, String), ConfigError> {
+        match self {
+            Self::File(path) => Ok((read(path)?.into(), path.display().to_string())),
+            Self::Bytes(bytes, name) => Ok((bytes[..].into(), (*name).to_owned())),
+        }
+    }
+}
+
+impl std::fmt::Debug for Pem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => path.fmt(f),
+            Self::Bytes(_, name) => write!(f, "<{name} PEM>"),
+        }
+    }
+}
+
 impl TlsConfig {
-    /// Reads the certificate chain, private key and CA certificate(s) from PEM files.
+    /// Reads the certificate chain, private key and CA certificate(s) from PEM files: the
+    /// same as `TlsConfig::builder(cert_file, key_file, ca_file).build()`.
     ///
     /// # Errors
     ///
-    /// Unreadable files, missing certificates or key, or a CA file whose certificates are not
-    /// CAs.
+    /// As [`TlsConfigBuilder::build`].
     pub fn new(
         cert_file: impl AsRef<Path>,
         key_file: impl AsRef<Path>,
         ca_file: impl AsRef<Path>,
-    ) -> Result<Self, TlsError> {
-        let (cert, key, ca) = (cert_file.as_ref(), key_file.as_ref(), ca_file.as_ref());
-        if readable_by_others(key) {
-            tracing::warn!(
-                target: "tower_zerotrust::mtls",
-                file = %key.display(),
-                "private key file is readable by other users; restrict it with `chmod 600`"
-            );
-        }
-        Self::from_pem_named(
-            (&read(cert)?, &cert.display().to_string()),
-            (&read(key)?, &key.display().to_string()),
-            (&read(ca)?, &ca.display().to_string()),
-        )
+    ) -> Result<Self, ConfigError> {
+        Self::builder(cert_file, key_file, ca_file).build()
     }
 
     /// The same from PEM bytes.
     ///
     /// # Errors
     ///
-    /// As [`new`](Self::new).
-    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8], ca_pem: &[u8]) -> Result<Self, TlsError> {
-        Self::from_pem_named((cert_pem, "certificate"), (key_pem, "key"), (ca_pem, "CA"))
+    /// As [`TlsConfigBuilder::build`].
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8], ca_pem: &[u8]) -> Result<Self, ConfigError> {
+        Self::builder_from_pem(cert_pem, key_pem, ca_pem).build()
     }
 
-    fn from_pem_named(
-        (cert_pem, cert_name): (&[u8], &str),
-        (key_pem, key_name): (&[u8], &str),
-        (ca_pem, ca_name): (&[u8], &str),
-    ) -> Result<Self, TlsError> {
-        let chain = certificates(cert_pem, cert_name)?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem)
-            .map_err(|_| TlsError::NoPrivateKey(key_name.to_owned()))?;
-        let roots = certificates(ca_pem, ca_name)?;
-        for root in &roots {
-            let is_ca = X509Certificate::from_der(root).is_ok_and(|(_, cert)| cert.is_ca());
-            if !is_ca {
-                return Err(TlsError::NotCa(ca_name.to_owned()));
-            }
-        }
-        Ok(Self {
-            chain,
-            key: Arc::new(key),
-            roots,
+    /// A builder reading these PEM files when it is built, and again at each build: a
+    /// [`ReloadingServerConfig`](super::ReloadingServerConfig) made from it reads fresh files
+    /// on every reload.
+    pub fn builder(
+        cert_file: impl AsRef<Path>,
+        key_file: impl AsRef<Path>,
+        ca_file: impl AsRef<Path>,
+    ) -> TlsConfigBuilder {
+        let file = |path: &Path| Pem::File(path.to_owned());
+        TlsConfigBuilder::new(
+            file(cert_file.as_ref()),
+            file(key_file.as_ref()),
+            file(ca_file.as_ref()),
+        )
+    }
+
+    /// A builder from PEM bytes.
+    pub fn builder_from_pem(cert_pem: &[u8], key_pem: &[u8], ca_pem: &[u8]) -> TlsConfigBuilder {
+        TlsConfigBuilder::new(
+            Pem::Bytes(cert_pem.into(), "certificate"),
+            Pem::Bytes(key_pem.into(), "key"),
+            Pem::Bytes(ca_pem.into(), "CA"),
+        )
+    }
+}
+
+/// Builds a [`TlsConfig`]: the material, revocation lists and named relaxations.
+/// [`build`](Self::build) reads and checks everything.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct TlsConfigBuilder {
+    cert: Pem,
+    key: Pem,
+    ca: Pem,
+    crls: Vec<Pem>,
+    revocation: Revocation,
+    client_certificates_optional: bool,
+    allow_v1_client_certificates: bool,
+    error: FirstError,
+}
+
+impl TlsConfigBuilder {
+    fn new(cert: Pem, key: Pem, ca: Pem) -> Self {
+        Self {
+            cert,
+            key,
+            ca,
             crls: Vec::new(),
             revocation: Revocation::default(),
             client_certificates_optional: false,
             allow_v1_client_certificates: false,
-        })
+            error: FirstError::default(),
+        }
     }
 
-    /// Reads the `{PREFIX}_TLS_*` variables for the service `name`, with `prefix` such as `PARALLAX`:
+    /// A builder from the `{PREFIX}_TLS_*` variables for the service `name`, with `prefix` such
+    /// as `PARALLAX`, or `None` when the environment leaves TLS off:
     ///
     /// | variable | meaning | default |
     /// |---|---|---|
-    /// | `{prefix}_TLS_ENABLED` | use TLS at all | `false` (returns `Ok(None)`) |
+    /// | `{prefix}_TLS_ENABLED` | use TLS at all | `false` (returns `None`) |
     /// | `{prefix}_CERTS_DIR` | the certificate directory | `./certs` |
     /// | `{prefix}_TLS_CERT_FILE` | the certificate chain | `{dir}/{name}/cert.pem` |
     /// | `{prefix}_TLS_KEY_FILE` | its private key | `{dir}/{name}/key.pem` |
     /// | `{prefix}_TLS_CA_FILE` | the CA | `{dir}/{name}/ca.pem`, else `{dir}/ca/cert.pem` |
     /// | `{prefix}_TLS_VERIFY_CLIENT` | require client certificates | `false`: verified when presented |
-    /// | `{prefix}_TLS_ALLOW_INSECURE` | serve without TLS when the files are missing | `false` |
-    /// | `{prefix}_TLS_CRL_FILE` | revoked client certificates, PEM CRLs ([`with_crl_file`](Self::with_crl_file)) | none |
+    /// | `{prefix}_TLS_ALLOW_INSECURE` | serve without TLS (`None`) when the material is unusable, logged at error level | `false` |
+    /// | `{prefix}_TLS_CRL_FILE` | revoked client certificates, PEM CRLs ([`crl_file`](Self::crl_file)) | none |
     /// | `{prefix}_TLS_ALLOW_V1_CLIENT_CERTS` | [`allow_v1_client_certificates`](Self::allow_v1_client_certificates) | `false` |
     ///
-    /// # Errors
-    ///
-    /// TLS is enabled and the material is unusable (and insecure fallback is not allowed).
-    pub fn from_env(prefix: &str, name: &str) -> Result<Option<Self>, TlsError> {
-        Self::from_lookup(prefix, name, |key| std::env::var(key).ok())
+    /// Switches take `true`/`1`/`yes` or `false`/`0`/`no`; anything else, and unusable
+    /// material, is reported by [`build`](Self::build).
+    pub fn from_env(prefix: &str, name: &str) -> Option<Self> {
+        Self::read_env(&Env::process(), prefix, name)
     }
 
-    fn from_lookup(
-        prefix: &str,
-        name: &str,
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<Self>, TlsError> {
-        let var = |suffix: &str| lookup(&format!("{prefix}_{suffix}")).filter(|v| !v.is_empty());
-        let flag = |suffix: &str| {
-            var(suffix)
-                .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
-        };
-        if !flag("TLS_ENABLED") {
-            return Ok(None);
-        }
-        let dir = PathBuf::from(var("CERTS_DIR").unwrap_or_else(|| "./certs".to_owned()));
-        let own = dir.join(name);
-        let cert = var("TLS_CERT_FILE").map_or_else(|| own.join("cert.pem"), PathBuf::from);
-        let key = var("TLS_KEY_FILE").map_or_else(|| own.join("key.pem"), PathBuf::from);
-        let ca = var("TLS_CA_FILE").map_or_else(
-            || {
-                let beside = own.join("ca.pem");
-                if beside.exists() {
-                    beside
-                } else {
-                    dir.join("ca").join("cert.pem")
+    fn read_env(env: &Env, prefix: &str, name: &str) -> Option<Self> {
+        let flag = |suffix: &str| env.flag(&format!("{prefix}_{suffix}"));
+        let switches = flag("TLS_ENABLED").and_then(|on| Ok((on, flag("TLS_ALLOW_INSECURE")?)));
+        let builder = match switches {
+            Ok((false, _)) => return None,
+            Ok((true, false)) => Self::from_layout(env, prefix, name),
+            Ok((true, true)) => {
+                let builder = Self::from_layout(env, prefix, name);
+                if let Err(error) = builder.clone().build() {
+                    tracing::error!(target: "tower_zerotrust::mtls", %error, "TLS material unusable; serving WITHOUT TLS because {prefix}_TLS_ALLOW_INSECURE is set");
+                    return None;
                 }
-            },
-            PathBuf::from,
-        );
-        let mut loaded = Self::new(&cert, &key, &ca);
-        if let (Ok(config), Some(crl)) = (&mut loaded, var("TLS_CRL_FILE")) {
-            config.add_crls(&read(Path::new(&crl))?, &crl)?;
-        }
-        match loaded {
-            Ok(mut config) => {
-                config.client_certificates_optional = !flag("TLS_VERIFY_CLIENT");
-                config.allow_v1_client_certificates = flag("TLS_ALLOW_V1_CLIENT_CERTS");
-                Ok(Some(config))
+                builder
             }
-            Err(error) if flag("TLS_ALLOW_INSECURE") => {
-                tracing::error!(target: "tower_zerotrust::mtls", %error, "TLS material unusable; serving WITHOUT TLS because {prefix}_TLS_ALLOW_INSECURE is set");
-                Ok(None)
+            Err(error) => Self::failed(error),
+        };
+        Some(builder)
+    }
+
+    /// The files named by the variables, or found in the certificate directory's layout, and
+    /// the options the variables set.
+    fn from_layout(env: &Env, prefix: &str, name: &str) -> Self {
+        let var = |suffix: &str| env.var(&format!("{prefix}_{suffix}"));
+        let flag = |suffix: &str| env.flag(&format!("{prefix}_{suffix}"));
+        let read = || -> Result<Self, ConfigError> {
+            let dir = PathBuf::from(var("CERTS_DIR")?.unwrap_or_else(|| "./certs".to_owned()));
+            let own = dir.join(name);
+            let cert = var("TLS_CERT_FILE")?.map_or_else(|| own.join("cert.pem"), PathBuf::from);
+            let key = var("TLS_KEY_FILE")?.map_or_else(|| own.join("key.pem"), PathBuf::from);
+            let ca = var("TLS_CA_FILE")?.map_or_else(
+                || {
+                    let beside = own.join("ca.pem");
+                    if beside.exists() {
+                        beside
+                    } else {
+                        dir.join("ca").join("cert.pem")
+                    }
+                },
+                PathBuf::from,
+            );
+            let mut builder = TlsConfig::builder(cert, key, ca);
+            builder.client_certificates_optional = !flag("TLS_VERIFY_CLIENT")?;
+            builder.allow_v1_client_certificates = flag("TLS_ALLOW_V1_CLIENT_CERTS")?;
+            if let Some(crl) = var("TLS_CRL_FILE")? {
+                builder = builder.crl_file(crl);
             }
-            Err(error) => Err(error),
-        }
+            Ok(builder)
+        };
+        read().unwrap_or_else(Self::failed)
+    }
+
+    /// A builder whose `build()` reports `error`.
+    fn failed(error: ConfigError) -> Self {
+        let mut failed = TlsConfig::builder("", "", "");
+        failed.error.keep(Err(error));
+        failed
     }
 
     /// Lets clients connect without a certificate; one that is presented is still verified.
     /// Layers then see no [`PeerIdentity`](super::PeerIdentity) for those clients.
-    #[must_use]
     pub fn client_certificates_optional(mut self) -> Self {
         self.client_certificates_optional = true;
         self
@@ -229,35 +269,24 @@ impl TlsConfig {
     /// [`check_revocation_of_end_entity_only`](Self::check_revocation_of_end_entity_only),
     /// [`allow_unknown_revocation_status`](Self::allow_unknown_revocation_status),
     /// [`allow_expired_revocation_lists`](Self::allow_expired_revocation_lists).
-    ///
-    /// # Errors
-    ///
-    /// The PEM holds no CRL.
-    pub fn with_crl_pem(mut self, pem: &[u8]) -> Result<Self, TlsError> {
-        self.add_crls(pem, "CRL")?;
-        Ok(self)
+    pub fn crl_pem(mut self, pem: &[u8]) -> Self {
+        self.crls.push(Pem::Bytes(pem.into(), "CRL"));
+        self
     }
 
-    /// The same, read from a file.
-    ///
-    /// # Errors
-    ///
-    /// The file is unreadable or holds no CRL.
-    pub fn with_crl_file(mut self, path: impl AsRef<Path>) -> Result<Self, TlsError> {
-        let path = path.as_ref();
-        self.add_crls(&read(path)?, &path.display().to_string())?;
-        Ok(self)
+    /// The same, read from a file when the configuration is built.
+    pub fn crl_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.crls.push(Pem::File(path.as_ref().to_owned()));
+        self
     }
 
     /// Relaxation: checks CRLs for the client's own certificate only, not its intermediates.
-    #[must_use]
     pub fn check_revocation_of_end_entity_only(mut self) -> Self {
         self.revocation.end_entity_only = true;
         self
     }
 
     /// Relaxation: accepts client certificates whose issuer published no CRL here.
-    #[must_use]
     pub fn allow_unknown_revocation_status(mut self) -> Self {
         self.revocation.allow_unknown_status = true;
         self
@@ -266,21 +295,9 @@ impl TlsConfig {
     /// Relaxation: keeps using CRLs past their `nextUpdate`. Without it an outdated CRL makes
     /// the certificates it covers unacceptable, so that a revocation published since cannot be
     /// missed.
-    #[must_use]
     pub fn allow_expired_revocation_lists(mut self) -> Self {
         self.revocation.allow_expired_lists = true;
         self
-    }
-
-    fn add_crls(&mut self, pem: &[u8], name: &str) -> Result<(), TlsError> {
-        let crls: Vec<_> = CertificateRevocationListDer::pem_slice_iter(pem)
-            .collect::<Result<_, _>>()
-            .map_err(|_| TlsError::NoCrl(name.to_owned()))?;
-        if crls.is_empty() {
-            return Err(TlsError::NoCrl(name.to_owned()));
-        }
-        self.crls.extend(crls);
-        Ok(())
     }
 
     /// The named relaxation for X.509 **v1** client certificates, which OpenSSL 3 writes for
@@ -291,19 +308,88 @@ impl TlsConfig {
     /// configured CRL; it can never act as an issuer. v3 certificates are verified exactly as
     /// before. Prefer re-issuing the certificates as v3 (`zerotrust client`, or `openssl x509
     /// -req ... -extfile` with `basicConstraints=CA:FALSE`); use this while migrating.
-    #[must_use]
     pub fn allow_v1_client_certificates(mut self) -> Self {
         self.allow_v1_client_certificates = true;
         self
     }
 
+    /// Reads the material and checks it, including that the private key is the certificate's,
+    /// so that a mismatch is reported now rather than at the first handshake.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Read`] for an unreadable file; [`ConfigError::Invalid`] for PEM without
+    /// a certificate, key or CRL where one is needed, a CA file holding a certificate that is
+    /// not a CA, or material rustls refuses (a key that does not match the certificate); an
+    /// unusable variable read by [`from_env`](Self::from_env).
+    pub fn build(self) -> Result<TlsConfig, ConfigError> {
+        self.error.check()?;
+        let private_key_is_exposed = matches!(&self.key, Pem::File(key) if readable_by_others(key));
+        if private_key_is_exposed {
+            tracing::warn!(
+                target: "tower_zerotrust::mtls",
+                key = ?self.key,
+                "private key file is readable by other users; restrict it with `chmod 600`"
+            );
+        }
+        let (cert_pem, cert_name) = self.cert.read()?;
+        let chain = certificates(&cert_pem, &cert_name)?;
+        let (key_pem, key_name) = self.key.read()?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
+            invalid(
+                "private key",
+                format!("no usable private key found in {key_name}"),
+            )
+        })?;
+        let (ca_pem, ca_name) = self.ca.read()?;
+        let roots = certificates(&ca_pem, &ca_name)?;
+        for root in &roots {
+            let is_ca = X509Certificate::from_der(root).is_ok_and(|(_, cert)| cert.is_ca());
+            if !is_ca {
+                return Err(invalid(
+                    "CA certificate",
+                    format!(
+                        "{ca_name} is not a CA certificate (basicConstraints CA:TRUE is required for a root)"
+                    ),
+                ));
+            }
+        }
+        let mut crls = Vec::new();
+        for source in &self.crls {
+            let (pem, name) = source.read()?;
+            let found: Vec<_> = CertificateRevocationListDer::pem_slice_iter(&pem)
+                .collect::<Result<_, _>>()
+                .unwrap_or_default();
+            if found.is_empty() {
+                return Err(invalid(
+                    "certificate revocation list",
+                    format!("no certificate revocation list found in {name}"),
+                ));
+            }
+            crls.extend(found);
+        }
+        let config = TlsConfig {
+            chain,
+            key: Arc::new(key),
+            roots,
+            crls,
+            revocation: self.revocation,
+            client_certificates_optional: self.client_certificates_optional,
+            allow_v1_client_certificates: self.allow_v1_client_certificates,
+        };
+        config.check_key_matches_certificate()?;
+        Ok(config)
+    }
+}
+
+impl TlsConfig {
     /// A server configuration that requires a client certificate signed by the CA (unless
-    /// [`client_certificates_optional`](Self::client_certificates_optional) was called).
+    /// [`client_certificates_optional`](TlsConfigBuilder::client_certificates_optional) was called).
     ///
     /// # Errors
     ///
     /// Material rustls refuses, such as a key that does not match the certificate.
-    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, ConfigError> {
         let provider = provider();
         let mut verifier = WebPkiClientVerifier::builder_with_provider(
             Arc::new(self.root_store()?),
@@ -347,7 +433,7 @@ impl TlsConfig {
     /// # Errors
     ///
     /// Material rustls refuses.
-    pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, ConfigError> {
         let mut config = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(rustls_error)?
@@ -361,12 +447,18 @@ impl TlsConfig {
     /// The material as PEM, for TLS stacks that take only PEM (tonic's). `Err` names what
     /// such a stack would silently drop: revocation lists, v1 client certificates.
     #[cfg(feature = "tonic")]
-    pub(crate) fn to_pem(&self) -> Result<PemMaterial, &'static str> {
+    pub(crate) fn to_pem(&self) -> Result<PemMaterial, ConfigError> {
+        let unsupported = |reason: &str| {
+            invalid(
+                "TLS configuration for tonic",
+                format!("{reason}: serve with mtls::serve_tls"),
+            )
+        };
         if !self.crls.is_empty() {
-            return Err("tonic's TLS cannot check revocation lists: serve with mtls::serve_tls");
+            return Err(unsupported("tonic's TLS cannot check revocation lists"));
         }
         if self.allow_v1_client_certificates {
-            return Err("tonic's TLS refuses v1 client certificates: serve with mtls::serve_tls");
+            return Err(unsupported("tonic's TLS refuses v1 client certificates"));
         }
         let label = match &*self.key {
             PrivateKeyDer::Pkcs1(_) => "RSA PRIVATE KEY",
@@ -386,6 +478,21 @@ impl TlsConfig {
         })
     }
 
+    fn check_key_matches_certificate(&self) -> Result<(), ConfigError> {
+        let key = provider()
+            .key_provider
+            .load_private_key(self.key.clone_key())
+            .map_err(rustls_error)?;
+        // Only a proven mismatch is refused here: a certificate rustls cannot read for this
+        // check (an X.509 v1 client certificate) is judged where it is used.
+        match rustls::sign::CertifiedKey::new(self.chain.clone(), key).keys_match() {
+            Err(error @ rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+                Err(rustls_error(error))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// When the leaf certificate expires, in Unix seconds.
     pub(crate) fn leaf_not_after(&self) -> Option<i64> {
         let leaf = self.chain.first()?;
@@ -394,7 +501,7 @@ impl TlsConfig {
             .map(|(_, cert)| cert.validity().not_after.timestamp())
     }
 
-    fn root_store(&self) -> Result<RootCertStore, TlsError> {
+    fn root_store(&self) -> Result<RootCertStore, ConfigError> {
         let mut store = RootCertStore::empty();
         for root in &self.roots {
             store.add(root.clone()).map_err(rustls_error)?;
@@ -439,35 +546,40 @@ fn readable_by_others(path: &Path) -> bool {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+fn read(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| ConfigError::Read {
         path: path.to_owned(),
-        source,
+        reason: e.to_string(),
     })
+}
+
+fn invalid(what: &'static str, reason: String) -> ConfigError {
+    ConfigError::Invalid { what, reason }
 }
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-fn rustls_error(e: impl std::fmt::Display) -> TlsError {
-    TlsError::Rustls(e.to_string())
+fn rustls_error(e: impl std::fmt::Display) -> ConfigError {
+    invalid("TLS configuration", format!("refused by rustls: {e}"))
 }
 
-fn certificates(pem: &[u8], name: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+fn certificates(pem: &[u8], name: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
-        .map_err(|_| TlsError::NoCertificate(name.to_owned()))?;
+        .unwrap_or_default();
     if certs.is_empty() {
-        return Err(TlsError::NoCertificate(name.to_owned()));
+        return Err(invalid(
+            "certificate",
+            format!("no certificate found in {name}"),
+        ));
     }
     Ok(certs)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
     use super::*;
@@ -493,14 +605,6 @@ mod tests {
         std::fs::write(dir.join(name).join("key.pem"), key.serialize_pem()).unwrap();
     }
 
-    fn lookup(vars: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect();
-        move |key| vars.get(key).cloned()
-    }
-
     #[cfg(unix)]
     #[test]
     fn private_keys_readable_by_others_are_noticed() {
@@ -519,37 +623,35 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("zt-env-{}", std::process::id()));
         layout(&dir, "control-plane");
         let d = dir.display().to_string();
-        let off = TlsConfig::from_lookup("PARALLAX", "control-plane", lookup(&[])).unwrap();
-        assert!(off.is_none());
-        let on = [
-            ("PARALLAX_TLS_ENABLED", "true".to_owned()),
-            ("PARALLAX_CERTS_DIR", d.clone()),
-        ];
-        let config = TlsConfig::from_lookup("PARALLAX", "control-plane", lookup(&on))
-            .unwrap()
-            .unwrap();
+        let read = |vars: &[(&str, &str)], name: &str| {
+            TlsConfigBuilder::read_env(&Env::from_pairs(vars), "PARALLAX", name)
+        };
+        assert!(read(&[], "control-plane").is_none());
+        assert!(read(&[("PARALLAX_TLS_ENABLED", "no")], "control-plane").is_none());
+        let on = [("PARALLAX_TLS_ENABLED", "true"), ("PARALLAX_CERTS_DIR", &d)];
+        let config = read(&on, "control-plane").unwrap().build().unwrap();
         assert!(
             config.client_certificates_optional,
             "VERIFY_CLIENT defaults to false"
         );
         assert!(config.server_config().is_ok());
-        let verify = [
-            on[0].clone(),
-            on[1].clone(),
-            ("PARALLAX_TLS_VERIFY_CLIENT", "true".to_owned()),
-        ];
-        let config = TlsConfig::from_lookup("PARALLAX", "control-plane", lookup(&verify))
-            .unwrap()
-            .unwrap();
+        let verify = [on[0], on[1], ("PARALLAX_TLS_VERIFY_CLIENT", "true")];
+        let config = read(&verify, "control-plane").unwrap().build().unwrap();
         assert!(!config.client_certificates_optional);
+        // A switch that is not understood is an error, never "off".
+        let typo = [on[0], on[1], ("PARALLAX_TLS_VERIFY_CLIENT", "ture")];
+        let typo = read(&typo, "control-plane").unwrap().build();
+        assert!(
+            matches!(&typo, Err(ConfigError::InvalidEnv { name, .. }) if name == "PARALLAX_TLS_VERIFY_CLIENT"),
+            "{typo:?}"
+        );
         // Missing material: an error, unless insecure fallback is allowed.
-        let missing = TlsConfig::from_lookup("PARALLAX", "agent-9", lookup(&on));
-        assert!(matches!(missing, Err(TlsError::Read { .. })));
-        let insecure = [
-            on[0].clone(),
-            on[1].clone(),
-            ("PARALLAX_TLS_ALLOW_INSECURE", "true".to_owned()),
-        ];
+        let missing = read(&on, "agent-9").unwrap().build();
+        assert!(
+            matches!(missing, Err(ConfigError::Read { .. })),
+            "{missing:?}"
+        );
+        let insecure = [on[0], on[1], ("PARALLAX_TLS_ALLOW_INSECURE", "true")];
         // Serving without TLS is said at error level, each time it happens.
         let logs = Logs::default();
         let subscriber = tracing_subscriber::fmt()
@@ -558,11 +660,7 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(subscriber, || {
             for _ in 0..2 {
-                assert!(
-                    TlsConfig::from_lookup("PARALLAX", "agent-9", lookup(&insecure))
-                        .unwrap()
-                        .is_none()
-                );
+                assert!(read(&insecure, "agent-9").is_none());
             }
         });
         let logs = logs.text();

@@ -29,8 +29,8 @@ mod v1;
 pub use crate::peer::PeerAddr;
 pub use crate::peer::{CertificateError, PeerIdentity};
 #[cfg(feature = "certgen")]
-pub use certgen::{CertGenError, CertificateAuthority, IssuedCertificate};
-pub use config::{TlsConfig, TlsError};
+pub use certgen::{CertificateAuthority, IssuedCertificate};
+pub use config::{TlsConfig, TlsConfigBuilder};
 pub use principal::{
     IdentityRule, MtlsPrincipal, MtlsPrincipalConfig, MtlsPrincipalConfigBuilder,
     MtlsPrincipalLayer, ResponseFuture,

@@ -1,6 +1,8 @@
-//! Certificate identity → `Principal`: which name counts, which trust domain, which roles.
+//! Certificate identity → `Principal`: which name counts, and which trust domain.
+//!
+//! Roles for certificate identities are given where every principal's are: by the
+//! authorization policy (`PolicyBuilder::assign`, or `principals:` in a YAML policy).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -37,7 +39,6 @@ pub struct MtlsPrincipalConfig {
 struct Settings {
     rule: IdentityRule,
     trust_domain: Option<String>,
-    roles: HashMap<String, Vec<String>>,
     optional: bool,
 }
 
@@ -47,18 +48,16 @@ struct Settings {
 pub struct MtlsPrincipalConfigBuilder {
     rule: IdentityRule,
     trust_domain: Option<String>,
-    roles: HashMap<String, Vec<String>>,
     optional: bool,
 }
 
 impl MtlsPrincipalConfig {
     /// A builder: the principal is the subject CN unless [`rule`](MtlsPrincipalConfigBuilder::rule)
-    /// says otherwise; no roles.
+    /// says otherwise.
     pub fn builder() -> MtlsPrincipalConfigBuilder {
         MtlsPrincipalConfigBuilder {
             rule: IdentityRule::CommonName,
             trust_domain: None,
-            roles: HashMap::new(),
             optional: false,
         }
     }
@@ -74,19 +73,6 @@ impl MtlsPrincipalConfigBuilder {
     /// Accepts only certificates whose SPIFFE ID is in this trust domain (403 otherwise).
     pub fn trust_domain(mut self, domain: impl Into<String>) -> Self {
         self.trust_domain = Some(domain.into());
-        self
-    }
-
-    /// Gives a principal these roles (`RoleConfig::add_role`, by certificate name).
-    pub fn roles<I, R>(mut self, principal: impl Into<String>, roles: I) -> Self
-    where
-        I: IntoIterator<Item = R>,
-        R: Into<String>,
-    {
-        self.roles
-            .entry(principal.into())
-            .or_default()
-            .extend(roles.into_iter().map(Into::into));
         self
     }
 
@@ -112,7 +98,6 @@ impl MtlsPrincipalConfigBuilder {
             inner: Arc::new(Settings {
                 rule: self.rule,
                 trust_domain: self.trust_domain,
-                roles: self.roles,
                 optional: self.optional,
             }),
         })
@@ -186,8 +171,7 @@ impl Settings {
             )
             .with_challenge("Mutual-TLS")
         })?;
-        let roles = self.roles.get(id).cloned().unwrap_or_default();
-        Ok(Some(Principal::new(id, AuthMethod::Mtls).with_roles(roles)))
+        Ok(Some(Principal::new(id, AuthMethod::Mtls)))
     }
 }
 

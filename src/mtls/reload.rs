@@ -2,15 +2,15 @@
 //! serving. Existing connections keep the material they were established with; new handshakes
 //! use the new one; a broken new file changes nothing.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 
-use super::config::{TlsConfig, TlsError};
+use super::config::{TlsConfig, TlsConfigBuilder};
 use crate::clock::{Clock, SystemClock};
+use crate::error::ConfigError;
 
 /// Where [`serve_tls`](super::serve_tls) takes the configuration for each new connection.
 pub trait ServerConfigSource: Send + Sync + 'static {
@@ -35,10 +35,10 @@ impl ServerConfigSource for Arc<ServerConfig> {
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// // CRLs and relaxations are read again at every reload, like the certificates.
-/// let tls = ReloadingServerConfig::from_loader(|| {
-///     TlsConfig::new("certs/svc/cert.pem", "certs/svc/key.pem", "certs/ca/cert.pem")?
-///         .with_crl_file("certs/ca/crl.pem")
-/// })?;
+/// let tls = ReloadingServerConfig::new(
+///     TlsConfig::builder("certs/svc/cert.pem", "certs/svc/key.pem", "certs/ca/cert.pem")
+///         .crl_file("certs/ca/crl.pem"),
+/// )?;
 /// # #[cfg(unix)]
 /// tls.reload_on_signal(tokio::signal::unix::SignalKind::hangup())?;
 /// # Ok(()) }
@@ -48,7 +48,7 @@ pub struct ReloadingServerConfig {
     inner: Arc<Inner>,
 }
 
-type Loader = dyn Fn() -> Result<TlsConfig, TlsError> + Send + Sync;
+type Loader = dyn Fn() -> Result<TlsConfig, ConfigError> + Send + Sync;
 
 struct Inner {
     load: Box<Loader>,
@@ -60,30 +60,25 @@ struct Inner {
 const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl ReloadingServerConfig {
-    /// Loads the certificate chain, key and CA from these files.
+    /// Builds `tls` now and again at every reload, so that the files it names (certificates,
+    /// key, CA and CRLs) are read afresh each time.
     ///
     /// # Errors
     ///
-    /// As [`TlsConfig::new`] and [`TlsConfig::server_config`].
-    pub fn from_files(
-        cert_file: impl Into<PathBuf>,
-        key_file: impl Into<PathBuf>,
-        ca_file: impl Into<PathBuf>,
-    ) -> Result<Self, TlsError> {
-        let (cert, key, ca): (PathBuf, PathBuf, PathBuf) =
-            (cert_file.into(), key_file.into(), ca_file.into());
-        Self::from_loader(move || TlsConfig::new(&cert, &key, &ca))
+    /// As [`TlsConfigBuilder::build`].
+    pub fn new(tls: TlsConfigBuilder) -> Result<Self, ConfigError> {
+        Self::from_loader(move || tls.clone().build())
     }
 
-    /// Builds the configuration with `load` now and at every reload: the way to reload CRLs
-    /// or keep options such as optional client certificates across reloads.
+    /// Builds the configuration with `load` now and at every reload: for material that does
+    /// not come from files, such as a secrets manager's API.
     ///
     /// # Errors
     ///
     /// What `load` or [`TlsConfig::server_config`] returns.
     pub fn from_loader(
-        load: impl Fn() -> Result<TlsConfig, TlsError> + Send + Sync + 'static,
-    ) -> Result<Self, TlsError> {
+        load: impl Fn() -> Result<TlsConfig, ConfigError> + Send + Sync + 'static,
+    ) -> Result<Self, ConfigError> {
         let (config, not_after) = build(&load)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -99,7 +94,7 @@ impl ReloadingServerConfig {
     /// # Errors
     ///
     /// The new material is unusable; the current configuration stays in place.
-    pub fn reload(&self) -> Result<(), TlsError> {
+    pub fn reload(&self) -> Result<(), ConfigError> {
         let inner = &*self.inner;
         match build(&*inner.load) {
             Ok((config, not_after)) => {
@@ -167,7 +162,7 @@ impl std::fmt::Debug for ReloadingServerConfig {
     }
 }
 
-fn build(load: &Loader) -> Result<(Arc<ServerConfig>, Option<i64>), TlsError> {
+fn build(load: &Loader) -> Result<(Arc<ServerConfig>, Option<i64>), ConfigError> {
     let tls = load()?;
     let config = tls.server_config()?;
     let not_after = tls.leaf_not_after();

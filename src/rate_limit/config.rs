@@ -12,7 +12,8 @@ use super::limiter::PendingDecision;
 use super::limiter::{Bucket, Decision, RateQuota};
 #[cfg(feature = "redis")]
 use super::shared::RedisRateLimits;
-use crate::error::ConfigError;
+use crate::env::Env;
+use crate::error::{ConfigError, FirstError};
 use crate::peer::{
     ForwardedHeader, PeerAddrFn, canonical, client_ip, client_key, default_peer_addr,
 };
@@ -64,6 +65,7 @@ pub struct RateLimitConfigBuilder {
     max_keys: usize,
     #[cfg(feature = "redis")]
     shared: Option<RedisRateLimits>,
+    error: FirstError,
 }
 
 impl RateLimitConfig {
@@ -82,6 +84,7 @@ impl RateLimitConfig {
             max_keys: 100_000,
             #[cfg(feature = "redis")]
             shared: None,
+            error: FirstError::default(),
         }
     }
 
@@ -149,31 +152,23 @@ impl Limits {
 }
 
 impl RateLimitConfigBuilder {
-    /// Reads `RATE_LIMIT_AVERAGE` and `RATE_LIMIT_BURST` (defaults 100 and 50).
-    ///
-    /// # Errors
-    ///
-    /// A value that is not a positive integer.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let read =
-            |name: &'static str, default: u32| -> Result<u32, ConfigError> {
-                match std::env::var(name).ok().filter(|v| !v.is_empty()) {
-                    None => Ok(default),
-                    Some(v) => v.trim().parse::<u32>().ok().filter(|n| *n > 0).ok_or(
-                        ConfigError::InvalidEnv {
-                            name,
-                            reason: format!("{v:?} is not a positive integer"),
-                        },
-                    ),
-                }
-            };
-        Ok(Self {
-            default: RateQuota::new(
-                read("RATE_LIMIT_AVERAGE", 100)?,
-                read("RATE_LIMIT_BURST", 50)?,
-            ),
-            ..RateLimitConfig::builder()
-        })
+    /// A builder whose quota is read from `RATE_LIMIT_AVERAGE` and `RATE_LIMIT_BURST`
+    /// (requests per second and burst, defaults 100 and 50). A value that is not a positive
+    /// integer is reported by [`build`](Self::build), as [`ConfigError::InvalidEnv`].
+    pub fn from_env() -> Self {
+        Self::read_env(&Env::process())
+    }
+
+    fn read_env(env: &Env) -> Self {
+        let mut builder = RateLimitConfig::builder();
+        match env
+            .positive("RATE_LIMIT_AVERAGE", 100)
+            .and_then(|average| Ok((average, env.positive("RATE_LIMIT_BURST", 50)?)))
+        {
+            Ok((average, burst)) => builder.default = RateQuota::new(average, burst),
+            Err(error) => builder.error.keep(Err(error)),
+        }
+        builder
     }
 
     /// The quota for each principal without an override.
@@ -255,8 +250,10 @@ impl RateLimitConfigBuilder {
     ///
     /// # Errors
     ///
-    /// A quota with a zero average or burst, or `max_keys` of zero.
+    /// A quota with a zero average or burst, `max_keys` of zero, or an unusable variable read
+    /// by [`from_env`](Self::from_env).
     pub fn build(self) -> Result<RateLimitConfig, ConfigError> {
+        self.error.check()?;
         let invalid = |reason: String| ConfigError::Invalid {
             what: "rate limit",
             reason,
@@ -323,5 +320,24 @@ impl std::fmt::Debug for RateLimitConfig {
             .field("principal_overrides", &self.inner.principals.len())
             .field("role_overrides", &self.inner.roles.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_from_the_environment_are_checked_by_build() {
+        let read =
+            |pairs: &[(&str, &str)]| RateLimitConfigBuilder::read_env(&Env::from_pairs(pairs));
+        assert_eq!(read(&[]).default, RateQuota::new(100, 50));
+        let set = read(&[("RATE_LIMIT_AVERAGE", "7"), ("RATE_LIMIT_BURST", "3")]);
+        assert_eq!(set.default, RateQuota::new(7, 3));
+        let zero = read(&[("RATE_LIMIT_BURST", "0")]).build();
+        assert!(
+            matches!(&zero, Err(ConfigError::InvalidEnv { name, .. }) if name == "RATE_LIMIT_BURST"),
+            "{zero:?}"
+        );
     }
 }

@@ -4,7 +4,7 @@ use hmac::Mac;
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
 
 use crate::clock::{Clock, SystemClock};
-use crate::env;
+use crate::env::{self, Env};
 use crate::error::ConfigError;
 use crate::hmac::{
     Fields, NONCE, SERVICE_ID, SIGNATURE, SIGNATURE_PREFIX, SigningKey, TIMESTAMP, is_valid_field,
@@ -47,13 +47,17 @@ impl HmacSigner {
     ///
     /// A variable that is unset or invalid, as in [`new`](Self::new).
     pub fn from_env() -> Result<Self, ConfigError> {
-        let service_id = env::required("SERVICE_ID")?;
-        let secret = env::required("SERVICE_SECRET")?;
+        Self::read_env(&Env::process())
+    }
+
+    fn read_env(env: &Env) -> Result<Self, ConfigError> {
+        let service_id = env.required("SERVICE_ID")?;
+        let secret = env.required("SERVICE_SECRET")?;
         if !is_valid_field(&service_id) {
-            return Err(ConfigError::InvalidEnv {
-                name: "SERVICE_ID",
-                reason: "1 to 128 visible ASCII characters without ':' are required".into(),
-            });
+            return Err(env::invalid(
+                "SERVICE_ID",
+                "1 to 128 visible ASCII characters without ':' are required",
+            ));
         }
         SigningKey::new("SERVICE_SECRET", &secret).map(|key| Self { service_id, key })
     }
@@ -201,5 +205,29 @@ impl SignedHeaders {
                 headers.insert(name, value);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signer_names_the_variable_to_fix() {
+        let secret = ("SERVICE_SECRET", "0123456789abcdef0123456789abcdef");
+        let read = |pairs: &[(&str, &str)]| HmacSigner::read_env(&Env::from_pairs(pairs));
+        assert!(
+            matches!(read(&[secret]), Err(ConfigError::MissingEnv(name)) if name == "SERVICE_ID")
+        );
+        let bad_id = read(&[secret, ("SERVICE_ID", "a:b")]);
+        assert!(
+            matches!(bad_id, Err(ConfigError::InvalidEnv { name, .. }) if name == "SERVICE_ID")
+        );
+        assert_eq!(
+            read(&[secret, ("SERVICE_ID", "gateway")])
+                .unwrap()
+                .service_id(),
+            "gateway"
+        );
     }
 }
