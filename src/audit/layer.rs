@@ -51,7 +51,7 @@ impl<K: AuditSink + Clone> AuditLayer<K> {
     }
 
     /// Where the connection's peer address is (the default reads
-    /// [`PeerAddr`](crate::mtls::PeerAddr), which [`serve_tls`](crate::mtls::serve_tls)
+    /// [`PeerAddr`](crate::peer::PeerAddr), which [`serve_tls`](crate::mtls::serve_tls)
     /// records; for `axum::serve` with connect info, read `ConnectInfo<SocketAddr>`).
     #[must_use]
     pub fn peer_addr(mut self, peer_addr: PeerAddrFn) -> Self {
