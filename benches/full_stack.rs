@@ -1,8 +1,11 @@
 //! Every layer stacked, in process: audit ▸ authentication (HMAC or JWT) ▸ rate limit ▸
 //! authorize, through `oneshot` on a service that does nothing, against that service alone.
+//! Also prints how many heap allocations each stack makes per request on the request's thread.
 
 mod support;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::io::sink;
 
@@ -17,6 +20,46 @@ use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
 use tower_zerotrust::jwt::RequireJwtLayer;
 use tower_zerotrust::rate_limit::{RateLimitConfig, RateLimitLayer, RateQuota};
 use tower_zerotrust::sign::HmacSigner;
+
+/// The system allocator, counting the allocations of each thread.
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is passed to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller's contract is the system allocator's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Heap allocations made on this thread by `run`, per call, averaged over 1000 calls.
+fn allocations_per_call(mut run: impl FnMut()) -> f64 {
+    run();
+    let before = ALLOCATIONS.with(Cell::get);
+    for _ in 0..1000 {
+        run();
+    }
+    (ALLOCATIONS.with(Cell::get) - before) as f64 / 1000.0
+}
 
 fn policy() -> Policy {
     Policy::builder()
@@ -100,6 +143,61 @@ fn full_stack(c: &mut Criterion) {
             .unwrap()
             .status(),
         StatusCode::OK
+    );
+
+    // Requests are made outside the count: what is counted is what the layers allocate.
+    let count = |name: &str, stack: &dyn Fn(Request<()>), make: &dyn Fn() -> Request<()>| {
+        let requests: Vec<_> = (0..1001).map(|_| make()).collect();
+        let mut requests = requests.into_iter();
+        let per_request = allocations_per_call(|| stack(requests.next().unwrap()));
+        println!("allocations per request, {name}: {per_request:.1}");
+    };
+    count(
+        "the service alone",
+        &|req| {
+            drop(complete(
+                complete(noop.oneshot(req)).unwrap().into_body().collect(),
+            ))
+        },
+        &signed,
+    );
+    count(
+        "audit ▸ HMAC ▸ rate limit ▸ authorize",
+        &|req| {
+            let response = complete(hmac_stack.clone().oneshot(req)).unwrap();
+            drop(complete(response.into_body().collect()));
+        },
+        &signed,
+    );
+    let jwt_alone = ServiceBuilder::new()
+        .layer(RequireJwtLayer::new(hs256_config()))
+        .service(noop);
+    count(
+        "JWT alone",
+        &|req| {
+            let response = complete(jwt_alone.clone().oneshot(req)).unwrap();
+            drop(complete(response.into_body().collect()));
+        },
+        &with_token,
+    );
+    let audit_alone = ServiceBuilder::new()
+        .layer(AuditLayer::new(audit.clone()))
+        .service(noop);
+    count(
+        "audit alone",
+        &|req| {
+            let response = complete(audit_alone.clone().oneshot(req)).unwrap();
+            drop(complete(response.into_body().collect()));
+        },
+        &with_token,
+    );
+    count(
+        "audit ▸ JWT ▸ rate limit ▸ authorize",
+        &|req| {
+            let response = complete(jwt_stack.clone().oneshot(req)).unwrap();
+            drop(complete(response.into_body().collect()));
+        },
+        &with_token,
     );
 
     let mut group = c.benchmark_group("full_stack");

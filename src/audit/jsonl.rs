@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{AuditEvent, AuditSink};
+use super::{AuditEvent, AuditRecord, AuditSink};
 
 /// What to do when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +25,9 @@ pub enum Overflow {
 }
 
 enum Message {
-    /// Boxed: the queue's slots are then pointer-sized.
+    /// What the audit layer gathered: formatted on the writer thread.
+    Record(AuditRecord),
+    /// An event made elsewhere. Boxed: the queue's slots stay small.
     Event(Box<AuditEvent>),
     Flush(oneshot::Sender<()>),
 }
@@ -40,9 +42,14 @@ enum Message {
 /// Cheap to clone; clones share the queue.
 #[derive(Clone)]
 pub struct JsonLinesSink {
+    /// One reference count per clone (the layer clones the sink for each request).
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     sender: mpsc::Sender<Message>,
     overflow: Overflow,
-    dropped: Arc<AtomicU64>,
+    dropped: AtomicU64,
 }
 
 impl JsonLinesSink {
@@ -55,12 +62,14 @@ impl JsonLinesSink {
         let (sender, receiver) = mpsc::channel(capacity);
         std::thread::Builder::new()
             .name("zerotrust-audit".into())
-            .spawn(move || write_lines(writer, receiver))
+            .spawn(move || write_lines(writer, receiver, capacity))
             .expect("the audit writer thread starts");
         Self {
-            sender,
-            overflow,
-            dropped: Arc::new(AtomicU64::new(0)),
+            shared: Arc::new(Shared {
+                sender,
+                overflow,
+                dropped: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -83,13 +92,13 @@ impl JsonLinesSink {
 
     /// How many events were dropped because the queue was full.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// Waits until every event recorded so far is written and the writer flushed.
     pub async fn flush(&self) {
         let (ack, done) = oneshot::channel();
-        if self.sender.send(Message::Flush(ack)).await.is_ok() {
+        if self.shared.sender.send(Message::Flush(ack)).await.is_ok() {
             let _ = done.await;
         }
     }
@@ -98,7 +107,7 @@ impl JsonLinesSink {
 impl std::fmt::Debug for JsonLinesSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JsonLinesSink")
-            .field("overflow", &self.overflow)
+            .field("overflow", &self.shared.overflow)
             .field("dropped", &self.dropped())
             .finish_non_exhaustive()
     }
@@ -107,55 +116,74 @@ impl std::fmt::Debug for JsonLinesSink {
 /// How long the writer lets events gather while they keep coming: senders then push into the
 /// queue without waking this thread for each event (a wake-up costs microseconds; an event
 /// should cost nanoseconds on the request path).
-const GATHER: Duration = Duration::from_millis(1);
+const GATHER: Duration = Duration::from_millis(5);
 
 /// The writer thread: parked while there is nothing to write; while events keep coming, it
-/// writes what has gathered, flushes, and pauses briefly.
-fn write_lines(writer: impl Write, mut receiver: mpsc::Receiver<Message>) {
+/// formats what has gathered into one buffer, writes it, and pauses briefly, unless the queue
+/// filled by a quarter of its `capacity` meanwhile (senders must not find it full).
+fn write_lines(writer: impl Write, mut receiver: mpsc::Receiver<Message>, capacity: usize) {
     let mut out = Lines {
-        out: std::io::BufWriter::new(writer),
+        out: writer,
+        buffer: Vec::with_capacity(64 * 1024),
         failed: false,
     };
     while let Some(first) = receiver.blocking_recv() {
         out.take(first);
         loop {
-            let mut gathered = false;
+            let mut gathered = 0;
             while let Ok(message) = receiver.try_recv() {
                 out.take(message);
-                gathered = true;
+                gathered += 1;
             }
             out.flush();
-            if !gathered {
+            if gathered == 0 {
                 break;
             }
-            std::thread::sleep(GATHER);
+            if gathered < capacity / 4 {
+                std::thread::sleep(GATHER);
+            }
         }
     }
     out.flush();
 }
 
 struct Lines<W: Write> {
-    out: std::io::BufWriter<W>,
+    out: W,
+    /// Formatted lines not written yet.
+    buffer: Vec<u8>,
     failed: bool,
 }
 
 impl<W: Write> Lines<W> {
+    /// Lines are written once this many bytes have gathered, and at every flush.
+    const WRITE_AT: usize = 60 * 1024;
+
     fn take(&mut self, message: Message) {
         match message {
+            Message::Record(record) => record.write_json_line(&mut self.buffer),
             Message::Event(event) => {
-                let written = serde_json::to_writer(&mut self.out, &*event)
-                    .map_err(std::io::Error::from)
-                    .and_then(|()| self.out.write_all(b"\n"));
-                self.report(written);
+                self.buffer.extend_from_slice(event.to_json().as_bytes());
+                self.buffer.push(b'\n');
             }
             Message::Flush(ack) => {
                 self.flush();
                 let _ = ack.send(());
+                return;
             }
+        }
+        if self.buffer.len() >= Self::WRITE_AT {
+            self.write();
         }
     }
 
+    fn write(&mut self) {
+        let written = self.out.write_all(&self.buffer);
+        self.buffer.clear();
+        self.report(written);
+    }
+
     fn flush(&mut self) {
+        self.write();
         let flushed = self.out.flush();
         self.report(flushed);
     }
@@ -171,26 +199,36 @@ impl<W: Write> Lines<W> {
     }
 }
 
+impl JsonLinesSink {
+    fn send(&self, message: Message) -> Recording {
+        let shared = &*self.shared;
+        match shared.sender.try_send(message) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Recording(None),
+            Err(mpsc::error::TrySendError::Full(message)) => match shared.overflow {
+                Overflow::DropAndCount => {
+                    shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    Recording(None)
+                }
+                Overflow::Wait => {
+                    let sender = shared.sender.clone();
+                    Recording(Some(Box::pin(async move {
+                        let _ = sender.send(message).await;
+                    })))
+                }
+            },
+        }
+    }
+}
+
 impl AuditSink for JsonLinesSink {
     type Future = Recording;
 
     fn record(&self, event: AuditEvent) -> Self::Future {
-        match self.sender.try_send(Message::Event(Box::new(event))) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Recording(None),
-            Err(mpsc::error::TrySendError::Full(Message::Event(event))) => match self.overflow {
-                Overflow::DropAndCount => {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                    Recording(None)
-                }
-                Overflow::Wait => {
-                    let sender = self.sender.clone();
-                    Recording(Some(Box::pin(async move {
-                        let _ = sender.send(Message::Event(event)).await;
-                    })))
-                }
-            },
-            Err(mpsc::error::TrySendError::Full(Message::Flush(_))) => Recording(None),
-        }
+        self.send(Message::Event(Box::new(event)))
+    }
+
+    fn record_gathered(&self, record: AuditRecord) -> Self::Future {
+        self.send(Message::Record(record))
     }
 }
 

@@ -1,23 +1,21 @@
 //! The audit layer: one event per request, whatever the outcome.
 
-use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::event::{AuditEvent, EventType, Metadata, NO_ROLES, Status, TraceId};
+use super::event::TraceId;
+use super::record::{AuditRecord, Gathered, Learnt, Outcome};
 use super::sink::AuditSink;
 use crate::peer::{PeerAddrFn, default_peer_addr};
 use crate::principal::PrincipalSlot;
-use crate::reject::{Origin, Rejection, RejectionKind};
-
-/// Longest `User-Agent` kept in an event.
-const MAX_USER_AGENT: usize = 256;
+use crate::reject::Rejection;
 
 /// Emits exactly one [`AuditEvent`] per request to a sink, when the response body ends (or
 /// when the request or its body is abandoned first): who was proven, what was asked, which
@@ -99,9 +97,9 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let slot = PrincipalSlot::default();
-        let started = Started::new(&req, slot.clone(), self.peer_addr);
-        req.extensions_mut().insert(slot);
+        let started = Started::new(&req, self.peer_addr);
+        req.extensions_mut()
+            .insert(PrincipalSlot::new(started.0.clone()));
         ResponseFuture {
             inner: self.inner.call(req),
             state: State::Running {
@@ -112,140 +110,57 @@ where
     }
 }
 
-/// What is known of a request before it runs.
-struct Started {
-    at: SystemTime,
-    clock: Instant,
-    slot: PrincipalSlot,
-    resource: String,
-    action: http::Method,
-    source_ip: Option<IpAddr>,
-    user_agent: Option<String>,
-    trace_id: TraceId,
-}
+/// What is known of a request before it runs, and where its caller will be told.
+struct Started(Arc<Gathered>);
 
 impl Started {
-    fn new<B>(req: &Request<B>, slot: PrincipalSlot, peer_addr: PeerAddrFn) -> Self {
-        Self {
+    fn new<B>(req: &Request<B>, peer_addr: PeerAddrFn) -> Self {
+        Self(Arc::new(Gathered {
             at: SystemTime::now(),
             clock: Instant::now(),
-            slot,
-            resource: req.uri().path().to_owned(),
-            action: req.method().clone(),
+            uri: req.uri().clone(),
+            method: req.method().clone(),
             source_ip: peer_addr(req.extensions()),
-            user_agent: user_agent(req.headers()),
+            user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
             trace_id: trace_id(req.headers()),
-        }
+            learnt: Mutex::new(Learnt {
+                principal: None,
+                outcome: Outcome::none(0),
+                latency: Duration::ZERO,
+            }),
+        }))
     }
 
-    /// The event, from how the response went.
-    fn finish(self, outcome: Outcome) -> AuditEvent {
-        let (event_type, layer) = match outcome.rejection {
-            Some((kind, origin, _)) => classify(kind, origin),
-            None => (EventType::Access, None),
-        };
-        let failed = outcome.rejection.is_some()
-            || outcome.broken
-            || outcome.http_status >= 400
-            || outcome.grpc_status.is_some_and(|s| s != 0);
-        let principal = self.slot.get();
-        let principal = principal.as_ref();
-        AuditEvent {
-            timestamp: self.at,
-            event_type,
-            status: if failed {
-                Status::Failure
-            } else {
-                Status::Success
-            },
-            principal: principal.map(|p| p.shared_id().clone()),
-            resource: self.resource,
-            action: self.action,
-            source_ip: self.source_ip,
-            user_agent: self.user_agent,
-            trace_id: self.trace_id,
-            metadata: Metadata {
-                roles: principal
-                    .and_then(|p| p.shared_roles())
-                    .unwrap_or(&NO_ROLES)
-                    .clone(),
-                auth_method: principal.map(|p| p.method().as_str()),
-                layer,
-                reason: outcome.rejection.map(|(_, _, code)| code),
-                http_status: outcome.http_status,
-                grpc_status: outcome.grpc_status,
-                latency_ms: self.clock.elapsed().as_secs_f64() * 1000.0,
-            },
-        }
+    /// The record, from how the response went.
+    fn finish(self, outcome: Outcome) -> AuditRecord {
+        AuditRecord::finish(self.0, outcome)
     }
 }
 
-/// How a response went, as far as the audit is concerned.
-#[derive(Debug, Clone, Copy)]
-struct Outcome {
-    http_status: u16,
-    /// From the headers (trailers-only responses) or, later, the trailers.
-    grpc_status: Option<u16>,
-    rejection: Option<(RejectionKind, Origin, &'static str)>,
-    /// The body failed or was abandoned before its end.
-    broken: bool,
-}
-
-impl Outcome {
-    fn of<B>(response: &Response<B>) -> Self {
-        Self {
-            http_status: response.status().as_u16(),
-            grpc_status: grpc_status(response.headers()),
-            rejection: response
-                .extensions()
-                .get::<Rejection>()
-                .map(|r| (r.kind(), r.origin(), r.code())),
-            broken: false,
-        }
-    }
-
-    /// No response at all: the service failed (500) or the client left first (499).
-    fn none(http_status: u16) -> Self {
-        Self {
-            http_status,
-            grpc_status: None,
-            rejection: None,
-            broken: false,
-        }
+fn outcome_of<B>(response: &Response<B>) -> Outcome {
+    Outcome {
+        http_status: response.status().as_u16(),
+        grpc_status: grpc_status(response.headers()),
+        rejection: response
+            .extensions()
+            .get::<Rejection>()
+            .map(|r| (r.kind(), r.origin(), r.code())),
+        broken: false,
     }
 }
+
+/// Header names parsed once, not at every lookup.
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 
 fn grpc_status(headers: &HeaderMap) -> Option<u16> {
-    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
-}
-
-/// Which kind of decision refused the request, and the layer that made it (the reason code's
-/// prefix): nobody proven is an authentication failure wherever it was noticed, a proven
-/// caller refused is an authorization one.
-/// The event type and the `layer` field of a refusal, from the layer that made it.
-fn classify(kind: RejectionKind, origin: Origin) -> (EventType, Option<&'static str>) {
-    let event_type = match (origin, kind) {
-        (_, RejectionKind::Unauthenticated) => EventType::Authentication,
-        (Origin::RateLimit, _) | (_, RejectionKind::RateLimited) => EventType::RateLimit,
-        (Origin::Authorization, _) | (_, RejectionKind::Forbidden) => EventType::Authorization,
-        _ => EventType::Authentication,
-    };
-    (event_type, Some(origin.as_str()))
-}
-
-fn user_agent(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(http::header::USER_AGENT)?.to_str().ok()?;
-    let end = value
-        .char_indices()
-        .nth(MAX_USER_AGENT)
-        .map_or(value.len(), |(i, _)| i);
-    Some(value[..end].to_owned())
+    headers.get(&GRPC_STATUS)?.to_str().ok()?.parse().ok()
 }
 
 /// The trace id of a valid W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), else a new one.
 fn trace_id(headers: &HeaderMap) -> TraceId {
     headers
-        .get("traceparent")
+        .get(&TRACEPARENT)
         .and_then(|v| v.as_bytes().split(|b| *b == b'-').nth(1))
         .and_then(parse_trace_id)
         .unwrap_or_else(TraceId::random)
@@ -284,7 +199,7 @@ pin_project! {
             if let State::Running { started } = this.state
                 && let Some(started) = started.take()
             {
-                drop(this.sink.record(started.finish(Outcome::none(499))));
+                drop(this.sink.record_gathered(started.finish(Outcome::none(499))));
             }
         }
     }
@@ -322,7 +237,7 @@ where
                             // The event waits for the body's end: its trailers may carry the
                             // gRPC status.
                             *this.state = State::Done;
-                            let outcome = Outcome::of(&response);
+                            let outcome = outcome_of(&response);
                             return Poll::Ready(Ok(response.map(|inner| AuditBody {
                                 inner,
                                 ending: Some(Ending {
@@ -336,7 +251,9 @@ where
                         }
                         Err(error) => {
                             *this.state = State::Recording {
-                                recording: this.sink.record(started.finish(Outcome::none(500))),
+                                recording: this
+                                    .sink
+                                    .record_gathered(started.finish(Outcome::none(500))),
                                 output: Some(Err(error)),
                             };
                         }
@@ -372,7 +289,7 @@ struct Ending<K: AuditSink> {
 impl<K: AuditSink> Ending<K> {
     fn record(&mut self) {
         if let Some(started) = self.started.take() {
-            self.recording = Some(self.sink.record(started.finish(self.outcome)));
+            self.recording = Some(self.sink.record_gathered(started.finish(self.outcome)));
         }
     }
 }
@@ -462,7 +379,10 @@ impl<B: http_body::Body, K: AuditSink> http_body::Body for AuditBody<B, K> {
 mod tests {
     use http::HeaderValue;
 
+    use super::super::event::EventType;
+    use super::super::record::classify;
     use super::*;
+    use crate::reject::{Origin, RejectionKind};
 
     #[test]
     fn trace_ids_come_from_valid_traceparents_only() {

@@ -10,11 +10,14 @@
 //! Events never contain credentials: no header but `User-Agent` is read.
 
 mod event;
+mod json;
 mod jsonl;
 mod layer;
+mod record;
 mod sink;
 
 pub use event::{AuditEvent, EventType, Metadata, Status, TraceId};
 pub use jsonl::{JsonLinesSink, Overflow, Recording};
 pub use layer::{Audit, AuditBody, AuditLayer, ResponseFuture};
+pub use record::AuditRecord;
 pub use sink::{AuditSink, Both, TracingSink};

@@ -2,7 +2,7 @@
 
 use std::future::{Future, Ready, ready};
 
-use super::AuditEvent;
+use super::{AuditEvent, AuditRecord};
 
 /// Takes audit events. Called once per request, when its response ends.
 ///
@@ -15,6 +15,14 @@ pub trait AuditSink: Send + Sync + 'static {
 
     /// Takes one event.
     fn record(&self, event: AuditEvent) -> Self::Future;
+
+    /// Takes one request's record as the audit layer gathered it; this is what the layer
+    /// calls. The default makes the [`AuditEvent`] and passes it to [`record`](Self::record).
+    /// Override it to do that work elsewhere: [`JsonLinesSink`](super::JsonLinesSink)
+    /// formats records on its writer thread, so the request path only queues them.
+    fn record_gathered(&self, record: AuditRecord) -> Self::Future {
+        self.record(record.to_event())
+    }
 }
 
 /// Emits each event as a `tracing` event with target `audit` at INFO level, the event's JSON
@@ -37,6 +45,10 @@ impl<S: AuditSink> AuditSink for std::sync::Arc<S> {
     fn record(&self, event: AuditEvent) -> Self::Future {
         (**self).record(event)
     }
+
+    fn record_gathered(&self, record: AuditRecord) -> Self::Future {
+        (**self).record_gathered(record)
+    }
 }
 
 /// Both sinks get every event: `(JsonLinesSink, MetricsSink)`.
@@ -46,6 +58,11 @@ impl<A: AuditSink, B: AuditSink> AuditSink for (A, B) {
     fn record(&self, event: AuditEvent) -> Self::Future {
         let first = self.0.record(event.clone());
         Both(Some(first), Some(self.1.record(event)))
+    }
+
+    fn record_gathered(&self, record: AuditRecord) -> Self::Future {
+        let first = self.0.record_gathered(record.clone());
+        Both(Some(first), Some(self.1.record_gathered(record)))
     }
 }
 

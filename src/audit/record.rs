@@ -1,0 +1,207 @@
+//! One request's audit data as the layer gathers it: cheap to make on the request path, turned
+//! into an [`AuditEvent`] or a JSON line only by the sink that needs it.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use http::{HeaderValue, Method, Uri};
+
+use super::event::{AuditEvent, EventType, Metadata, NO_ROLES, Status, TraceId};
+use super::json::Fields;
+use crate::principal::{HearsPrincipal, Principal};
+use crate::reject::{Origin, RejectionKind};
+
+/// Longest `User-Agent` kept in an event.
+const MAX_USER_AGENT: usize = 256;
+
+/// What is known of a request when it arrives, and what is learnt while it runs. One
+/// allocation per request, shared with the principal slot that authentication layers tell, and
+/// queued as it is: a sink's queue holds one pointer per request.
+pub(crate) struct Gathered {
+    pub(crate) at: SystemTime,
+    pub(crate) clock: Instant,
+    /// The whole URI is kept (a reference count, not a copy); only its path is written.
+    pub(crate) uri: Uri,
+    pub(crate) method: Method,
+    pub(crate) source_ip: Option<IpAddr>,
+    pub(crate) user_agent: Option<HeaderValue>,
+    pub(crate) trace_id: TraceId,
+    pub(crate) learnt: Mutex<Learnt>,
+}
+
+/// What a request's processing tells the audit.
+pub(crate) struct Learnt {
+    pub(crate) principal: Option<Principal>,
+    pub(crate) outcome: Outcome,
+    pub(crate) latency: Duration,
+}
+
+impl Gathered {
+    fn learnt(&self) -> std::sync::MutexGuard<'_, Learnt> {
+        self.learnt.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl HearsPrincipal for Gathered {
+    fn hear(&self, principal: Principal) {
+        self.learnt().principal = Some(principal);
+    }
+}
+
+/// How a response went, as far as the audit is concerned.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outcome {
+    pub(crate) http_status: u16,
+    /// From the headers (trailers-only responses) or, later, the trailers.
+    pub(crate) grpc_status: Option<u16>,
+    pub(crate) rejection: Option<(RejectionKind, Origin, &'static str)>,
+    /// The body failed or was abandoned before its end.
+    pub(crate) broken: bool,
+}
+
+impl Outcome {
+    /// No response at all: the service failed (500) or the client left first (499).
+    pub(crate) fn none(http_status: u16) -> Self {
+        Self {
+            http_status,
+            grpc_status: None,
+            rejection: None,
+            broken: false,
+        }
+    }
+
+    fn status(&self) -> Status {
+        let failed = self.rejection.is_some()
+            || self.broken
+            || self.http_status >= 400
+            || self.grpc_status.is_some_and(|s| s != 0);
+        if failed {
+            Status::Failure
+        } else {
+            Status::Success
+        }
+    }
+
+    fn event_type_and_layer(&self) -> (EventType, Option<&'static str>) {
+        match self.rejection {
+            Some((kind, origin, _)) => classify(kind, origin),
+            None => (EventType::Access, None),
+        }
+    }
+}
+
+/// The event type and the `layer` field of a refusal, from the layer that made it: nobody
+/// proven is an authentication failure wherever it was noticed, a proven caller refused is an
+/// authorization one.
+pub(crate) fn classify(kind: RejectionKind, origin: Origin) -> (EventType, Option<&'static str>) {
+    let event_type = match (origin, kind) {
+        (_, RejectionKind::Unauthenticated) => EventType::Authentication,
+        (Origin::RateLimit, _) | (_, RejectionKind::RateLimited) => EventType::RateLimit,
+        (Origin::Authorization, _) | (_, RejectionKind::Forbidden) => EventType::Authorization,
+        _ => EventType::Authentication,
+    };
+    (event_type, Some(origin.as_str()))
+}
+
+/// One request's audit data as gathered, handed to
+/// [`AuditSink::record_gathered`](super::AuditSink::record_gathered) when the response ends.
+///
+/// Cheap to clone (a reference count and a few numbers). [`to_event`](Self::to_event) makes the
+/// [`AuditEvent`]; a sink that writes elsewhere can take the record as it is and do that work
+/// off the request path, as [`JsonLinesSink`](super::JsonLinesSink) does on its own thread.
+#[derive(Clone)]
+pub struct AuditRecord(Arc<Gathered>);
+
+impl AuditRecord {
+    /// The record of a request that ended with `outcome` now.
+    pub(crate) fn finish(gathered: Arc<Gathered>, outcome: Outcome) -> Self {
+        {
+            let mut learnt = gathered.learnt();
+            learnt.outcome = outcome;
+            learnt.latency = gathered.clock.elapsed();
+        }
+        Self(gathered)
+    }
+
+    /// The event this record describes.
+    pub fn to_event(&self) -> AuditEvent {
+        self.with_fields(|fields| fields.to_event())
+    }
+
+    /// Appends the event as one line of JSON, newline included.
+    pub(crate) fn write_json_line(&self, out: &mut Vec<u8>) {
+        self.with_fields(|fields| fields.write_json(out));
+        out.push(b'\n');
+    }
+
+    /// The event's fields, borrowed from the record for the time of `use_them`.
+    fn with_fields<T>(&self, use_them: impl FnOnce(&Fields<'_>) -> T) -> T {
+        let gathered = &*self.0;
+        let learnt = gathered.learnt();
+        let (principal, outcome) = (learnt.principal.as_ref(), &learnt.outcome);
+        let (event_type, layer) = outcome.event_type_and_layer();
+        use_them(&Fields {
+            timestamp: gathered.at,
+            event_type,
+            status: outcome.status(),
+            principal: principal.map(|p| p.id()),
+            shared_principal: principal.map(|p| p.shared_id()),
+            resource: gathered.uri.path(),
+            action: gathered.method.as_str(),
+            source_ip: gathered.source_ip,
+            user_agent: gathered.user_agent.as_ref().and_then(user_agent),
+            trace_id: gathered.trace_id,
+            roles: principal
+                .and_then(|p| p.shared_roles())
+                .unwrap_or(&NO_ROLES),
+            auth_method: principal.map(|p| p.method().as_str()),
+            layer,
+            reason: outcome.rejection.map(|(_, _, code)| code),
+            http_status: outcome.http_status,
+            grpc_status: outcome.grpc_status,
+            latency_ms: learnt.latency.as_secs_f64() * 1000.0,
+        })
+    }
+}
+
+impl std::fmt::Debug for AuditRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditRecord")
+            .field("resource", &self.0.uri.path())
+            .field("outcome", &self.0.learnt().outcome)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `User-Agent` as text, at most [`MAX_USER_AGENT`] characters; a header value that is
+/// not visible ASCII is left out.
+fn user_agent(value: &HeaderValue) -> Option<&str> {
+    let text = value.to_str().ok()?;
+    Some(&text[..text.len().min(MAX_USER_AGENT)])
+}
+
+impl Fields<'_> {
+    fn to_event(&self) -> AuditEvent {
+        AuditEvent {
+            timestamp: self.timestamp,
+            event_type: self.event_type,
+            status: self.status,
+            principal: self.shared_principal.cloned(),
+            resource: self.resource.to_owned(),
+            action: Method::from_bytes(self.action.as_bytes()).unwrap_or(Method::GET),
+            source_ip: self.source_ip,
+            user_agent: self.user_agent.map(str::to_owned),
+            trace_id: self.trace_id,
+            metadata: Metadata {
+                roles: self.roles.clone(),
+                auth_method: self.auth_method,
+                layer: self.layer,
+                reason: self.reason,
+                http_status: self.http_status,
+                grpc_status: self.grpc_status,
+                latency_ms: self.latency_ms,
+            },
+        }
+    }
+}
