@@ -17,7 +17,7 @@ use crate::peer::{PeerAddrFn, default_peer_addr};
 use crate::principal::PrincipalSlot;
 use crate::reject::Rejection;
 
-/// Emits exactly one [`AuditEvent`] per request to a sink, when the response body ends (or
+/// Emits exactly one [`AuditEvent`](super::AuditEvent) per request to a sink, when the response body ends (or
 /// when the request or its body is abandoned first): who was proven, what was asked, which
 /// layer refused it and why (read from the [`Rejection`] every layer of this crate leaves in
 /// the response's extensions), and the HTTP and gRPC status, trailers included.
