@@ -35,7 +35,9 @@ use tower::ServiceBuilder;
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::KeyExtractor;
-use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
+use tower_zerotrust::audit::{
+    AuditEvent, AuditLayer, AuditRecord, AuditSink, JsonLinesSink, Overflow,
+};
 use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Policy, Require};
 use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
 use tower_zerotrust::jwt::RequireJwtLayer;
@@ -79,6 +81,14 @@ fn stacks() -> Vec<Stack> {
             Bearer,
             |dir| ours(Some(dir), Bearer),
         ),
+        stack("AuditLayer alone, JSON lines to a file", Bearer, |dir| {
+            bare().layer(AuditLayer::new(
+                JsonLinesSink::append_to(dir.join("audit.jsonl"), 1 << 16, Overflow::Wait).unwrap(),
+            ))
+        }),
+        stack("AuditLayer alone, events discarded", Bearer, |_| {
+            bare().layer(AuditLayer::new(Discard))
+        }),
         stack("tower_governor alone", Bearer, |_| governed(bare())),
         stack("TraceLayer, JSON logs to a file, alone", Bearer, |dir| {
             traced(bare(), dir)
@@ -147,6 +157,23 @@ fn ours(audit_dir: Option<&Path>, credentials: Credentials) -> Router {
     match credentials {
         Credentials::Bearer => layered!(RequireJwtLayer::new(hs256_config())),
         Credentials::Hmac => layered!(VerifyHmacLayer::new(hmac_config())),
+    }
+}
+
+/// A sink that takes every record and keeps nothing: what the audit costs on the request path
+/// alone, without formatting or writing.
+#[derive(Clone)]
+struct Discard;
+
+impl AuditSink for Discard {
+    type Future = std::future::Ready<()>;
+
+    fn record(&self, _: AuditEvent) -> Self::Future {
+        std::future::ready(())
+    }
+
+    fn record_gathered(&self, _: AuditRecord) -> Self::Future {
+        std::future::ready(())
     }
 }
 

@@ -3,12 +3,12 @@
 use std::future::Future;
 use std::io::Write;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, watch};
 
 use super::{AuditEvent, AuditRecord, AuditSink};
 
@@ -24,52 +24,89 @@ pub enum Overflow {
     DropAndCount,
 }
 
-enum Message {
-    /// What the audit layer gathered: formatted on the writer thread.
-    Record(AuditRecord),
-    /// An event made elsewhere. Boxed: the queue's slots stay small.
-    Event(Box<AuditEvent>),
-    Flush(oneshot::Sender<()>),
-}
-
-/// Writes each event as one line of JSON to a writer (a file, stdout), from a dedicated
-/// thread fed by a bounded queue, so requests never wait on I/O unless you choose
-/// [`Overflow::Wait`] and the queue is full.
+/// Writes each event as one line of JSON to a writer (a file, stdout) from a thread of its
+/// own, so requests never wait on I/O unless you choose [`Overflow::Wait`] and `capacity`
+/// events are waiting to be written.
+///
+/// The line is formatted where the request ends, into one of a few buffers (one per core, so
+/// that threads do not contend), and the writer thread writes the buffers out every few
+/// milliseconds while events keep coming: no allocation, queue slot or wake-up per event.
 ///
 /// Call [`flush`](Self::flush) after the server's graceful shutdown: every event recorded before
 /// it is then written and flushed.
 ///
-/// Cheap to clone; clones share the queue.
+/// Cheap to clone; clones share the buffers and the writer.
 #[derive(Clone)]
 pub struct JsonLinesSink {
-    /// One reference count per clone (the layer clones the sink for each request).
-    shared: Arc<Shared>,
+    handle: Arc<Handle>,
+}
+
+/// The writer stops once the last [`JsonLinesSink`] clone is gone (and all is written).
+struct Handle(Arc<Shared>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.wake_writer();
+    }
 }
 
 struct Shared {
-    sender: mpsc::Sender<Message>,
+    shards: Box<[Mutex<Shard>]>,
+    /// Events formatted or being formatted, not yet taken by the writer.
+    pending: AtomicUsize,
+    capacity: usize,
     overflow: Overflow,
     dropped: AtomicU64,
+    writer: OnceLock<std::thread::Thread>,
+    /// The writer took events: there is room again.
+    drained: Notify,
+    /// Flushes asked for, and the last one done.
+    flushes_asked: AtomicU64,
+    flushed: watch::Sender<u64>,
+    closed: AtomicBool,
+}
+
+#[derive(Default)]
+struct Shard {
+    lines: Vec<u8>,
+    events: usize,
 }
 
 impl JsonLinesSink {
-    /// Starts the writer thread with a queue of `capacity` events.
+    /// Starts the writer thread; at most `capacity` events wait to be written.
     ///
     /// # Panics
     ///
     /// When `capacity` is zero, or the thread cannot be started.
     pub fn new(writer: impl Write + Send + 'static, capacity: usize, overflow: Overflow) -> Self {
-        let (sender, receiver) = mpsc::channel(capacity);
-        std::thread::Builder::new()
+        assert!(
+            capacity > 0,
+            "an audit sink needs room for at least one event"
+        );
+        let shards = std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).min(64));
+        let shared = Arc::new(Shared {
+            shards: (0..shards).map(|_| Mutex::default()).collect(),
+            pending: AtomicUsize::new(0),
+            capacity,
+            overflow,
+            dropped: AtomicU64::new(0),
+            writer: OnceLock::new(),
+            drained: Notify::new(),
+            flushes_asked: AtomicU64::new(0),
+            flushed: watch::Sender::new(0),
+            closed: AtomicBool::new(false),
+        });
+        let thread = std::thread::Builder::new()
             .name("zerotrust-audit".into())
-            .spawn(move || write_lines(writer, receiver, capacity))
+            .spawn({
+                let shared = shared.clone();
+                move || write_lines(writer, &shared)
+            })
             .expect("the audit writer thread starts");
+        let _ = shared.writer.set(thread.thread().clone());
         Self {
-            shared: Arc::new(Shared {
-                sender,
-                overflow,
-                dropped: AtomicU64::new(0),
-            }),
+            handle: Arc::new(Handle(shared)),
         }
     }
 
@@ -90,132 +127,156 @@ impl JsonLinesSink {
         Ok(Self::new(file, capacity, overflow))
     }
 
-    /// How many events were dropped because the queue was full.
+    /// How many events were dropped because `capacity` events were waiting.
     pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
+        self.shared().dropped.load(Ordering::Relaxed)
     }
 
     /// Waits until every event recorded so far is written and the writer flushed.
     pub async fn flush(&self) {
-        let (ack, done) = oneshot::channel();
-        if self.shared.sender.send(Message::Flush(ack)).await.is_ok() {
-            let _ = done.await;
+        let shared = self.shared();
+        let mut flushed = shared.flushed.subscribe();
+        let asked = shared.flushes_asked.fetch_add(1, Ordering::AcqRel) + 1;
+        shared.wake_writer();
+        let _ = flushed.wait_for(|done| *done >= asked).await;
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.0
+    }
+
+    /// Formats one line into a buffer, or waits for room, or drops it, as the overflow says.
+    fn append(&self, line: impl FnOnce(&mut Vec<u8>) + Send + 'static) -> Recording {
+        let shared = self.shared();
+        let Err(line) = shared.try_append(line) else {
+            return Recording(None);
+        };
+        match shared.overflow {
+            Overflow::DropAndCount => {
+                shared.dropped.fetch_add(1, Ordering::Relaxed);
+                Recording(None)
+            }
+            Overflow::Wait => Recording(Some(Box::pin(self.clone().wait_for_room(line)))),
         }
     }
+
+    async fn wait_for_room(self, line: impl FnOnce(&mut Vec<u8>)) {
+        let mut formatted = Vec::new();
+        line(&mut formatted);
+        let shared = self.shared();
+        loop {
+            // Made before the check: a drain between the two is not missed.
+            let drained = shared.drained.notified();
+            if shared
+                .try_append(|out: &mut Vec<u8>| out.extend_from_slice(&formatted))
+                .is_ok()
+            {
+                return;
+            }
+            drained.await;
+        }
+    }
+}
+
+impl Shared {
+    /// Appends `line` to this thread's buffer, unless `capacity` events are waiting (then
+    /// `line` is handed back, not called).
+    fn try_append<L: FnOnce(&mut Vec<u8>)>(&self, line: L) -> Result<(), L> {
+        let before = self.pending.fetch_add(1, Ordering::AcqRel);
+        if before >= self.capacity {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(line);
+        }
+        {
+            let mut shard = self.shards[shard_index(self.shards.len())]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            line(&mut shard.lines);
+            shard.events += 1;
+        }
+        if before == 0 {
+            self.wake_writer();
+        }
+        Ok(())
+    }
+
+    fn wake_writer(&self) {
+        if let Some(writer) = self.writer.get() {
+            writer.unpark();
+        }
+    }
+}
+
+/// This thread's buffer: threads are spread over the buffers as they first record.
+fn shard_index(shards: usize) -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    INDEX.with(|index| index % shards)
 }
 
 impl std::fmt::Debug for JsonLinesSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JsonLinesSink")
-            .field("overflow", &self.shared.overflow)
+            .field("overflow", &self.shared().overflow)
             .field("dropped", &self.dropped())
             .finish_non_exhaustive()
     }
 }
 
-/// How long the writer lets events gather while they keep coming: senders then push into the
-/// queue without waking this thread for each event (a wake-up costs microseconds; an event
-/// should cost nanoseconds on the request path).
+/// How long the writer lets lines gather while events keep coming (a wake-up costs
+/// microseconds; an event should cost a fraction of one).
 const GATHER: Duration = Duration::from_millis(5);
 
 /// The writer thread: parked while there is nothing to write; while events keep coming, it
-/// formats what has gathered into one buffer, writes it, and pauses briefly, unless the queue
-/// filled by a quarter of its `capacity` meanwhile (senders must not find it full).
-fn write_lines(writer: impl Write, mut receiver: mpsc::Receiver<Message>, capacity: usize) {
-    let mut out = Lines {
-        out: writer,
-        buffer: Vec::with_capacity(64 * 1024),
-        failed: false,
-    };
-    while let Some(first) = receiver.blocking_recv() {
-        out.take(first);
-        loop {
-            let mut gathered = 0;
-            while let Ok(message) = receiver.try_recv() {
-                out.take(message);
-                gathered += 1;
-            }
-            out.flush();
-            if gathered == 0 {
-                break;
-            }
-            if gathered < capacity / 4 {
-                std::thread::sleep(GATHER);
-            }
-        }
-    }
-    out.flush();
-}
-
-struct Lines<W: Write> {
-    out: W,
-    /// Formatted lines not written yet.
-    buffer: Vec<u8>,
-    failed: bool,
-}
-
-impl<W: Write> Lines<W> {
-    /// Lines are written once this many bytes have gathered, and at every flush.
-    const WRITE_AT: usize = 60 * 1024;
-
-    fn take(&mut self, message: Message) {
-        match message {
-            Message::Record(record) => record.write_json_line(&mut self.buffer),
-            Message::Event(event) => {
-                self.buffer.extend_from_slice(event.to_json().as_bytes());
-                self.buffer.push(b'\n');
-            }
-            Message::Flush(ack) => {
-                self.flush();
-                let _ = ack.send(());
-                return;
-            }
-        }
-        if self.buffer.len() >= Self::WRITE_AT {
-            self.write();
-        }
-    }
-
-    fn write(&mut self) {
-        let written = self.out.write_all(&self.buffer);
-        self.buffer.clear();
-        self.report(written);
-    }
-
-    fn flush(&mut self) {
-        self.write();
-        let flushed = self.out.flush();
-        self.report(flushed);
-    }
-
-    /// The first failure is logged; the trail is then known to be incomplete.
-    fn report(&mut self, result: std::io::Result<()>) {
+/// takes the buffers, writes them, and pauses briefly, unless a quarter of the capacity was
+/// waiting (then it goes on at once, so that senders do not find it full).
+fn write_lines(mut out: impl Write, shared: &Shared) {
+    let mut spare = Vec::with_capacity(64 * 1024);
+    let mut failed = false;
+    let mut report = |result: std::io::Result<()>| {
         if let Err(error) = result
-            && !self.failed
+            && !failed
         {
-            self.failed = true;
+            failed = true;
             tracing::error!(target: "tower_zerotrust::audit", %error, "cannot write audit events");
         }
-    }
-}
-
-impl JsonLinesSink {
-    fn send(&self, message: Message) -> Recording {
-        let shared = &*self.shared;
-        match shared.sender.try_send(message) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Recording(None),
-            Err(mpsc::error::TrySendError::Full(message)) => match shared.overflow {
-                Overflow::DropAndCount => {
-                    shared.dropped.fetch_add(1, Ordering::Relaxed);
-                    Recording(None)
+    };
+    loop {
+        let asked = shared.flushes_asked.load(Ordering::Acquire);
+        let closed = shared.closed.load(Ordering::Acquire);
+        let mut taken = 0;
+        for shard in &shared.shards {
+            {
+                let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+                if shard.events == 0 {
+                    continue;
                 }
-                Overflow::Wait => {
-                    let sender = shared.sender.clone();
-                    Recording(Some(Box::pin(async move {
-                        let _ = sender.send(message).await;
-                    })))
-                }
-            },
+                std::mem::swap(&mut shard.lines, &mut spare);
+                taken += std::mem::take(&mut shard.events);
+            }
+            report(out.write_all(&spare));
+            spare.clear();
+        }
+        if taken > 0 {
+            shared.pending.fetch_sub(taken, Ordering::AcqRel);
+            shared.drained.notify_waiters();
+        }
+        if taken > 0 || asked > *shared.flushed.borrow() || closed {
+            report(out.flush());
+            shared.flushed.send_replace(asked);
+        }
+        if closed && shared.pending.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        if taken >= shared.capacity / 4 || shared.flushes_asked.load(Ordering::Acquire) > asked {
+            continue;
+        }
+        if taken > 0 || shared.pending.load(Ordering::Acquire) > 0 {
+            std::thread::sleep(GATHER);
+        } else {
+            std::thread::park();
         }
     }
 }
@@ -224,11 +285,14 @@ impl AuditSink for JsonLinesSink {
     type Future = Recording;
 
     fn record(&self, event: AuditEvent) -> Self::Future {
-        self.send(Message::Event(Box::new(event)))
+        self.append(move |out| {
+            out.extend_from_slice(event.to_json().as_bytes());
+            out.push(b'\n');
+        })
     }
 
     fn record_gathered(&self, record: AuditRecord) -> Self::Future {
-        self.send(Message::Record(record))
+        self.append(move |out| record.write_json_line(out))
     }
 }
 

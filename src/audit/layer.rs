@@ -1,9 +1,7 @@
 //! The audit layer: one event per request, whatever the outcome.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
@@ -11,7 +9,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::event::TraceId;
-use super::record::{AuditRecord, Gathered, Learnt, Outcome};
+use super::record::{AuditRecord, Gathered, Outcome};
 use super::sink::AuditSink;
 use crate::peer::{PeerAddrFn, default_peer_addr};
 use crate::principal::PrincipalSlot;
@@ -97,9 +95,12 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let started = Started::new(&req, self.peer_addr);
-        req.extensions_mut()
-            .insert(PrincipalSlot::new(started.0.clone()));
+        let slot = PrincipalSlot::default();
+        let started = Started {
+            gathered: Box::new(Gathered::of(&req, (self.peer_addr)(req.extensions()))),
+            slot: slot.clone(),
+        };
+        req.extensions_mut().insert(slot);
         ResponseFuture {
             inner: self.inner.call(req),
             state: State::Running {
@@ -111,29 +112,15 @@ where
 }
 
 /// What is known of a request before it runs, and where its caller will be told.
-struct Started(Arc<Gathered>);
+struct Started {
+    gathered: Box<Gathered>,
+    slot: PrincipalSlot,
+}
 
 impl Started {
-    fn new<B>(req: &Request<B>, peer_addr: PeerAddrFn) -> Self {
-        Self(Arc::new(Gathered {
-            at: SystemTime::now(),
-            clock: Instant::now(),
-            uri: req.uri().clone(),
-            method: req.method().clone(),
-            source_ip: peer_addr(req.extensions()),
-            user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
-            trace_id: trace_id(req.headers()),
-            learnt: Mutex::new(Learnt {
-                principal: None,
-                outcome: Outcome::none(0),
-                latency: Duration::ZERO,
-            }),
-        }))
-    }
-
     /// The record, from how the response went.
     fn finish(self, outcome: Outcome) -> AuditRecord {
-        AuditRecord::finish(self.0, outcome)
+        AuditRecord::finish(self.gathered, self.slot.take(), outcome)
     }
 }
 
@@ -158,7 +145,7 @@ fn grpc_status(headers: &HeaderMap) -> Option<u16> {
 }
 
 /// The trace id of a valid W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), else a new one.
-fn trace_id(headers: &HeaderMap) -> TraceId {
+pub(crate) fn trace_id(headers: &HeaderMap) -> TraceId {
     headers
         .get(&TRACEPARENT)
         .and_then(|v| v.as_bytes().split(|b| *b == b'-').nth(1))

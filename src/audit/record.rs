@@ -2,50 +2,46 @@
 //! into an [`AuditEvent`] or a JSON line only by the sink that needs it.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{HeaderValue, Method, Uri};
+use http::{HeaderValue, Method};
 
 use super::event::{AuditEvent, EventType, Metadata, NO_ROLES, Status, TraceId};
 use super::json::Fields;
-use crate::principal::{HearsPrincipal, Principal};
+use crate::principal::Principal;
 use crate::reject::{Origin, RejectionKind};
 
 /// Longest `User-Agent` kept in an event.
 const MAX_USER_AGENT: usize = 256;
 
-/// What is known of a request when it arrives, and what is learnt while it runs. One
-/// allocation per request, shared with the principal slot that authentication layers tell, and
-/// queued as it is: a sink's queue holds one pointer per request.
+/// What is known of a request when it arrives: copied out of it (the request itself, and the
+/// connection's read buffer its fields point into, are not kept alive by the audit).
+#[derive(Clone)]
 pub(crate) struct Gathered {
     pub(crate) at: SystemTime,
     pub(crate) clock: Instant,
-    /// The whole URI is kept (a reference count, not a copy); only its path is written.
-    pub(crate) uri: Uri,
+    pub(crate) resource: String,
     pub(crate) method: Method,
     pub(crate) source_ip: Option<IpAddr>,
-    pub(crate) user_agent: Option<HeaderValue>,
+    pub(crate) user_agent: Option<String>,
     pub(crate) trace_id: TraceId,
-    pub(crate) learnt: Mutex<Learnt>,
-}
-
-/// What a request's processing tells the audit.
-pub(crate) struct Learnt {
-    pub(crate) principal: Option<Principal>,
-    pub(crate) outcome: Outcome,
-    pub(crate) latency: Duration,
 }
 
 impl Gathered {
-    fn learnt(&self) -> std::sync::MutexGuard<'_, Learnt> {
-        self.learnt.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl HearsPrincipal for Gathered {
-    fn hear(&self, principal: Principal) {
-        self.learnt().principal = Some(principal);
+    pub(crate) fn of<B>(request: &http::Request<B>, source_ip: Option<IpAddr>) -> Self {
+        Self {
+            at: SystemTime::now(),
+            clock: Instant::now(),
+            resource: request.uri().path().to_owned(),
+            method: request.method().clone(),
+            source_ip,
+            user_agent: request
+                .headers()
+                .get(http::header::USER_AGENT)
+                .and_then(user_agent)
+                .map(str::to_owned),
+            trace_id: super::layer::trace_id(request.headers()),
+        }
     }
 }
 
@@ -107,50 +103,56 @@ pub(crate) fn classify(kind: RejectionKind, origin: Origin) -> (EventType, Optio
 /// One request's audit data as gathered, handed to
 /// [`AuditSink::record_gathered`](super::AuditSink::record_gathered) when the response ends.
 ///
-/// Cheap to clone (a reference count and a few numbers). [`to_event`](Self::to_event) makes the
-/// [`AuditEvent`]; a sink that writes elsewhere can take the record as it is and do that work
-/// off the request path, as [`JsonLinesSink`](super::JsonLinesSink) does on its own thread.
+/// [`to_event`](Self::to_event) makes the [`AuditEvent`] (allocating its strings); a sink
+/// that only writes the event can skip that, as [`JsonLinesSink`](super::JsonLinesSink) does.
 #[derive(Clone)]
-pub struct AuditRecord(Arc<Gathered>);
+pub struct AuditRecord {
+    gathered: Box<Gathered>,
+    principal: Option<Principal>,
+    outcome: Outcome,
+    latency: Duration,
+}
 
 impl AuditRecord {
     /// The record of a request that ended with `outcome` now.
-    pub(crate) fn finish(gathered: Arc<Gathered>, outcome: Outcome) -> Self {
-        {
-            let mut learnt = gathered.learnt();
-            learnt.outcome = outcome;
-            learnt.latency = gathered.clock.elapsed();
+    pub(crate) fn finish(
+        gathered: Box<Gathered>,
+        principal: Option<Principal>,
+        outcome: Outcome,
+    ) -> Self {
+        Self {
+            latency: gathered.clock.elapsed(),
+            gathered,
+            principal,
+            outcome,
         }
-        Self(gathered)
     }
 
     /// The event this record describes.
     pub fn to_event(&self) -> AuditEvent {
-        self.with_fields(|fields| fields.to_event())
+        self.fields().to_event()
     }
 
     /// Appends the event as one line of JSON, newline included.
     pub(crate) fn write_json_line(&self, out: &mut Vec<u8>) {
-        self.with_fields(|fields| fields.write_json(out));
+        self.fields().write_json(out);
         out.push(b'\n');
     }
 
-    /// The event's fields, borrowed from the record for the time of `use_them`.
-    fn with_fields<T>(&self, use_them: impl FnOnce(&Fields<'_>) -> T) -> T {
-        let gathered = &*self.0;
-        let learnt = gathered.learnt();
-        let (principal, outcome) = (learnt.principal.as_ref(), &learnt.outcome);
+    fn fields(&self) -> Fields<'_> {
+        let (gathered, outcome) = (&*self.gathered, &self.outcome);
+        let principal = self.principal.as_ref();
         let (event_type, layer) = outcome.event_type_and_layer();
-        use_them(&Fields {
+        Fields {
             timestamp: gathered.at,
             event_type,
             status: outcome.status(),
             principal: principal.map(|p| p.id()),
             shared_principal: principal.map(|p| p.shared_id()),
-            resource: gathered.uri.path(),
+            resource: &gathered.resource,
             action: gathered.method.as_str(),
             source_ip: gathered.source_ip,
-            user_agent: gathered.user_agent.as_ref().and_then(user_agent),
+            user_agent: gathered.user_agent.as_deref(),
             trace_id: gathered.trace_id,
             roles: principal
                 .and_then(|p| p.shared_roles())
@@ -160,16 +162,16 @@ impl AuditRecord {
             reason: outcome.rejection.map(|(_, _, code)| code),
             http_status: outcome.http_status,
             grpc_status: outcome.grpc_status,
-            latency_ms: learnt.latency.as_secs_f64() * 1000.0,
-        })
+            latency_ms: self.latency.as_secs_f64() * 1000.0,
+        }
     }
 }
 
 impl std::fmt::Debug for AuditRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditRecord")
-            .field("resource", &self.0.uri.path())
-            .field("outcome", &self.0.learnt().outcome)
+            .field("resource", &self.gathered.resource)
+            .field("outcome", &self.outcome)
             .finish_non_exhaustive()
     }
 }

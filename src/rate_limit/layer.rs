@@ -94,7 +94,7 @@ where
                 ResponseFuture {
                     state: State::Deciding {
                         decision,
-                        call: Some((inner, req)),
+                        call: Some(Box::new((inner, req))),
                     },
                 }
             }
@@ -152,9 +152,11 @@ pin_project! {
         S: Service<Request<ReqBody>>,
     {
         // The shared store is deciding; the request waits with the service that will take it.
+        // Boxed: the wait is a network round trip, and every future of the in-process path
+        // stays small (futures are moved at each layer, and boxed by axum).
         Deciding {
             decision: PendingDecision,
-            call: Option<(S, Request<ReqBody>)>,
+            call: Option<Box<(S, Request<ReqBody>)>>,
         },
         Decided {
             #[pin]
@@ -187,7 +189,7 @@ where
             match this.state.as_mut().project() {
                 StateProj::Deciding { decision, call } => {
                     let decision = ready!(decision.as_mut().poll(cx));
-                    let (mut inner, req) = call.take().expect("polled after completion");
+                    let (mut inner, req) = *call.take().expect("polled after completion");
                     let (outcome, quota) = decide(decision, &mut inner, req);
                     this.state.set(State::Decided { outcome, quota });
                 }
