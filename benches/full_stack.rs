@@ -26,23 +26,28 @@ struct Counting;
 
 thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    /// Bytes allocated and not yet freed by this thread.
+    static LIVE: Cell<i64> = const { Cell::new(0) };
 }
 
 // SAFETY: every call is passed to the system allocator unchanged.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        LIVE.with(|n| n.set(n.get() + layout.size() as i64));
         // SAFETY: the caller's contract is the system allocator's.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.with(|n| n.set(n.get() - layout.size() as i64));
         // SAFETY: as above.
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        LIVE.with(|n| n.set(n.get() + new_size as i64 - layout.size() as i64));
         // SAFETY: as above.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -59,6 +64,62 @@ fn allocations_per_call(mut run: impl FnMut()) -> f64 {
         run();
     }
     (ALLOCATIONS.with(Cell::get) - before) as f64 / 1000.0
+}
+
+/// Heap bytes that `keep` leaves allocated (on this thread), per each of its `entries`.
+fn bytes_per_entry(entries: usize, keep: impl FnOnce()) -> f64 {
+    let before = LIVE.with(Cell::get);
+    keep();
+    (LIVE.with(Cell::get) - before) as f64 / entries as f64
+}
+
+/// What each kind of remembered state costs in memory, measured by the allocator.
+fn memory() {
+    use std::time::Duration;
+    use tower_zerotrust::nonce::{MemoryNonceStore, NonceStore};
+    use tower_zerotrust::{AuthMethod, Principal};
+
+    const N: usize = 100_000;
+    let store = MemoryNonceStore::new(2 * N);
+    let nonces: Vec<String> = (0..N).map(|i| format!("{i:032x}")).collect();
+    let per_nonce = bytes_per_entry(N, || {
+        for nonce in &nonces {
+            let _ = complete(store.check_and_record("gateway", nonce, Duration::from_secs(60)));
+        }
+    });
+    let limits = RateLimitConfig::builder().build().unwrap();
+    let principals: Vec<Principal> = (0..N)
+        .map(|i| Principal::new(format!("service-{i}"), AuthMethod::Hmac))
+        .collect();
+    let per_key = bytes_per_entry(N, || {
+        for principal in &principals {
+            let _ = limits.check_principal(principal);
+        }
+    });
+    let tokens: Vec<String> = (0..10_000)
+        .map(|i| hs256_bearer(&format!("service-{i}"), &["developer"]))
+        .collect();
+    let jwt = ServiceBuilder::new()
+        .layer(RequireJwtLayer::new(hs256_config()))
+        .service(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+    let per_token = bytes_per_entry(tokens.len(), || {
+        for token in &tokens {
+            let request = Request::post("/models")
+                .header("authorization", token)
+                .body(())
+                .unwrap();
+            let response = complete(jwt.clone().oneshot(request)).unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    });
+    println!(
+        "memory: {per_nonce:.0} B per nonce, {per_key:.0} B per rate-limit key, {per_token:.0} B \
+         per remembered token (its claims included; a token of {} bytes)",
+        tokens[0].len() - "Bearer ".len()
+    );
+    drop((store, limits, jwt));
 }
 
 fn policy() -> Policy {
@@ -145,6 +206,7 @@ fn full_stack(c: &mut Criterion) {
         StatusCode::OK
     );
 
+    memory();
     // Requests are made outside the count: what is counted is what the layers allocate.
     let count = |name: &str, stack: &dyn Fn(Request<()>), make: &dyn Fn() -> Request<()>| {
         let requests: Vec<_> = (0..1001).map(|_| make()).collect();

@@ -7,7 +7,7 @@
 //! `http::Request::extensions`.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use crate::reject::{Origin, Rejection, RejectionKind};
 
@@ -195,20 +195,27 @@ impl Principal {
 }
 
 /// Where an outer layer learns who a request named: put into the request's extensions by that
-/// layer (the audit layer), written by authentication layers when they prove a caller, taken
-/// by the outer layer once the response is known.
-#[derive(Clone, Default)]
+/// layer (the audit layer), told by authentication layers when they prove a caller.
+#[derive(Clone)]
 #[cfg_attr(not(feature = "audit"), allow(dead_code))]
-pub(crate) struct PrincipalSlot(Arc<Mutex<Option<Principal>>>);
+pub(crate) struct PrincipalSlot(Arc<dyn HearsPrincipal>);
+
+/// What listens at a [`PrincipalSlot`]: the outer layer's own per-request state, so that the
+/// slot costs that layer no allocation of its own.
+#[cfg_attr(not(feature = "audit"), allow(dead_code))]
+pub(crate) trait HearsPrincipal: Send + Sync + 'static {
+    /// `principal` was proven (the last one told is the request's).
+    fn hear(&self, principal: Principal);
+}
 
 #[cfg_attr(not(feature = "audit"), allow(dead_code))]
 impl PrincipalSlot {
-    pub(crate) fn take(&self) -> Option<Principal> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    pub(crate) fn new(listener: Arc<dyn HearsPrincipal>) -> Self {
+        Self(listener)
     }
 
     fn set(&self, principal: Principal) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(principal);
+        self.0.hear(principal);
     }
 }
 

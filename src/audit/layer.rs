@@ -1,6 +1,7 @@
 //! The audit layer: one event per request, whatever the outcome.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::{HeaderMap, Request, Response};
@@ -95,12 +96,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let slot = PrincipalSlot::default();
-        let started = Started {
-            gathered: Box::new(Gathered::of(&req, (self.peer_addr)(req.extensions()))),
-            slot: slot.clone(),
-        };
-        req.extensions_mut().insert(slot);
+        let gathered = Arc::new(Gathered::of(&req, (self.peer_addr)(req.extensions())));
+        req.extensions_mut()
+            .insert(PrincipalSlot::new(gathered.clone()));
+        let started = Started(gathered);
         ResponseFuture {
             inner: self.inner.call(req),
             state: State::Running {
@@ -112,15 +111,12 @@ where
 }
 
 /// What is known of a request before it runs, and where its caller will be told.
-struct Started {
-    gathered: Box<Gathered>,
-    slot: PrincipalSlot,
-}
+struct Started(Arc<Gathered>);
 
 impl Started {
     /// The record, from how the response went.
     fn finish(self, outcome: Outcome) -> AuditRecord {
-        AuditRecord::finish(self.gathered, self.slot.take(), outcome)
+        AuditRecord::finish(self.0, outcome)
     }
 }
 

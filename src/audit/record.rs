@@ -2,21 +2,23 @@
 //! into an [`AuditEvent`] or a JSON line only by the sink that needs it.
 
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderValue, Method};
 
 use super::event::{AuditEvent, EventType, Metadata, NO_ROLES, Status, TraceId};
 use super::json::Fields;
-use crate::principal::Principal;
+use crate::principal::{HearsPrincipal, Principal};
 use crate::reject::{Origin, RejectionKind};
 
 /// Longest `User-Agent` kept in an event.
 const MAX_USER_AGENT: usize = 256;
 
-/// What is known of a request when it arrives: copied out of it (the request itself, and the
-/// connection's read buffer its fields point into, are not kept alive by the audit).
-#[derive(Clone)]
+/// What is known of a request when it arrives, copied out of it (the request, and the
+/// connection's read buffer its fields point into, are not kept alive by the audit), and the
+/// caller proven while it runs. One allocation per request, shared with the principal slot
+/// that authentication layers tell.
 pub(crate) struct Gathered {
     pub(crate) at: SystemTime,
     pub(crate) clock: Instant,
@@ -25,6 +27,16 @@ pub(crate) struct Gathered {
     pub(crate) source_ip: Option<IpAddr>,
     pub(crate) user_agent: Option<String>,
     pub(crate) trace_id: TraceId,
+    pub(crate) principal: Mutex<Option<Principal>>,
+}
+
+impl HearsPrincipal for Gathered {
+    fn hear(&self, principal: Principal) {
+        *self
+            .principal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(principal);
+    }
 }
 
 impl Gathered {
@@ -41,6 +53,7 @@ impl Gathered {
                 .and_then(user_agent)
                 .map(str::to_owned),
             trace_id: super::layer::trace_id(request.headers()),
+            principal: Mutex::new(None),
         }
     }
 }
@@ -107,7 +120,7 @@ pub(crate) fn classify(kind: RejectionKind, origin: Origin) -> (EventType, Optio
 /// that only writes the event can skip that, as [`JsonLinesSink`](super::JsonLinesSink) does.
 #[derive(Clone)]
 pub struct AuditRecord {
-    gathered: Box<Gathered>,
+    gathered: Arc<Gathered>,
     principal: Option<Principal>,
     outcome: Outcome,
     latency: Duration,
@@ -115,11 +128,12 @@ pub struct AuditRecord {
 
 impl AuditRecord {
     /// The record of a request that ended with `outcome` now.
-    pub(crate) fn finish(
-        gathered: Box<Gathered>,
-        principal: Option<Principal>,
-        outcome: Outcome,
-    ) -> Self {
+    pub(crate) fn finish(gathered: Arc<Gathered>, outcome: Outcome) -> Self {
+        let principal = gathered
+            .principal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         Self {
             latency: gathered.clock.elapsed(),
             gathered,
