@@ -89,7 +89,7 @@ where
 {
     type Response = Response<AuditBody<ResBody, K>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, K>;
+    type Future = ResponseFuture<S::Future, K, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -168,14 +168,16 @@ fn parse_trace_id(hex: &[u8]) -> Option<TraceId> {
 
 pin_project! {
     /// The response future of [`Audit`].
-    pub struct ResponseFuture<F: std::future::Future, K: AuditSink> {
+    pub struct ResponseFuture<F, K: AuditSink, E> {
         #[pin]
         inner: F,
-        state: State<F::Output, K>,
+        // Only the service's error is kept for later, never a response: the future stays
+        // small, and futures are moved at every layer.
+        state: State<E, K>,
         sink: K,
     }
 
-    impl<F: std::future::Future, K: AuditSink> PinnedDrop for ResponseFuture<F, K> {
+    impl<F, K: AuditSink, E> PinnedDrop for ResponseFuture<F, K, E> {
         fn drop(this: Pin<&mut Self>) {
             // Abandoned before its response: still one event, as 499 (client closed request).
             let this = this.project();
@@ -188,19 +190,19 @@ pin_project! {
     }
 }
 
-enum State<O, K: AuditSink> {
+enum State<E, K: AuditSink> {
     Running {
         started: Option<Started>,
     },
     /// The service failed: its error is returned once the event is taken.
     Recording {
         recording: K::Future,
-        output: Option<O>,
+        error: Option<E>,
     },
     Done,
 }
 
-impl<F, K, B, E> std::future::Future for ResponseFuture<F, K>
+impl<F, K, B, E> std::future::Future for ResponseFuture<F, K, E>
 where
     F: std::future::Future<Output = Result<Response<B>, E>>,
     K: AuditSink + Clone,
@@ -237,23 +239,16 @@ where
                                 recording: this
                                     .sink
                                     .record_gathered(started.finish(Outcome::none(500))),
-                                output: Some(Err(error)),
+                                error: Some(error),
                             };
                         }
                     }
                 }
-                State::Recording { recording, output } => {
+                State::Recording { recording, error } => {
                     ready!(Pin::new(recording).poll(cx));
-                    let output = output.take().expect("polled after completion");
+                    let error = error.take().expect("polled after completion");
                     *this.state = State::Done;
-                    // Only the service's error is recorded here; its event is taken.
-                    return Poll::Ready(output.map(|response| {
-                        response.map(|inner| AuditBody {
-                            inner,
-                            ending: None,
-                            held: None,
-                        })
-                    }));
+                    return Poll::Ready(Err(error));
                 }
                 State::Done => panic!("polled after completion"),
             }

@@ -33,10 +33,12 @@ pin_project! {
         N: NonceStore,
     {
         // Signature verified; waiting for the nonce store before calling the inner service.
+        // The request waits boxed: only stores that answer later (over the network) get here,
+        // and the common path's future stays small.
         Checking {
             #[pin]
             check: N::Future,
-            call: Option<(S, Request<ReqBody>, Principal)>,
+            call: Option<Box<(S, Request<ReqBody>, Principal)>>,
         },
         Done {
             #[pin]
@@ -69,7 +71,7 @@ where
         Self {
             state: State::Checking {
                 check,
-                call: Some((inner, request, principal)),
+                call: Some(Box::new((inner, request, principal))),
             },
         }
     }
@@ -93,7 +95,7 @@ where
                 StateProj::Checking { check, call } => {
                     let checked = ready!(check.poll(cx));
                     let (mut inner, mut request, principal) =
-                        call.take().expect("polled after completion");
+                        *call.take().expect("polled after completion");
                     let outcome = match checked {
                         Ok(()) => match principal.attach(request.extensions_mut()) {
                             Ok(()) => RejectOr::call(inner.call(request)),

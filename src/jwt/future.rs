@@ -32,9 +32,11 @@ pin_project! {
         S: Service<Request<ReqBody>>,
     {
         // The token names a key the key set may have gained: refresh it, then check again.
+        // Boxed: rare, and the common path's future stays small (futures are moved at every
+        // layer).
         Refreshing {
             refresh: Refresh,
-            call: Option<(JwtConfig, S, Request<ReqBody>)>,
+            call: Option<Box<(JwtConfig, S, Request<ReqBody>)>>,
         },
         Done {
             #[pin]
@@ -65,7 +67,7 @@ where
         Self {
             state: State::Refreshing {
                 refresh: refresh_future(&config),
-                call: Some((config, inner, request)),
+                call: Some(Box::new((config, inner, request))),
             },
         }
     }
@@ -97,7 +99,7 @@ where
                 StateProj::Refreshing { refresh, call } => {
                     ready!(refresh.as_mut().poll(cx));
                     let (config, mut inner, mut request) =
-                        call.take().expect("polled after completion");
+                        *call.take().expect("polled after completion");
                     let outcome = match authenticate(
                         &config.inner,
                         Some(request.uri().path()),
