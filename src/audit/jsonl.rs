@@ -12,7 +12,7 @@ use tokio::sync::{Notify, watch};
 
 use super::{AuditEvent, AuditRecord, AuditSink};
 
-/// What to do when the queue is full.
+/// What to do when `capacity` events are already waiting to be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Overflow {

@@ -4,7 +4,7 @@
 //! principal into the request's audit context), what was asked, and which layer refused the
 //! request and why (the [`Rejection`](crate::Rejection) every layer leaves in the response's
 //! extensions). Events go to an [`AuditSink`]: [`TracingSink`] (target `audit`),
-//! [`JsonLinesSink`] (a file or stdout, written off the request path from a bounded queue), or
+//! [`JsonLinesSink`] (a file or stdout, written by a thread of its own from bounded buffers), or
 //! your own.
 //!
 //! Events never contain credentials: no header but `User-Agent` is read.

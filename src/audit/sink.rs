@@ -18,8 +18,8 @@ pub trait AuditSink: Send + Sync + 'static {
 
     /// Takes one request's record as the audit layer gathered it; this is what the layer
     /// calls. The default makes the [`AuditEvent`] and passes it to [`record`](Self::record).
-    /// Override it to do that work elsewhere: [`JsonLinesSink`](super::JsonLinesSink)
-    /// formats records on its writer thread, so the request path only queues them.
+    /// Override it to skip that work: [`JsonLinesSink`](super::JsonLinesSink) writes the
+    /// record's JSON line directly, without making the event's strings.
     fn record_gathered(&self, record: AuditRecord) -> Self::Future {
         self.record(record.to_event())
     }
