@@ -28,9 +28,10 @@ pub enum Overflow {
 /// own, so requests never wait on I/O unless you choose [`Overflow::Wait`] and `capacity`
 /// events are waiting to be written.
 ///
-/// The line is formatted where the request ends, into one of a few buffers (one per core, so
-/// that threads do not contend), and the writer thread writes the buffers out every few
-/// milliseconds while events keep coming: no allocation, queue slot or wake-up per event.
+/// The line is formatted where the request ends, then appended to one shared buffer (a short
+/// copy under a lock, so lines keep the order in which requests ended), and the writer thread
+/// writes the buffer out every few milliseconds while events keep coming: no allocation, queue
+/// slot or wake-up per event.
 ///
 /// Call [`flush`](Self::flush) after the server's graceful shutdown: every event recorded before
 /// it is then written and flushed.
@@ -52,7 +53,7 @@ impl Drop for Handle {
 }
 
 struct Shared {
-    shards: Box<[Mutex<Shard>]>,
+    buffer: Mutex<Buffer>,
     /// Events formatted or being formatted, not yet taken by the writer.
     pending: AtomicUsize,
     capacity: usize,
@@ -67,8 +68,9 @@ struct Shared {
     closed: AtomicBool,
 }
 
+/// Lines not written yet.
 #[derive(Default)]
-struct Shard {
+struct Buffer {
     lines: Vec<u8>,
     events: usize,
 }
@@ -84,9 +86,8 @@ impl JsonLinesSink {
             capacity > 0,
             "an audit sink needs room for at least one event"
         );
-        let shards = std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).min(64));
         let shared = Arc::new(Shared {
-            shards: (0..shards).map(|_| Mutex::default()).collect(),
+            buffer: Mutex::default(),
             pending: AtomicUsize::new(0),
             capacity,
             overflow,
@@ -179,21 +180,25 @@ impl JsonLinesSink {
 }
 
 impl Shared {
-    /// Appends `line` to this thread's buffer, unless `capacity` events are waiting (then
-    /// `line` is handed back, not called).
+    /// Appends `line` to the buffer, unless `capacity` events are waiting (then `line` is
+    /// handed back, not called). The line is formatted in this thread's scratch buffer first,
+    /// so the lock is held for a copy only.
     fn try_append<L: FnOnce(&mut Vec<u8>)>(&self, line: L) -> Result<(), L> {
         let before = self.pending.fetch_add(1, Ordering::AcqRel);
         if before >= self.capacity {
             self.pending.fetch_sub(1, Ordering::AcqRel);
             return Err(line);
         }
-        {
-            let mut shard = self.shards[shard_index(self.shards.len())]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            line(&mut shard.lines);
-            shard.events += 1;
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        SCRATCH.with_borrow_mut(|scratch| {
+            scratch.clear();
+            line(scratch);
+            let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+            buffer.lines.extend_from_slice(scratch);
+            buffer.events += 1;
+        });
         if before == 0 {
             self.wake_writer();
         }
@@ -205,15 +210,6 @@ impl Shared {
             writer.unpark();
         }
     }
-}
-
-/// This thread's buffer: threads are spread over the buffers as they first record.
-fn shard_index(shards: usize) -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    INDEX.with(|index| index % shards)
 }
 
 impl std::fmt::Debug for JsonLinesSink {
@@ -230,7 +226,7 @@ impl std::fmt::Debug for JsonLinesSink {
 const GATHER: Duration = Duration::from_millis(5);
 
 /// The writer thread: parked while there is nothing to write; while events keep coming, it
-/// takes the buffers, writes them, and pauses briefly, unless a quarter of the capacity was
+/// takes the buffer, writes it, and pauses briefly, unless a quarter of the capacity was
 /// waiting (then it goes on at once, so that senders do not find it full).
 fn write_lines(mut out: impl Write, shared: &Shared) {
     let mut spare = Vec::with_capacity(64 * 1024);
@@ -246,19 +242,15 @@ fn write_lines(mut out: impl Write, shared: &Shared) {
     loop {
         let asked = shared.flushes_asked.load(Ordering::Acquire);
         let closed = shared.closed.load(Ordering::Acquire);
-        let mut taken = 0;
-        for shard in &shared.shards {
-            {
-                let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
-                if shard.events == 0 {
-                    continue;
-                }
-                std::mem::swap(&mut shard.lines, &mut spare);
-                taken += std::mem::take(&mut shard.events);
-            }
+        let taken = {
+            let mut buffer = shared.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+            std::mem::swap(&mut buffer.lines, &mut spare);
+            std::mem::take(&mut buffer.events)
+        };
+        if taken > 0 {
             report(out.write_all(&spare));
-            spare.clear();
         }
+        spare.clear();
         if taken > 0 {
             shared.pending.fetch_sub(taken, Ordering::AcqRel);
             shared.drained.notify_waiters();
@@ -317,5 +309,76 @@ impl std::fmt::Debug for Recording {
         } else {
             "Recording(done)"
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::time::SystemTime;
+
+    use http::Method;
+
+    use super::*;
+    use crate::audit::{EventType, Metadata, Status, TraceId};
+
+    /// What the writer wrote.
+    #[derive(Clone, Default)]
+    struct Written(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Written {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn event(resource: String) -> AuditEvent {
+        AuditEvent {
+            timestamp: SystemTime::now(),
+            event_type: EventType::Access,
+            status: Status::Success,
+            principal: None,
+            resource,
+            action: Method::GET,
+            source_ip: Some(IpAddr::from([127, 0, 0, 1])),
+            user_agent: None,
+            trace_id: TraceId::random(),
+            metadata: Metadata {
+                roles: Arc::from(Vec::new()),
+                auth_method: None,
+                layer: None,
+                reason: None,
+                http_status: 200,
+                grpc_status: None,
+                latency_ms: 0.1,
+            },
+        }
+    }
+
+    /// Requests that end one after the other, on whatever threads, are written in that order.
+    #[tokio::test]
+    async fn lines_keep_the_order_in_which_requests_ended() {
+        let written = Written::default();
+        let sink = JsonLinesSink::new(written.clone(), 1024, Overflow::Wait);
+        for i in 0..40 {
+            let sink = sink.clone();
+            std::thread::spawn(move || drop(sink.record(event(format!("/{i}")))))
+                .join()
+                .unwrap();
+        }
+        sink.flush().await;
+        let text = String::from_utf8(written.0.lock().unwrap().clone()).unwrap();
+        let resources: Vec<String> = text
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).unwrap()["resource"].to_string()
+            })
+            .collect();
+        let expected: Vec<String> = (0..40).map(|i| format!("\"/{i}\"")).collect();
+        assert_eq!(resources, expected);
     }
 }
