@@ -21,15 +21,19 @@ pub enum AuthMethod {
     Jwt,
     /// A client certificate verified during the TLS handshake.
     Mtls,
+    /// An HTTP message signature (RFC 9421) made with a configured key: a service identity,
+    /// like an HMAC caller.
+    HttpSig,
 }
 
 impl AuthMethod {
-    /// The lower-case name used in JSON and logs: `hmac`, `jwt` or `mtls`.
+    /// The lower-case name used in JSON and logs: `hmac`, `jwt`, `mtls` or `httpsig`.
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::Hmac => "hmac",
             AuthMethod::Jwt => "jwt",
             AuthMethod::Mtls => "mtls",
+            AuthMethod::HttpSig => "httpsig",
         }
     }
 }

@@ -6,6 +6,8 @@
 //! * [`algorithm`]: keys pinned to one algorithm each (`hmac-sha256`, `ed25519`); the message
 //!   never chooses it.
 //! * [`digest`]: `Content-Digest` (`sha-256`, `sha-512`) made and checked over the body.
+//! * [`verify`]: which signature counts (by label or tag, never ambiguous), the key it names,
+//!   the coverage and freshness required, and the caller it proves.
 //!
 //! Work in progress (feature `httpsig`): not public until the layers land.
 
@@ -14,3 +16,4 @@
 pub(crate) mod algorithm;
 pub(crate) mod base;
 pub(crate) mod digest;
+pub(crate) mod verify;

@@ -77,6 +77,8 @@ pub enum Origin {
     Jwt,
     /// Client certificates.
     Mtls,
+    /// HTTP Message Signatures (RFC 9421).
+    HttpSig,
     /// Authentication in general: no principal where one is required, or conflicting
     /// credentials.
     Authentication,
@@ -89,13 +91,14 @@ pub enum Origin {
 }
 
 impl Origin {
-    /// The lower-case name used in audit events: `hmac`, `jwt`, `mtls`, `authn`, `authz`,
-    /// `rate_limit` or `custom`.
+    /// The lower-case name used in audit events: `hmac`, `jwt`, `mtls`, `httpsig`, `authn`,
+    /// `authz`, `rate_limit` or `custom`.
     pub fn as_str(self) -> &'static str {
         match self {
             Origin::Hmac => "hmac",
             Origin::Jwt => "jwt",
             Origin::Mtls => "mtls",
+            Origin::HttpSig => "httpsig",
             Origin::Authentication => "authn",
             Origin::Authorization => "authz",
             Origin::RateLimit => "rate_limit",
