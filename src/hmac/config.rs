@@ -105,6 +105,13 @@ impl HmacConfigBuilder {
     }
 
     fn add_env(&mut self, env: &Env) -> Result<(), ConfigError> {
+        let secret = env.required("SERVICE_SECRET")?;
+        self.keys
+            .add_shared(SigningKey::new("SERVICE_SECRET", &secret)?)?;
+        if let Some(previous) = env.var("SERVICE_SECRET_PREVIOUS")? {
+            let key = SigningKey::new("SERVICE_SECRET_PREVIOUS", &previous)?;
+            self.keys.add_shared(key)?;
+        }
         let callers = env.list("ALLOWED_CALLERS")?;
         if let Some(bad) = callers.iter().find(|c| !is_valid_field(c)) {
             return Err(env::invalid(
@@ -119,13 +126,6 @@ impl HmacConfigBuilder {
             );
         }
         self.allowed_callers = Some(Some(callers.into_iter().collect()));
-        let secret = env.required("SERVICE_SECRET")?;
-        self.keys
-            .add_shared(SigningKey::new("SERVICE_SECRET", &secret)?)?;
-        if let Some(previous) = env.var("SERVICE_SECRET_PREVIOUS")? {
-            let key = SigningKey::new("SERVICE_SECRET_PREVIOUS", &previous)?;
-            self.keys.add_shared(key)?;
-        }
         Ok(())
     }
 
