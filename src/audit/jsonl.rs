@@ -249,9 +249,7 @@ fn write_lines(mut out: impl Write, shared: &Shared) {
         };
         if taken > 0 {
             report(out.write_all(&spare));
-        }
-        spare.clear();
-        if taken > 0 {
+            spare.clear();
             shared.pending.fetch_sub(taken, Ordering::AcqRel);
             shared.drained.notify_waiters();
         }
@@ -262,14 +260,38 @@ fn write_lines(mut out: impl Write, shared: &Shared) {
         if closed && shared.pending.load(Ordering::Acquire) == 0 {
             return;
         }
-        if taken >= shared.capacity / 4 || shared.flushes_asked.load(Ordering::Acquire) > asked {
-            continue;
+        let flush_asked = shared.flushes_asked.load(Ordering::Acquire) > asked;
+        match next(
+            taken,
+            shared.capacity,
+            shared.pending.load(Ordering::Acquire),
+            flush_asked,
+        ) {
+            Next::Go => {}
+            Next::Gather => std::thread::sleep(GATHER),
+            Next::Park => std::thread::park(),
         }
-        if taken > 0 || shared.pending.load(Ordering::Acquire) > 0 {
-            std::thread::sleep(GATHER);
-        } else {
-            std::thread::park();
-        }
+    }
+}
+
+/// What the writer does after a round.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Take the buffer again at once: a flush is waiting, or the buffer filled fast.
+    Go,
+    /// Let lines gather a while.
+    Gather,
+    /// Nothing is coming: sleep until a line or a flush wakes it.
+    Park,
+}
+
+fn next(taken: usize, capacity: usize, pending: usize, flush_asked: bool) -> Next {
+    if flush_asked || (taken > 0 && taken >= capacity / 4) {
+        Next::Go
+    } else if taken > 0 || pending > 0 {
+        Next::Gather
+    } else {
+        Next::Park
     }
 }
 
@@ -357,6 +379,27 @@ mod tests {
                 latency_ms: 0.1,
             },
         }
+    }
+
+    /// An idle writer sleeps, whatever the capacity (a capacity below 4 once kept it spinning).
+    #[test]
+    fn the_writer_rests_when_nothing_comes() {
+        for capacity in [1, 2, 3, 4, 1024] {
+            assert_eq!(
+                next(0, capacity, 0, false),
+                Next::Park,
+                "capacity {capacity}"
+            );
+            assert_eq!(
+                next(0, capacity, 1, false),
+                Next::Gather,
+                "capacity {capacity}"
+            );
+        }
+        assert_eq!(next(1, 1024, 0, false), Next::Gather);
+        assert_eq!(next(256, 1024, 0, false), Next::Go);
+        assert_eq!(next(1, 2, 0, false), Next::Go);
+        assert_eq!(next(0, 1024, 0, true), Next::Go);
     }
 
     /// Requests that end one after the other, on whatever threads, are written in that order.
