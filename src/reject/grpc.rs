@@ -25,6 +25,7 @@ pub(crate) fn code(kind: RejectionKind) -> u16 {
         RejectionKind::Forbidden => 7,
         RejectionKind::RateLimited => 8,
         RejectionKind::Unavailable => 14,
+        RejectionKind::TooLarge => 8,
     }
 }
 

@@ -14,6 +14,7 @@ pub(super) fn status(kind: RejectionKind) -> StatusCode {
         RejectionKind::Forbidden => StatusCode::FORBIDDEN,
         RejectionKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         RejectionKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        RejectionKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
     }
 }
 

@@ -64,6 +64,9 @@ pub enum RejectionKind {
     RateLimited,
     /// A backing store failed, so the layer failed closed (503 / UNAVAILABLE).
     Unavailable,
+    /// The request's body is larger than the layer reads to check it (413 /
+    /// RESOURCE_EXHAUSTED).
+    TooLarge,
 }
 
 /// Which layer refused a request: audit events and metrics classify refusals by it, never by
