@@ -1,7 +1,9 @@
 //! Keys pinned to one algorithm each (RFC 9421 §3.3): the configuration chooses the algorithm,
 //! never the message; an `alg` parameter that disagrees with the key is refused by the caller.
 
-use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use aws_lc_rs::signature::{
+    self as aws, ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey, VerificationAlgorithm,
+};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -11,9 +13,20 @@ use crate::error::ConfigError;
 pub(crate) enum VerifyingKey {
     /// `hmac-sha256`: a shared secret.
     HmacSha256(Hmac<Sha256>),
-    /// `ed25519`: a public key.
-    Ed25519(UnparsedPublicKey<Vec<u8>>),
+    /// `ed25519`, `ecdsa-p256-sha256`, `ecdsa-p384-sha384`, `rsa-pss-sha512`,
+    /// `rsa-v1_5-sha256`: a public key, with the algorithm's name.
+    PublicKey(UnparsedPublicKey<Vec<u8>>, &'static str),
 }
+
+/// The public-key algorithms of RFC 9421 §3.3, by their registered names. ECDSA signatures are
+/// the fixed-length `r || s` the RFC specifies, not DER.
+const PUBLIC_KEY_ALGORITHMS: [(&str, &'static dyn VerificationAlgorithm); 5] = [
+    ("ed25519", &ED25519),
+    ("ecdsa-p256-sha256", &aws::ECDSA_P256_SHA256_FIXED),
+    ("ecdsa-p384-sha384", &aws::ECDSA_P384_SHA384_FIXED),
+    ("rsa-pss-sha512", &aws::RSA_PSS_2048_8192_SHA512),
+    ("rsa-v1_5-sha256", &aws::RSA_PKCS1_2048_8192_SHA256),
+];
 
 /// Shared secrets shorter than this are refused, as everywhere in this crate.
 const MIN_SECRET_LEN: usize = 32;
@@ -33,26 +46,25 @@ impl VerifyingKey {
             .map_err(|_| invalid("an HMAC key of any length is accepted"))
     }
 
-    /// An `ed25519` key from its SubjectPublicKeyInfo (DER), as in a `PUBLIC KEY` PEM.
-    pub(crate) fn ed25519_spki(der: &[u8]) -> Result<Self, ConfigError> {
-        // SubjectPublicKeyInfo for Ed25519 (RFC 8410): a fixed 12-byte prefix, then the key.
-        const PREFIX: [u8; 12] = [
-            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-        ];
-        match der.strip_prefix(&PREFIX) {
-            Some(key) if key.len() == 32 => Ok(Self::Ed25519(UnparsedPublicKey::new(
-                &ED25519,
-                key.to_vec(),
-            ))),
-            _ => Err(invalid("not an Ed25519 public key (SubjectPublicKeyInfo)")),
-        }
+    /// A public key for `algorithm` (`ed25519`, `ecdsa-p256-sha256`, `ecdsa-p384-sha384`,
+    /// `rsa-pss-sha512`, `rsa-v1_5-sha256`) from its SubjectPublicKeyInfo (DER), as in a
+    /// `PUBLIC KEY` PEM. A key of another type than the algorithm's is refused.
+    pub(crate) fn public_key(algorithm: &str, spki: &[u8]) -> Result<Self, ConfigError> {
+        let Some((name, verifier)) = PUBLIC_KEY_ALGORITHMS
+            .into_iter()
+            .find(|(name, _)| *name == algorithm)
+        else {
+            return Err(invalid("unknown algorithm"));
+        };
+        let key = spki_key(name, spki)?;
+        Ok(Self::PublicKey(UnparsedPublicKey::new(verifier, key), name))
     }
 
     /// The algorithm's name in RFC 9421's registry.
     pub(crate) fn algorithm(&self) -> &'static str {
         match self {
             Self::HmacSha256(_) => "hmac-sha256",
-            Self::Ed25519(_) => "ed25519",
+            Self::PublicKey(_, name) => name,
         }
     }
 
@@ -64,9 +76,43 @@ impl VerifyingKey {
                 mac.update(base);
                 mac.verify_slice(signature).is_ok()
             }
-            Self::Ed25519(key) => key.verify(base, signature).is_ok(),
+            Self::PublicKey(key, _) => key.verify(base, signature).is_ok(),
         }
     }
+}
+
+/// The key bytes each algorithm's verifier takes, out of a SubjectPublicKeyInfo: the raw key
+/// for Ed25519, the uncompressed point for ECDSA, PKCS#1 `RSAPublicKey` for RSA. The
+/// algorithm identifier must be the algorithm's own.
+fn spki_key(algorithm: &str, spki: &[u8]) -> Result<Vec<u8>, ConfigError> {
+    use x509_parser::prelude::FromDer;
+    use x509_parser::x509::SubjectPublicKeyInfo;
+    let (rest, info) = SubjectPublicKeyInfo::from_der(spki)
+        .map_err(|_| invalid("not a SubjectPublicKeyInfo (PUBLIC KEY)"))?;
+    if !rest.is_empty() {
+        return Err(invalid("bytes after the public key"));
+    }
+    let oid = info.algorithm.algorithm.to_id_string();
+    let curve = info
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|oid| oid.to_id_string());
+    let expected = match algorithm {
+        "ed25519" => oid == "1.3.101.112",
+        "ecdsa-p256-sha256" => {
+            oid == "1.2.840.10045.2.1" && curve.as_deref() == Some("1.2.840.10045.3.1.7")
+        }
+        "ecdsa-p384-sha384" => {
+            oid == "1.2.840.10045.2.1" && curve.as_deref() == Some("1.3.132.0.34")
+        }
+        _ => oid == "1.2.840.113549.1.1.1",
+    };
+    if !expected {
+        return Err(invalid("the public key is not of the configured algorithm"));
+    }
+    Ok(info.subject_public_key.data.to_vec())
 }
 
 /// A key that signs with one algorithm.
@@ -80,7 +126,7 @@ impl SigningKey {
     pub(crate) fn hmac_sha256(secret: &[u8]) -> Result<Self, ConfigError> {
         match VerifyingKey::hmac_sha256(secret)? {
             VerifyingKey::HmacSha256(mac) => Ok(Self::HmacSha256(mac)),
-            VerifyingKey::Ed25519(_) => Err(invalid("an HMAC key")),
+            VerifyingKey::PublicKey(..) => Err(invalid("an HMAC key")),
         }
     }
 
@@ -107,10 +153,10 @@ impl SigningKey {
     pub(crate) fn verifying_key(&self) -> VerifyingKey {
         match self {
             Self::HmacSha256(mac) => VerifyingKey::HmacSha256(mac.clone()),
-            Self::Ed25519(pair) => VerifyingKey::Ed25519(UnparsedPublicKey::new(
-                &ED25519,
-                pair.public_key().as_ref().to_vec(),
-            )),
+            Self::Ed25519(pair) => VerifyingKey::PublicKey(
+                UnparsedPublicKey::new(&ED25519, pair.public_key().as_ref().to_vec()),
+                "ed25519",
+            ),
         }
     }
 }
@@ -136,6 +182,16 @@ mod tests {
         "uzvJfB4u3N0Jy4T7NZ75MDVcr8zSTInedJtkgcu46YW4XByzNJjxBdtjUkdJPBtbmHhIDi6pcl8jsasjlTMtDQ==";
     /// `test-key-ed25519` of RFC 9421 Appendix B.1.4 (public key, SubjectPublicKeyInfo).
     const TEST_KEY_ED25519: &str = "MCowBQYDK2VwAyEAJrQLj5P/89iXES9+vFgrIy29clF9CC/oPPsw3c5D0bs=";
+    /// `test-key-rsa-pss` of RFC 9421 Appendix B.1.2 (public key, SubjectPublicKeyInfo).
+    const TEST_KEY_RSA: &str = concat!(
+        "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAr4tmm3r20Wd/PbqvP1s2",
+        "+QEtvpuRaV8Yq40gjUR8y2Rjxa6dpG2GXHbPfvMs8ct+Lh1GH45x28Rw3Ry53mm+",
+        "oAXjyQ86OnDkZ5N8lYbggD4O3w6M6pAvLkhk95AndTrifbIFPNU8PPMO7OyrFAHq",
+        "gDsznjPFmTOtCEcN2Z1FpWgchwuYLPL+Wokqltd11nqqzi+bJ9cvSKADYdUAAN5W",
+        "Utzdpiy6LbTgSxP7ociU4Tn0g5I6aDZJ7A8Lzo0KSyZYoA485mqcO0GVAdVw9lq4",
+        "aOT9v6d+nb4bnNkQVklLQ3fVAvJm+xdDOp9LCNCN48V2pnDOkFV6+U9nV5oyc6XI",
+        "2wIDAQAB",
+    );
 
     fn base_of(input: &str, signature: &str) -> (Vec<u8>, Vec<u8>) {
         let (method, headers) = test_request();
@@ -169,12 +225,60 @@ mod tests {
             r#"sig-b26=("date" "@method" "@path" "@authority" "content-type" "content-length");created=1618884473;keyid="test-key-ed25519""#,
             "sig-b26=:wqcAqbmYJ2ji2glfAMaRy4gruYYnx2nEFN2HN6jrnDnQCK1u02Gb04v9EDgwUPiu4A0w6vuQv5lIp5WPpBKRCw==:",
         );
-        let key = VerifyingKey::ed25519_spki(&STANDARD.decode(TEST_KEY_ED25519).unwrap()).unwrap();
+        let key = VerifyingKey::public_key("ed25519", &STANDARD.decode(TEST_KEY_ED25519).unwrap())
+            .unwrap();
         assert_eq!(key.algorithm(), "ed25519");
         assert!(key.verify(&base, &signature));
         let mut tampered = signature.clone();
         tampered[0] ^= 1;
         assert!(!key.verify(&base, &tampered));
+    }
+
+    /// Appendix B.2.3: the RSA-PSS signature over every covered component verified with the
+    /// RFC's public key (RSA-PSS is randomized: verified, not reproduced).
+    #[test]
+    fn the_rfc_rsa_pss_signature() {
+        let (base, signature) = base_of(
+            r#"sig-b23=("date" "@method" "@path" "@query" "@authority" "content-type" "content-digest" "content-length");created=1618884473;keyid="test-key-rsa-pss""#,
+            concat!(
+                "sig-b23=:bbN8oArOxYoyylQQUU6QYwrTuaxLwjAC9fbY2F6SVWvh0yBiMIRGOnMYwZ/5MR6fb0Kh1rIRASVxFk",
+                "eGt683+qRpRRU5p2voTp768ZrCUb38K0fUxN0O0iC59DzYx8DFll5GmydPxSmme9v6ULbMFkl+V5B1TP/yPViV7",
+                "KsLNmvKiLJH1pFkh/aYA2HXXZzNBXmIkoQoLd7YfW91kE9o/CCoC1xMy7JA1ipwvKvfrs65ldmlu9bpG6A9Bmzhu",
+                "zF8Eim5f8ui9eH8LZH896+QIF61ka39VBrohr9iyMUJpvRX2Zbhl5ZJzSRxpJyoEZAFL2FUo5fTIztsDZKEgM4cUA==:",
+            ),
+        );
+        let spki = STANDARD.decode(TEST_KEY_RSA).unwrap();
+        let key = VerifyingKey::public_key("rsa-pss-sha512", &spki).unwrap();
+        assert!(key.verify(&base, &signature));
+        assert!(!key.verify(&base[1..], &signature));
+        // The same key pinned to RSA PKCS#1 v1.5 does not take a PSS signature.
+        let v15 = VerifyingKey::public_key("rsa-v1_5-sha256", &spki).unwrap();
+        assert!(!v15.verify(&base, &signature));
+    }
+
+    /// ECDSA signatures are `r || s` of fixed length (§3.3.4), as aws-lc makes them.
+    #[test]
+    fn ecdsa_keys_verify_fixed_length_signatures() {
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        let random = SystemRandom::new();
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &random).unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let base = b"\"@method\": GET\n\"@signature-params\": (\"@method\")";
+        let signature = pair.sign(&random, base).unwrap();
+        assert_eq!(signature.as_ref().len(), 64);
+        // The SubjectPublicKeyInfo of the point: the P-256 prefix, then the point.
+        let mut spki = vec![
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        spki.extend_from_slice(pair.public_key().as_ref());
+        let key = VerifyingKey::public_key("ecdsa-p256-sha256", &spki).unwrap();
+        assert!(key.verify(base, signature.as_ref()));
+        assert!(!key.verify(b"another base", signature.as_ref()));
+        assert!(VerifyingKey::public_key("ecdsa-p384-sha384", &spki).is_err());
     }
 
     /// A key verifies its own algorithm only: an HMAC over the base is no Ed25519 signature,
@@ -199,7 +303,15 @@ mod tests {
             VerifyingKey::hmac_sha256(&[1; 31]),
             Err(ConfigError::SecretTooShort { .. })
         ));
-        assert!(VerifyingKey::ed25519_spki(&[0; 44]).is_err());
+        assert!(VerifyingKey::public_key("ed25519", &[0; 44]).is_err());
+        let ed25519 = STANDARD.decode(TEST_KEY_ED25519).unwrap();
+        let rsa = STANDARD.decode(TEST_KEY_RSA).unwrap();
+        // A key is taken for its own algorithm only.
+        assert!(VerifyingKey::public_key("rsa-pss-sha512", &ed25519).is_err());
+        assert!(VerifyingKey::public_key("ed25519", &rsa).is_err());
+        assert!(VerifyingKey::public_key("ecdsa-p256-sha256", &rsa).is_err());
+        assert!(VerifyingKey::public_key("rsa-v1_5-sha256", &rsa).is_ok());
+        assert!(VerifyingKey::public_key("hs256", &rsa).is_err());
         assert!(SigningKey::ed25519_pkcs8(b"not a key").is_err());
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! * [`base`]: which signatures a request carries (`Signature-Input` and `Signature`, parsed as
 //!   structured fields), the components each covers, and the signature base (§2.5) they sign.
-//! * [`algorithm`]: keys pinned to one algorithm each (`hmac-sha256`, `ed25519`); the message
+//! * [`algorithm`]: keys pinned to one algorithm each (`hmac-sha256`, `ed25519`,
+//!   `ecdsa-p256-sha256`, `ecdsa-p384-sha384`, `rsa-pss-sha512`, `rsa-v1_5-sha256`); the message
 //!   never chooses it.
 //! * [`digest`]: `Content-Digest` (`sha-256`, `sha-512`) made and checked over the body.
 //! * [`verify`]: which signature counts (by label or tag, never ambiguous), the key it names,
