@@ -9,6 +9,8 @@
 //! * [`digest`]: `Content-Digest` (`sha-256`, `sha-512`) made and checked over the body.
 //! * [`verify`]: which signature counts (by label or tag, never ambiguous), the key it names,
 //!   the coverage and freshness required, and the caller it proves.
+//! * [`sign`]: the client side: `Signature-Input`, `Signature` and `Content-Digest` for a
+//!   request.
 //! * [`layer`]: the verify layer: headers first, then the body (bounded) against its digest,
 //!   then the nonce, then the inner service with the same bytes.
 //!
@@ -20,4 +22,5 @@ pub(crate) mod algorithm;
 pub(crate) mod base;
 pub(crate) mod digest;
 pub(crate) mod layer;
+pub(crate) mod sign;
 pub(crate) mod verify;
