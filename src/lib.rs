@@ -83,7 +83,7 @@
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
 //! | `hmac`  | yes     | [`hmac`] verify layer, [`sign`] client layer, [`nonce`] stores |
-//! | `httpsig` | no    | in progress: HTTP Message Signatures (RFC 9421); nothing public yet |
+//! | `httpsig` | no    | [`httpsig`] (in progress): HTTP Message Signatures (RFC 9421) verify layer and signer |
 //! | `jwt`   | yes     | [`jwt`] validation layer, token issuer and bearer client layer |
 //! | `jwks`  | no      | key sets by URL and OIDC discovery for [`jwt`] |
 //! | `mtls`  | yes     | [`mtls`]: rustls configs, TLS serving, certificate principals |
@@ -141,7 +141,7 @@ pub mod grpc;
 #[cfg(feature = "hmac")]
 pub mod hmac;
 #[cfg(feature = "httpsig")]
-mod httpsig;
+pub mod httpsig;
 #[cfg(feature = "jwt")]
 pub mod jwt;
 #[cfg(feature = "metrics")]

@@ -2,7 +2,7 @@
 //! never the message; an `alg` parameter that disagrees with the key is refused by the caller.
 
 use aws_lc_rs::signature::{
-    self as aws, ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey, VerificationAlgorithm,
+    self as aws, ED25519, Ed25519KeyPair, UnparsedPublicKey, VerificationAlgorithm,
 };
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -150,7 +150,9 @@ impl SigningKey {
     }
 
     /// The key that verifies what this one signs.
+    #[cfg(test)]
     pub(crate) fn verifying_key(&self) -> VerifyingKey {
+        use aws_lc_rs::signature::KeyPair;
         match self {
             Self::HmacSha256(mac) => VerifyingKey::HmacSha256(mac.clone()),
             Self::Ed25519(pair) => VerifyingKey::PublicKey(
@@ -260,7 +262,7 @@ mod tests {
     #[test]
     fn ecdsa_keys_verify_fixed_length_signatures() {
         use aws_lc_rs::rand::SystemRandom;
-        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
         let random = SystemRandom::new();
         let pkcs8 =
             EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &random).unwrap();

@@ -15,11 +15,12 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::base::Message;
+use super::config::HttpSigConfig;
 use super::digest::{self, DigestError};
 use super::verify::{CHALLENGE, Settings, verify};
 use crate::BoxError;
 use crate::body::ResponseBody;
-use crate::nonce::{NonceError, NonceStore};
+use crate::nonce::{MemoryNonceStore, NonceError, NonceStore};
 use crate::reject::{Origin, Pending, Rejection, RejectionKind};
 
 /// What the layer needs beside the verifier's settings.
@@ -33,18 +34,43 @@ pub(crate) struct Config {
     pub(crate) nonce_ttl: Duration,
 }
 
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("keys", &self.settings.keys.len())
+            .field("max_body", &self.max_body)
+            .field("scheme", &self.scheme)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Verifies RFC 9421 signatures and puts the proven [`Principal`](crate::Principal) into the
-/// request.
-#[derive(Clone)]
-pub(crate) struct VerifyHttpSigLayer<N> {
+/// request; the inner service gets the body as the same bytes, read and checked.
+///
+/// Refusals are 401 (`WWW-Authenticate: Signature`) with a reason code per failure
+/// (`httpsig.missing`, `.malformed`, `.ambiguous`, `.unknown_key`, `.algorithm_mismatch`,
+/// `.coverage`, `.created_required`, `.expired`, `.nonce_required`, `.invalid_signature`,
+/// `.digest_mismatch`, `.replayed`), 413 `httpsig.body_too_large`, and 503 when the nonce
+/// store cannot answer; gRPC requests get the matching gRPC status.
+#[derive(Debug, Clone)]
+pub struct VerifyHttpSigLayer<N = MemoryNonceStore> {
     config: Arc<Config>,
     nonces: N,
 }
 
-impl<N: Clone> VerifyHttpSigLayer<N> {
-    pub(crate) fn new(config: Config, nonces: N) -> Self {
+impl VerifyHttpSigLayer<MemoryNonceStore> {
+    /// A layer remembering nonces in this process (one store for every service it makes).
+    pub fn new(config: HttpSigConfig) -> Self {
+        Self::with_nonce_store(config, MemoryNonceStore::default())
+    }
+}
+
+impl<N: NonceStore + Clone> VerifyHttpSigLayer<N> {
+    /// A layer remembering nonces in `nonces` (per key id), shared by every replica when it
+    /// is a Redis store.
+    pub fn with_nonce_store(config: HttpSigConfig, nonces: N) -> Self {
         Self {
-            config: Arc::new(config),
+            config: config.inner,
             nonces,
         }
     }
@@ -63,14 +89,16 @@ impl<S, N: Clone> Layer<S> for VerifyHttpSigLayer<N> {
 }
 
 /// The service made by [`VerifyHttpSigLayer`].
-#[derive(Clone)]
-pub(crate) struct VerifyHttpSig<S, N> {
+#[derive(Debug, Clone)]
+pub struct VerifyHttpSig<S, N> {
     inner: S,
     config: Arc<Config>,
     nonces: N,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// The response future of [`VerifyHttpSig`]: boxed, since reading the body and asking the
+/// nonce store both wait.
+pub type ResponseFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, N, B, ResBody> Service<Request<B>> for VerifyHttpSig<S, N>
 where
@@ -85,8 +113,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    // Boxed: reading the body and asking the nonce store both wait.
-    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+    type Future = ResponseFuture<Result<Self::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -227,7 +254,6 @@ mod tests {
     use crate::Principal;
     use crate::clock::SharedClock;
     use crate::httpsig::base::Derived;
-    use crate::nonce::MemoryNonceStore;
 
     const SECRET: [u8; 32] = [9; 32];
 
@@ -264,10 +290,9 @@ mod tests {
                     format!("{} sent {body}", principal.id())
                 }),
             )
-            .layer(VerifyHttpSigLayer::new(
-                config(),
-                MemoryNonceStore::default(),
-            ));
+            .layer(VerifyHttpSigLayer::new(HttpSigConfig {
+                inner: Arc::new(config()),
+            }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

@@ -1,26 +1,41 @@
-//! HTTP Message Signatures (RFC 9421) with `Content-Digest` (RFC 9530): the parts the verify
-//! and sign layers are built from.
+//! HTTP Message Signatures (RFC 9421) with `Content-Digest` (RFC 9530): a signed request
+//! proves the principal of the key that signed it, as an HMAC-signed one does.
 //!
-//! * [`base`]: which signatures a request carries (`Signature-Input` and `Signature`, parsed as
-//!   structured fields), the components each covers, and the signature base (§2.5) they sign.
-//! * [`algorithm`]: keys pinned to one algorithm each (`hmac-sha256`, `ed25519`,
-//!   `ecdsa-p256-sha256`, `ecdsa-p384-sha384`, `rsa-pss-sha512`, `rsa-v1_5-sha256`); the message
-//!   never chooses it.
-//! * [`digest`]: `Content-Digest` (`sha-256`, `sha-512`) made and checked over the body.
-//! * [`verify`]: which signature counts (by label or tag, never ambiguous), the key it names,
-//!   the coverage and freshness required, and the caller it proves.
-//! * [`sign`]: the client side: `Signature-Input`, `Signature` and `Content-Digest` for a
-//!   request.
-//! * [`layer`]: the verify layer: headers first, then the body (bounded) against its digest,
-//!   then the nonce, then the inner service with the same bytes.
+//! * [`VerifyHttpSigLayer`] verifies the one signature the configuration selects (the only
+//!   one, or by label or `tag`; never an ambiguous choice), made with a key configured by
+//!   `keyid` ([`HttpSigKey`]: `hmac-sha256`, `ed25519`, `ecdsa-p256-sha256`,
+//!   `ecdsa-p384-sha384`, `rsa-pss-sha512`, `rsa-v1_5-sha256`; the key pins the algorithm, an
+//!   `alg` parameter that disagrees is refused). The signature must cover `@method`,
+//!   `@authority`, `@path`, `@query` (or `@target-uri`) and, with a body, `content-digest`;
+//!   `created` must be within the window and a `nonce` is required. The headers are checked
+//!   before the body is read; the body is read up to a bound, checked against its digest and
+//!   handed on as the same bytes; the nonce is recorded per key once all of that verified.
+//! * [`HttpSigSigner`] adds `Content-Digest`, `Signature-Input` and `Signature` to a request.
 //!
-//! Work in progress (feature `httpsig`): not public until the layers land.
-
-#![allow(dead_code)]
+//! In progress (feature `httpsig`): the verify layer, its configuration and the signer are
+//! public; a client signing layer, `secure_service` keys and the benches are to come.
+//!
+//! ```
+//! use axum::{Router, routing::post};
+//! use tower_zerotrust::httpsig::{HttpSigConfig, HttpSigKey, VerifyHttpSigLayer};
+//!
+//! # fn main() -> Result<(), tower_zerotrust::ConfigError> {
+//! let config = HttpSigConfig::builder()
+//!     .key("gateway-2024", HttpSigKey::hmac_sha256(b"a secret of at least thirty-two bytes")?, "gateway")
+//!     .build()?;
+//! let app: Router = Router::new()
+//!     .route("/models", post(|| async { "created" }))
+//!     .layer(VerifyHttpSigLayer::new(config));
+//! # Ok(()) }
+//! ```
 
 pub(crate) mod algorithm;
 pub(crate) mod base;
+mod config;
 pub(crate) mod digest;
 pub(crate) mod layer;
 pub(crate) mod sign;
 pub(crate) mod verify;
+
+pub use config::{HttpSigConfig, HttpSigConfigBuilder, HttpSigKey, HttpSigSigner};
+pub use layer::{ResponseFuture, VerifyHttpSig, VerifyHttpSigLayer};
