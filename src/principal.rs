@@ -234,6 +234,8 @@ pub(crate) enum Scheme {
     Hmac = 2,
     /// `Mutual-TLS`: a client certificate.
     MutualTls = 4,
+    /// `Signature`: an HTTP message signature (RFC 9421).
+    HttpSig = 8,
 }
 
 /// The schemes of the authentication layers a request went through without offering their
@@ -255,7 +257,7 @@ impl Offered {
 
     /// The challenge for a request nobody proved: every scheme offered, or `default`.
     pub(crate) fn challenge(extensions: &http::Extensions, default: &'static str) -> &'static str {
-        const CHALLENGES: [&str; 8] = [
+        const CHALLENGES: [&str; 16] = [
             "",
             "Bearer",
             "HMAC-SHA256",
@@ -264,9 +266,17 @@ impl Offered {
             "Bearer, Mutual-TLS",
             "HMAC-SHA256, Mutual-TLS",
             "Bearer, HMAC-SHA256, Mutual-TLS",
+            "Signature",
+            "Bearer, Signature",
+            "HMAC-SHA256, Signature",
+            "Bearer, HMAC-SHA256, Signature",
+            "Mutual-TLS, Signature",
+            "Bearer, Mutual-TLS, Signature",
+            "HMAC-SHA256, Mutual-TLS, Signature",
+            "Bearer, HMAC-SHA256, Mutual-TLS, Signature",
         ];
         match extensions.get::<Offered>() {
-            Some(offered) if offered.0 != 0 => CHALLENGES[usize::from(offered.0 & 7)],
+            Some(offered) if offered.0 != 0 => CHALLENGES[usize::from(offered.0 & 15)],
             _ => default,
         }
     }

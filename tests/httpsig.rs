@@ -216,3 +216,65 @@ fn keys_are_checked_when_configured() {
     );
     assert!(HttpSigSigner::ed25519_pem("k", public_pem.as_bytes()).is_err());
 }
+
+/// In optional mode unsigned requests pass without a principal (another layer may prove
+/// them), and the 401 for nobody proven names `Signature`; public paths need nothing. A bad
+/// signature is refused all the same.
+#[tokio::test]
+async fn optional_mode_and_public_paths_let_unsigned_requests_through() {
+    let config = HttpSigConfig::builder()
+        .key("gw-1", HttpSigKey::hmac_sha256(SECRET).unwrap(), "gateway")
+        .scheme("http")
+        .public_path("/health")
+        .optional()
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/models",
+            post(|caller: Option<Principal>| async move {
+                caller.map_or("anonymous".to_owned(), |c| c.id().to_owned())
+            }),
+        )
+        .route(
+            "/whoami",
+            post(|caller: Principal| async move { caller.id().to_owned() }),
+        )
+        .route(
+            "/health",
+            post(|body: String| async move { format!("healthy: {body}") }),
+        )
+        .layer(VerifyHttpSigLayer::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let (status, _, text) = post_with(addr, &HeaderMap::new(), b"{}").await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, "anonymous"));
+    let signer = HttpSigSigner::hmac_sha256("gw-1", SECRET).unwrap();
+    let (status, _, text) = post_with(addr, &signed(&signer, addr, b"{}"), b"{}").await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, "gateway"));
+    let (status, _, text) = post_with(addr, &signed(&signer, addr, b"{}"), b"{...}").await;
+    assert_eq!(
+        (status, code(&text)),
+        (StatusCode::UNAUTHORIZED, "httpsig.digest_mismatch".into())
+    );
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    for (path, expected_status) in [
+        ("/whoami", StatusCode::UNAUTHORIZED),
+        ("/health", StatusCode::OK),
+    ] {
+        let request = Request::post(format!("http://{addr}{path}"))
+            .body(Full::new(Bytes::from_static(b"ping")))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), expected_status, "{path}");
+        if expected_status == StatusCode::UNAUTHORIZED {
+            assert_eq!(response.headers()["www-authenticate"], "Signature");
+        } else {
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, "healthy: ping");
+        }
+    }
+}

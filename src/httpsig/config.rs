@@ -16,6 +16,7 @@ use super::sign::Signer;
 use super::verify::{Key, Selection, Settings};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::error::{ConfigError, FirstError};
+use crate::public::PublicPaths;
 
 /// A key that verifies one algorithm's signatures: the algorithm comes from the key, never
 /// from the message (an `alg` parameter that disagrees is refused).
@@ -94,6 +95,8 @@ pub struct HttpSigConfigBuilder {
     scheme: &'static str,
     max_body: usize,
     clock: SharedClock,
+    public_paths: PublicPaths,
+    optional: bool,
     error: FirstError,
 }
 
@@ -108,6 +111,8 @@ impl Default for HttpSigConfigBuilder {
             scheme: "https",
             max_body: 1024 * 1024,
             clock: SharedClock::default(),
+            public_paths: PublicPaths::default(),
+            optional: false,
             error: FirstError::default(),
         }
     }
@@ -200,6 +205,22 @@ impl HttpSigConfigBuilder {
         self
     }
 
+    /// A path (exact match, such as `/health`) that passes without a signature; its body is
+    /// passed on unread.
+    pub fn public_path(mut self, path: impl Into<String>) -> Self {
+        let inserted = self.public_paths.insert(path.into());
+        self.error.keep(inserted);
+        self
+    }
+
+    /// Lets requests without signature fields through without a principal (their body unread),
+    /// so that another authentication layer can prove them; a 401 for nobody proven then names
+    /// `Signature` among the schemes. A signature that is present but bad is still refused.
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+
     /// Reads time from `clock` instead of the system clock (for tests).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = SharedClock::new(clock);
@@ -246,6 +267,8 @@ impl HttpSigConfigBuilder {
                 // A request is acceptable until `created + window`, recorded as early as
                 // `created - window`: its nonce is remembered for twice the window.
                 nonce_ttl: window * 2,
+                public_paths: self.public_paths,
+                optional: self.optional,
             }),
         })
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -21,6 +21,8 @@ use super::verify::{CHALLENGE, Settings, verify};
 use crate::BoxError;
 use crate::body::ResponseBody;
 use crate::nonce::{MemoryNonceStore, NonceError, NonceStore};
+use crate::principal::{Offered, Scheme};
+use crate::public::PublicPaths;
 use crate::reject::{Origin, Pending, Rejection, RejectionKind};
 
 /// What the layer needs beside the verifier's settings.
@@ -32,6 +34,9 @@ pub(crate) struct Config {
     pub(crate) scheme: &'static str,
     /// How long nonces are remembered: twice the `created` window, and the clock skew.
     pub(crate) nonce_ttl: Duration,
+    pub(crate) public_paths: PublicPaths,
+    /// Requests without signature fields pass without a principal.
+    pub(crate) optional: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -100,9 +105,13 @@ pub struct VerifyHttpSig<S, N> {
 /// nonce store both wait.
 pub type ResponseFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// The request body the inner service gets: the body as it came when nothing was verified
+/// (public paths, optional mode), or the bytes that were read and checked.
+pub type RequestBody<B> = Either<B, Full<Bytes>>;
+
 impl<S, N, B, ResBody> Service<Request<B>> for VerifyHttpSig<S, N>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Send,
     N: NonceStore + Clone,
@@ -126,6 +135,15 @@ where
         let (config, nonces) = (self.config.clone(), self.nonces.clone());
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
+            let unsigned = !parts.headers.contains_key("signature-input")
+                && !parts.headers.contains_key("signature");
+            if config.public_paths.contains(parts.uri.path()) || (config.optional && unsigned) {
+                if !config.public_paths.contains(parts.uri.path()) {
+                    Offered::record(&mut parts.extensions, Scheme::HttpSig);
+                }
+                let request = Request::from_parts(parts, Either::Left(body));
+                return Ok(inner.call(request).await?.map(ResponseBody::new));
+            }
             let refuse = |rejection: Rejection, parts: &http::request::Parts| {
                 tracing::debug!(target: "tower_zerotrust::httpsig", path = parts.uri.path(), code = rejection.code(), "request rejected");
                 Ok(Pending::new(rejection, &parts.headers).into_response())
@@ -191,7 +209,7 @@ where
                 return refuse(conflict, &parts);
             }
             let response = inner
-                .call(Request::from_parts(parts, Full::new(bytes)))
+                .call(Request::from_parts(parts, Either::Right(Full::new(bytes))))
                 .await?;
             Ok(response.map(ResponseBody::new))
         })
@@ -279,6 +297,8 @@ mod tests {
             max_body: 64,
             scheme: "http",
             nonce_ttl: Duration::from_secs(65),
+            public_paths: PublicPaths::default(),
+            optional: false,
         }
     }
 

@@ -38,4 +38,4 @@ pub(crate) mod sign;
 pub(crate) mod verify;
 
 pub use config::{HttpSigConfig, HttpSigConfigBuilder, HttpSigKey, HttpSigSigner};
-pub use layer::{ResponseFuture, VerifyHttpSig, VerifyHttpSigLayer};
+pub use layer::{RequestBody, ResponseFuture, VerifyHttpSig, VerifyHttpSigLayer};
