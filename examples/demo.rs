@@ -69,6 +69,7 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
         hmac.clone(),
         Some(jwt.clone()),
         None,
+        None,
         access()?,
         MemoryNonceStore::default(),
     )?;
@@ -315,6 +316,7 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
         hmac,
         Some(jwt),
         Some(MtlsPrincipalConfig::builder()),
+        None,
         access()?,
         MemoryNonceStore::default(),
     )?;

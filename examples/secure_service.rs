@@ -26,6 +26,7 @@
 //! | `RATE_LIMIT_AVERAGE`, `RATE_LIMIT_BURST` | requests per second per principal, and burst (default 100 and 50) |
 //! | `AUDIT_LOG`       | file that receives one JSON audit event per request (`timestamp`, `event_type`, `status`, `principal`, ...); default: stdout |
 //! | `NONCE_STORE`     | where HMAC nonces are remembered: `memory` (default) or a `redis://` URL shared by every replica, so a request accepted by one is a replay to all (build with `--features redis`) |
+//! | `HTTPSIG_KEYS_FILE` | JSON keys for HTTP message signatures (RFC 9421, build with `--features httpsig`): `{"keys": [{"keyid", "alg", "secret_base64" (hmac-sha256) or "public_key_pem_file" (ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384, rsa-pss-sha512, rsa-v1_5-sha256; relative to the file), "principal", "roles"}]}`. Signed requests are then accepted wherever HMAC-signed ones are (`/execute` for `ALLOWED_CALLERS`, `/whoami` with `"method": "httpsig"`, the models); they cover `@method`, `@authority`, `@path`, `@query` and, with a body, `content-digest`, with `created` within ±30 s and a `nonce` (replays refused through `NONCE_STORE`) |
 //! | `RATE_LIMIT_STORE` | where quotas are counted: `memory` (default, per replica) or a `redis://` URL shared by every replica |
 //!
 //! With Redis, an outage fails closed: signed requests and rate-limited routes get 503 until
@@ -193,14 +194,122 @@ fn configure() -> Result<Configured, BoxError> {
     let mtls = tls.is_some().then(MtlsPrincipalConfig::builder);
     let access = access(store("RATE_LIMIT_STORE")?)?;
     let policy = access.policy.clone();
+    let httpsig = httpsig_keys(tls.is_some())?;
     let app = match store("NONCE_STORE")? {
-        None => secure_app::router(hmac, jwt, mtls, access, MemoryNonceStore::default())?,
+        None => secure_app::router(
+            hmac,
+            jwt,
+            mtls,
+            httpsig,
+            access,
+            MemoryNonceStore::default(),
+        )?,
         #[cfg(feature = "redis")]
-        Some(redis) => secure_app::router(hmac, jwt, mtls, access, RedisNonceStore::new(redis))?,
+        Some(redis) => {
+            let nonces = RedisNonceStore::new(redis);
+            secure_app::router(hmac, jwt, mtls, httpsig, access, nonces)?
+        }
         #[cfg(not(feature = "redis"))]
         Some(never) => match never {},
     };
     Ok((app, tls, policy))
+}
+
+/// `HTTPSIG_KEYS_FILE`: the keys whose RFC 9421 signatures the service accepts, as JSON
+/// (`{"keys": [{"keyid", "alg", "secret_base64" | "public_key_pem_file", "principal",
+/// "roles"}]}`, paths relative to the file).
+#[cfg(feature = "httpsig")]
+fn httpsig_keys(tls: bool) -> Result<Option<secure_app::HttpSig>, BoxError> {
+    use base64::Engine;
+    use tower_zerotrust::httpsig::{HttpSigConfig, HttpSigKey};
+
+    #[derive(serde::Deserialize)]
+    struct File {
+        keys: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        keyid: String,
+        alg: String,
+        principal: String,
+        #[serde(default)]
+        roles: Vec<String>,
+        secret_base64: Option<String>,
+        public_key_pem_file: Option<String>,
+    }
+    let Some(path) = std::env::var("HTTPSIG_KEYS_FILE")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    let path = std::path::PathBuf::from(path);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("HTTPSIG_KEYS_FILE: cannot read {}: {e}", path.display()))?;
+    let file: File = serde_json::from_str(&text).map_err(|e| format!("HTTPSIG_KEYS_FILE: {e}"))?;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let mut config = HttpSigConfig::builder()
+        .scheme(if tls { "https" } else { "http" })
+        .public_path("/health")
+        .optional();
+    for entry in file.keys {
+        let key = match (
+            entry.alg.as_str(),
+            entry.secret_base64,
+            entry.public_key_pem_file,
+        ) {
+            ("hmac-sha256", Some(secret), None) => HttpSigKey::hmac_sha256(
+                &base64::engine::general_purpose::STANDARD
+                    .decode(secret.trim())
+                    .map_err(|_| {
+                        format!(
+                            "HTTPSIG_KEYS_FILE: {}: secret_base64 is not base64",
+                            entry.keyid
+                        )
+                    })?,
+            )?,
+            (alg, None, Some(pem)) => {
+                let pem = std::fs::read(dir.join(&pem)).map_err(|e| {
+                    format!("HTTPSIG_KEYS_FILE: {}: cannot read {pem}: {e}", entry.keyid)
+                })?;
+                HttpSigKey::public_key_pem(alg, &pem)?
+            }
+            _ => {
+                return Err(format!(
+                    "HTTPSIG_KEYS_FILE: {}: give secret_base64 for hmac-sha256, public_key_pem_file otherwise",
+                    entry.keyid
+                )
+                .into());
+            }
+        };
+        config = config.key_with_roles(entry.keyid, key, entry.principal, entry.roles);
+    }
+    let allowed_callers = std::env::var("ALLOWED_CALLERS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Ok(Some(secure_app::HttpSig {
+        config: config.build()?,
+        allowed_callers,
+    }))
+}
+
+/// Without the `httpsig` feature, `HTTPSIG_KEYS_FILE` cannot be honoured.
+#[cfg(not(feature = "httpsig"))]
+fn httpsig_keys(_tls: bool) -> Result<Option<secure_app::HttpSig>, BoxError> {
+    match std::env::var("HTTPSIG_KEYS_FILE")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        None => Ok(None),
+        Some(_) => Err(
+            "HTTPSIG_KEYS_FILE: this build has no HTTP message signatures (--features httpsig)"
+                .into(),
+        ),
+    }
 }
 
 #[cfg(feature = "redis")]

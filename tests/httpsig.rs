@@ -2,6 +2,8 @@
 //! `VerifyHttpSigLayer` accepts once, with the body it signed; tampering, replays across
 //! replicas that share a nonce store, and keys of the wrong algorithm are refused.
 
+mod support;
+
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -277,4 +279,129 @@ async fn optional_mode_and_public_paths_let_unsigned_requests_through() {
             assert_eq!(body, "healthy: ping");
         }
     }
+}
+
+/// `secure_service` with `HTTPSIG_KEYS_FILE`: message signatures are accepted wherever HMAC
+/// ones are, `/execute` keeps its allowed callers, replays and tampered bodies are refused.
+#[tokio::test]
+async fn secure_service_accepts_message_signatures_where_it_accepts_hmac() {
+    use tower_zerotrust::sign::HmacSigner;
+
+    let (private_pem, public_pem) = ed25519_pems();
+    let dir = std::env::temp_dir().join(format!("zt-httpsig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("router.pub.pem"), &public_pem).unwrap();
+    let secret = base64::engine::general_purpose::STANDARD.encode(SECRET);
+    let keys = serde_json::json!({"keys": [
+        {"keyid": "gw-1", "alg": "hmac-sha256", "secret_base64": secret, "principal": "gateway", "roles": ["developer"]},
+        {"keyid": "router-1", "alg": "ed25519", "public_key_pem_file": "router.pub.pem", "principal": "router"},
+    ]});
+    std::fs::write(dir.join("keys.json"), keys.to_string()).unwrap();
+    let keys_file = dir.join("keys.json").display().to_string();
+    let service = support::service::SecureService::start(&[
+        ("SERVICE_SECRET", "0123456789abcdef0123456789abcdef"),
+        ("ALLOWED_CALLERS", "gateway"),
+        ("HTTPSIG_KEYS_FILE", &keys_file),
+    ]);
+    let addr = service.addr;
+    let gateway = HttpSigSigner::hmac_sha256("gw-1", SECRET).unwrap();
+    let router = HttpSigSigner::ed25519_pem("router-1", private_pem.as_bytes()).unwrap();
+    let send = |method: Method, path: &str, headers: HeaderMap, body: &'static [u8]| {
+        let uri = format!("http://{addr}{path}");
+        async move {
+            let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+            let mut request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(body)))
+                .unwrap();
+            request.headers_mut().extend(headers);
+            let response = client.request(request).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            (status, json)
+        }
+    };
+    let sign = |signer: &HttpSigSigner, method: &Method, path: &str, body: &[u8]| {
+        let uri: Uri = format!("http://{addr}{path}").parse().unwrap();
+        let mut headers = HeaderMap::new();
+        signer.sign(method, &uri, &mut headers, body).unwrap();
+        headers
+    };
+
+    // /execute: an allowed caller by message signature, and by HMAC as before.
+    let signed = sign(&gateway, &Method::POST, "/execute", b"");
+    let (status, json) = send(Method::POST, "/execute", signed.clone(), b"").await;
+    assert_eq!(
+        (status, json["caller"].as_str()),
+        (StatusCode::OK, Some("gateway"))
+    );
+    let (status, json) = send(Method::POST, "/execute", signed, b"").await;
+    assert_eq!(
+        (status, json["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("httpsig.replayed"))
+    );
+    let mut hmac = Request::post("/execute").body(()).unwrap();
+    HmacSigner::new("gateway", "0123456789abcdef0123456789abcdef")
+        .unwrap()
+        .sign_request(&mut hmac);
+    let (status, _) = send(Method::POST, "/execute", hmac.headers().clone(), b"").await;
+    assert_eq!(status, StatusCode::OK);
+    // A caller outside ALLOWED_CALLERS, proven by its signature: 403.
+    let (status, json) = send(
+        Method::POST,
+        "/execute",
+        sign(&router, &Method::POST, "/execute", b""),
+        b"",
+    )
+    .await;
+    assert_eq!(
+        (status, json["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("authz.caller_not_allowed"))
+    );
+
+    // /whoami names the proof; the key file's roles come with the signature.
+    let (status, json) = send(
+        Method::GET,
+        "/whoami",
+        sign(&router, &Method::GET, "/whoami", b""),
+        b"",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (json["id"].as_str(), json["method"].as_str()),
+        (Some("router"), Some("httpsig"))
+    );
+    let (_, json) = send(
+        Method::GET,
+        "/whoami",
+        sign(&gateway, &Method::GET, "/whoami", b""),
+        b"",
+    )
+    .await;
+    assert_eq!(json["roles"], serde_json::json!(["developer"]));
+
+    // /models: the developer role writes; a body changed after signing is refused.
+    let body: &'static [u8] = b"{\"name\":\"m1\"}";
+    let (status, json) = send(
+        Method::POST,
+        "/models",
+        sign(&gateway, &Method::POST, "/models", body),
+        body,
+    )
+    .await;
+    assert_eq!(
+        (status, json["owner"].as_str()),
+        (StatusCode::CREATED, Some("gateway"))
+    );
+    let tampered = sign(&gateway, &Method::POST, "/models", body);
+    let (status, json) = send(Method::POST, "/models", tampered, b"{\"name\":\"m2\"}").await;
+    assert_eq!(
+        (status, json["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("httpsig.digest_mismatch"))
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

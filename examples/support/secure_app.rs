@@ -26,6 +26,17 @@ pub fn peer_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> 
         .or_else(|| extensions.get::<PeerAddr>().map(|p| p.0.ip()))
 }
 
+/// HTTP message signatures (RFC 9421), when the service accepts them: the verifier, and the
+/// callers allowed on `POST /execute` (the same list as HMAC callers).
+#[cfg(feature = "httpsig")]
+pub struct HttpSig {
+    pub config: tower_zerotrust::httpsig::HttpSigConfig,
+    pub allowed_callers: Vec<String>,
+}
+/// Without the `httpsig` feature there is none to give.
+#[cfg(not(feature = "httpsig"))]
+pub type HttpSig = std::convert::Infallible;
+
 /// Who may do what, and how often.
 pub struct Access {
     pub policy: SharedPolicy,
@@ -42,22 +53,57 @@ pub struct Access {
 ///   `DELETE /models/{id}` (`models:delete`, 204 or 404): any proven caller whose roles grant
 ///   the permission.
 ///
+/// With `httpsig`, requests signed per RFC 9421 are accepted wherever HMAC-signed ones are
+/// (`/execute` for the allowed callers, `/whoami`, the models).
+///
 /// Every route but `/health` is rate limited per principal. `nonces` is shared by every route:
 /// a nonce used on one route is spent on all of them.
 pub fn router<N: NonceStore + Clone>(
     hmac: HmacConfigBuilder,
     jwt: Option<JwtConfigBuilder>,
     mtls: Option<MtlsPrincipalConfigBuilder>,
+    httpsig: Option<HttpSig>,
     access: Access,
     nonces: N,
 ) -> Result<Router, ConfigError> {
-    let allowed_callers = VerifyHmacLayer::with_nonce_store(hmac.clone().build()?, nonces.clone());
-    let any_caller = hmac.allow_any_caller();
     let limit = RateLimitLayer::new(access.limits);
+    #[cfg(feature = "httpsig")]
+    let signed = httpsig.map(|sig| {
+        let layer = tower_zerotrust::httpsig::VerifyHttpSigLayer::with_nonce_store(
+            sig.config,
+            nonces.clone(),
+        );
+        (layer, sig.allowed_callers)
+    });
+    #[cfg(not(feature = "httpsig"))]
+    let signed = httpsig;
+    // `POST /execute`: the allowed callers only. With message signatures either proof will do:
+    // the HMAC layer checks HMAC callers, the authorize layer the signature keys' principals.
+    let mut execute_route = post(execute).route_layer(limit.clone());
+    #[cfg_attr(not(feature = "httpsig"), allow(unused_mut))]
+    let mut execute_hmac = hmac.clone();
+    #[cfg(feature = "httpsig")]
+    if let Some((_, callers)) = &signed {
+        let allowed = AuthorizeConfig::builder(access.policy.clone())
+            .allow_callers(callers.iter().cloned())
+            .otherwise(Require::Authenticated)
+            .build()?;
+        execute_route = execute_route.route_layer(AuthorizeLayer::new(allowed));
+        execute_hmac = execute_hmac.optional();
+    }
+    execute_route = execute_route.route_layer(VerifyHmacLayer::with_nonce_store(
+        execute_hmac.build()?,
+        nonces.clone(),
+    ));
+    #[cfg(feature = "httpsig")]
+    if let Some((layer, _)) = &signed {
+        execute_route = execute_route.route_layer(layer.clone());
+    }
+    let any_caller = hmac.allow_any_caller();
     // Any one proof will do: with several, every layer lets anonymous requests through and
     // refuses bad credentials, and the `Principal` extractor (or the authorize layer) refuses
     // requests nobody proved.
-    let only_hmac = jwt.is_none() && mtls.is_none();
+    let only_hmac = jwt.is_none() && mtls.is_none() && signed.is_none();
     let hmac = VerifyHmacLayer::with_nonce_store(
         if only_hmac {
             any_caller
@@ -84,6 +130,10 @@ pub fn router<N: NonceStore + Clone>(
         if let Some(mtls) = &mtls {
             route = route.route_layer(mtls.clone());
         }
+        #[cfg(feature = "httpsig")]
+        if let Some((layer, _)) = &signed {
+            route = route.route_layer(layer.clone());
+        }
         route
     };
     let needs = |permission: &str| -> Result<AuthorizeLayer, ConfigError> {
@@ -94,12 +144,7 @@ pub fn router<N: NonceStore + Clone>(
     };
     Ok(Router::new()
         .route("/health", get(health))
-        .route(
-            "/execute",
-            post(execute)
-                .route_layer(limit.clone())
-                .route_layer(allowed_callers),
-        )
+        .route("/execute", execute_route)
         .route("/whoami", proven(get(whoami)))
         .route(
             "/models",

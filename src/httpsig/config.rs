@@ -160,6 +160,27 @@ impl HttpSigConfigBuilder {
         self
     }
 
+    /// The same, and the signature also carries these roles (as a token's roles claim does);
+    /// the authorization policy may give the principal more.
+    pub fn key_with_roles<I, R>(
+        self,
+        keyid: impl Into<String>,
+        key: HttpSigKey,
+        principal: impl Into<String>,
+        roles: I,
+    ) -> Self
+    where
+        I: IntoIterator<Item = R>,
+        R: Into<String>,
+    {
+        let keyid = keyid.into();
+        let mut this = self.key(keyid.clone(), key, principal);
+        if let Some(entry) = this.keys.get_mut(&keyid) {
+            entry.roles = roles.into_iter().map(Into::into).collect();
+        }
+        this
+    }
+
     /// Verifies the signature with this label (others are ignored).
     pub fn label(mut self, label: impl Into<String>) -> Self {
         self.selection = Selection::Label(label.into());
