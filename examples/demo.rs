@@ -29,6 +29,7 @@ use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
 use tower_zerotrust::authz::Policy;
 use tower_zerotrust::clock::{Clock, SystemClock};
 use tower_zerotrust::hmac::HmacConfig;
+use tower_zerotrust::httpsig::{HttpSigConfig, HttpSigKey, HttpSigSigner};
 use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey};
 use tower_zerotrust::mtls::{MtlsPrincipalConfig, TlsConfig, serve_tls};
 use tower_zerotrust::nonce::MemoryNonceStore;
@@ -65,11 +66,29 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
         .key(JwtKey::hmac(Algorithm::HS256, &jwt_secret)?)
         .issuer(ISSUER)
         .audience(AUDIENCE);
+    // ...and HTTP message signatures (RFC 9421) from "router", whose Ed25519 key it knows.
+    let router_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+    let httpsig = secure_app::HttpSig {
+        config: HttpSigConfig::builder()
+            .key_with_roles(
+                "router-2026",
+                HttpSigKey::public_key_pem("ed25519", router_key.public_key_pem().as_bytes())?,
+                "router",
+                ["developer"],
+            )
+            .scheme("http")
+            .public_path("/health")
+            .optional()
+            .build()?,
+        allowed_callers: vec!["gateway".into(), "heartbeat".into()],
+    };
+    let router_signer =
+        HttpSigSigner::ed25519_pem("router-2026", router_key.serialize_pem().as_bytes())?;
     let app = secure_app::router(
         hmac.clone(),
         Some(jwt.clone()),
         None,
-        None,
+        Some(httpsig),
         access()?,
         MemoryNonceStore::default(),
     )?;
@@ -166,9 +185,9 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
             Expect::Refused(403, "hmac.caller_not_allowed"),
         ),
         (
-            "unsigned request",
+            "unsigned request (HMAC or RFC 9421 needed)",
             request("POST", &base, "/execute"),
-            Expect::Refused(401, "hmac.missing_headers"),
+            Expect::Refused(401, "authz.unauthenticated"),
         ),
     ];
     for (case, req, expect) in cases {
@@ -228,9 +247,9 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
             Expect::Refused(401, "jwt.invalid_signature"),
         ),
         (
-            "valid token on the HMAC-only route",
+            "valid token on a route for signed requests only",
             with_bearer("POST", "/execute", &token),
-            Expect::Refused(401, "hmac.missing_headers"),
+            Expect::Refused(401, "authz.unauthenticated"),
         ),
         (
             "no credentials at all",
@@ -243,6 +262,33 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
         table
             .row(case, &label, expect, client.request(req).await?)
             .await;
+    }
+
+    // HTTP message signatures (RFC 9421): a request with a body, signed by router's key, and
+    // the same signature over a body changed on the way.
+    let body: &'static [u8] = br#"{"name":"signed-model"}"#;
+    let signed_post = |sent: &'static [u8]| -> Result<Request<Body>, tower_zerotrust::BoxError> {
+        let uri: http::Uri = format!("{base}/models").parse()?;
+        let mut req = Request::post(uri.clone())
+            .header("content-type", "application/json")
+            .body(Body::from(sent))?;
+        router_signer.sign(&http::Method::POST, &uri, req.headers_mut(), body)?;
+        Ok(req)
+    };
+    for (case, sent, expected) in [
+        (
+            "RFC 9421 signature (Ed25519, Content-Digest)",
+            body,
+            Expect::Accepted,
+        ),
+        (
+            "RFC 9421 signature, body changed after signing",
+            &br#"{"name":"tampered-model"}"#[..],
+            Expect::Refused(401, "httpsig.digest_mismatch"),
+        ),
+    ] {
+        let response = client.request(signed_post(sent)?).await?;
+        table.row(case, "POST /models", expected, response).await;
     }
 
     // Authorization (the example roles) and rate limiting, with tokens carrying roles.

@@ -83,7 +83,7 @@
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
 //! | `hmac`  | yes     | [`hmac`] verify layer, [`sign`] client layer, [`nonce`] stores |
-//! | `httpsig` | no    | [`httpsig`] (in progress): HTTP Message Signatures (RFC 9421) verify layer and signer |
+//! | `httpsig` | yes   | [`httpsig`]: HTTP Message Signatures (RFC 9421) verify layer and signer |
 //! | `jwt`   | yes     | [`jwt`] validation layer, token issuer and bearer client layer |
 //! | `jwks`  | no      | key sets by URL and OIDC discovery for [`jwt`] |
 //! | `mtls`  | yes     | [`mtls`]: rustls configs, TLS serving, certificate principals |
