@@ -258,6 +258,46 @@ mod tests {
         assert!(!v15.verify(&base, &signature));
     }
 
+    /// Appendix B.2.1 (nothing covered, a nonce) and B.2.2 (`@authority` and the digest): the
+    /// bases as the RFC prints them, and the RFC's RSA-PSS signatures verified over them.
+    #[test]
+    fn the_rfc_minimal_and_selective_rsa_pss_signatures() {
+        let spki = STANDARD.decode(TEST_KEY_RSA).unwrap();
+        let key = VerifyingKey::public_key("rsa-pss-sha512", &spki).unwrap();
+        for (input, signature, expected_base) in [
+            (
+                r#"sig-b21=();created=1618884473;keyid="test-key-rsa-pss";nonce="b3k2pp5k7z-50gnwp.yemd""#,
+                concat!(
+                    "sig-b21=:d2pmTvmbncD3xQm8E9ZV2828BjQWGgiwAaw5bAkgibUopemLJcWDy/lkbbHAve4cRAtx31",
+                    "Iq786U7it++wgGxbtRxf8Udx7zFZsckzXaJMkA7ChG52eSkFxykJeNqsrWH5S+oxNFlD4dzVuwe8Dh",
+                    "TSja8xxbR/Z2cOGdCbzR72rgFWhzx2VjBqJzsPLMIQKhO4DGezXehhWwE56YCE+O6c0mKZsfxVrog",
+                    "UvA4HELjVKWmAvtl6UnCh8jYzuVG5WSb/QEVPnP5TmcAnLH1g+s++v6d4s8m0gCw1fV5/SITLq9mh",
+                    "ho8K3+7EPYTU8IU1bLhdxO5Nyt8C8ssinQ98Xw9Q==:",
+                ),
+                r#""@signature-params": ();created=1618884473;keyid="test-key-rsa-pss";nonce="b3k2pp5k7z-50gnwp.yemd""#,
+            ),
+            (
+                r#"sig-b22=("@authority" "content-digest");created=1618884473;keyid="test-key-rsa-pss""#,
+                concat!(
+                    "sig-b22=:Fee1uy9YGZq5UUwwYU6vz4dZNvfw3GYrFl1L6YlVIyUMuWswWDNSvql4dVtSeidYjYZUm7",
+                    "SBCENIb5KYy2ByoC3bI+7gydd2i4OAT5lyDtmeapnAa8uP/b9xUpg+VSPElbBs6JWBIQsd+nMdHDe+",
+                    "ls/IwVMwXktC37SqsnbNyhNp6kcvcWpevjzFcD2VqdZleUz4jN7P+W5A3wHiMGfIjIWn36KXNB+RK",
+                    "yrlGnIS8yaBBrom5rcZWLrLbtg6VlrH1+/07RV+kgTh/l10h8qgpl9zQHu7mWbDKTq0tJ8K4ywcPoC",
+                    "4s2I4rU88jzDKDGdTTQFZoTVZxZmuTM1FvHfzIw==:",
+                ),
+                concat!(
+                    "\"@authority\": example.com\n",
+                    "\"content-digest\": sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:\n",
+                    "\"@signature-params\": (\"@authority\" \"content-digest\");created=1618884473;keyid=\"test-key-rsa-pss\"",
+                ),
+            ),
+        ] {
+            let (base, signature) = base_of(input, signature);
+            assert_eq!(String::from_utf8(base.clone()).unwrap(), expected_base);
+            assert!(key.verify(&base, &signature), "{input}");
+        }
+    }
+
     /// ECDSA signatures are `r || s` of fixed length (§3.3.4), as aws-lc makes them.
     #[test]
     fn ecdsa_keys_verify_fixed_length_signatures() {
