@@ -146,9 +146,13 @@ pub(crate) fn signatures(input: &str, signature: &str) -> Result<Vec<Signature>,
                 label: label.as_str().to_owned(),
                 covered: covered(list)?,
                 params: params(list)?,
-                params_line: vec![ListEntry::InnerList(list.clone())]
-                    .serialize()
-                    .ok_or(BaseError::Malformed("empty signature parameters"))?,
+                params_line: {
+                    // Serialized from the parsed member, not a copy of it.
+                    let mut line = sfv::ListSerializer::new();
+                    line.members([entry]);
+                    line.finish()
+                        .ok_or(BaseError::Malformed("empty signature parameters"))?
+                },
                 bytes,
             })
         })
