@@ -731,3 +731,48 @@ mod pubsub {
         }
     }
 }
+
+/// Two `secure_service` replicas share Redis and accept RFC 9421 signatures: a signed request
+/// accepted by one is a replay to the other.
+#[cfg(feature = "httpsig")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_signature_accepted_by_one_replica_is_a_replay_to_the_other() {
+    use base64::Engine;
+    use tower_zerotrust::httpsig::HttpSigSigner;
+
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let secret = [7u8; 32];
+    let dir = std::env::temp_dir().join(format!("zt-httpsig-redis-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = serde_json::json!({"keys": [{
+        "keyid": "gw-1", "alg": "hmac-sha256", "principal": "gateway",
+        "secret_base64": base64::engine::general_purpose::STANDARD.encode(secret),
+    }]});
+    std::fs::write(dir.join("keys.json"), keys.to_string()).unwrap();
+    let keys_file = dir.join("keys.json").display().to_string();
+    let (first, second) = replicas(&redis, &[("HTTPSIG_KEYS_FILE", keys_file.as_str())]);
+    // Both replicas answer as one authority (behind a load balancer): one signature fits both.
+    let signer = HttpSigSigner::hmac_sha256("gw-1", &secret).unwrap();
+    let uri: http::Uri = "http://vault.internal/whoami".parse().unwrap();
+    let mut headers = http::HeaderMap::new();
+    signer
+        .sign(&http::Method::GET, &uri, &mut headers, b"")
+        .unwrap();
+    headers.insert("host", "vault.internal".parse().unwrap());
+    let to = |addr: std::net::SocketAddr| {
+        let mut req = request("GET", addr, "/whoami");
+        req.headers_mut().extend(headers.clone());
+        req
+    };
+    let accepted = send(to(first.addr)).await;
+    assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
+    assert_eq!(accepted.json()["method"], "httpsig");
+    let replayed = send(to(second.addr)).await;
+    assert_eq!(
+        (replayed.status, replayed.code().as_str()),
+        (StatusCode::UNAUTHORIZED, "httpsig.replayed")
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
