@@ -7,6 +7,9 @@
 //! * [`AddBearerLayer`] attaches `Authorization: Bearer` from a [`TokenSource`]: a static token,
 //!   tokens a [`TokenIssuer`] mints and [`MintedToken`] caches until 80 % of their lifetime, or
 //!   any async function. Feature `jwt`.
+//! * [`SignHttpLayer`] signs every request per RFC 9421 (HTTP Message Signatures) with an
+//!   [`HttpSigSigner`](crate::httpsig::HttpSigSigner), the body's `Content-Digest` included, for
+//!   a [`VerifyHttpSigLayer`](crate::httpsig::VerifyHttpSigLayer). Feature `httpsig`.
 //!
 //! # Example
 //!
@@ -47,6 +50,8 @@ mod add_bearer;
 mod bearer;
 #[cfg(feature = "hmac")]
 mod hmac;
+#[cfg(feature = "httpsig")]
+mod httpsig;
 #[cfg(feature = "hmac")]
 mod layer;
 
@@ -58,5 +63,7 @@ pub use add_bearer::{AddBearer, AddBearerLayer, BearerFuture};
 pub use bearer::{
     MintError, MintedToken, StaticToken, TokenFn, TokenIssuer, TokenSource, token_fn,
 };
+#[cfg(feature = "httpsig")]
+pub use httpsig::{SignHttp, SignHttpLayer};
 #[cfg(feature = "hmac")]
 pub use layer::{SignHmac, SignHmacLayer};
