@@ -401,6 +401,27 @@ mod tests {
         );
     }
 
+    /// A gRPC request is refused with a gRPC status (trailers-only), not problem+json.
+    #[tokio::test]
+    async fn grpc_requests_get_grpc_statuses() {
+        use tower::ServiceExt;
+        let noop = tower::service_fn(|_req: Request<RequestBody<Full<Bytes>>>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+        });
+        let service = VerifyHttpSigLayer::new(HttpSigConfig {
+            inner: Arc::new(config()),
+        })
+        .layer(noop);
+        let request = Request::post("http://registry.example/registry.ModelRegistry/CreateModel")
+            .header("content-type", "application/grpc")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["grpc-status"], "16");
+        assert_eq!(response.headers()["zerotrust-reason"], "httpsig.missing");
+    }
+
     #[tokio::test]
     async fn tampered_oversized_and_unsigned_requests_are_refused() {
         let addr = serve().await;
