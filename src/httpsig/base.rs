@@ -4,6 +4,11 @@
 use http::{HeaderMap, HeaderName, Method};
 use sfv::{BareItem, Dictionary, FieldType, InnerList, ListEntry, Parser};
 
+/// The fields of RFC 9421 and RFC 9530, parsed once.
+pub(crate) static SIGNATURE_INPUT: HeaderName = HeaderName::from_static("signature-input");
+pub(crate) static SIGNATURE: HeaderName = HeaderName::from_static("signature");
+pub(crate) static CONTENT_DIGEST: HeaderName = HeaderName::from_static("content-digest");
+
 /// Why a request's signatures cannot be read or their base made. Each is a refusal with a code
 /// of its own; messages name no secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -157,6 +162,15 @@ pub(crate) fn signatures(input: &str, signature: &str) -> Result<Vec<Signature>,
             })
         })
         .collect()
+}
+
+impl Signature {
+    /// Whether the signature covers the body's `Content-Digest`.
+    pub(crate) fn covers_digest(&self) -> bool {
+        self.covered
+            .iter()
+            .any(|c| matches!(c, Component::Field(name) if *name == CONTENT_DIGEST))
+    }
 }
 
 /// The covered components, in order; each at most once.

@@ -14,10 +14,10 @@ use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::base::Message;
+use super::base::{CONTENT_DIGEST, Message, SIGNATURE, SIGNATURE_INPUT};
 use super::config::HttpSigConfig;
 use super::digest::{self, DigestError};
-use super::verify::{CHALLENGE, Settings, verify};
+use super::verify::{Settings, refusal, verify};
 use crate::BoxError;
 use crate::body::ResponseBody;
 use crate::nonce::{MemoryNonceStore, NonceError, NonceStore};
@@ -135,8 +135,8 @@ where
         let (config, nonces) = (self.config.clone(), self.nonces.clone());
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
-            let unsigned = !parts.headers.contains_key("signature-input")
-                && !parts.headers.contains_key("signature");
+            let unsigned = !parts.headers.contains_key(&SIGNATURE_INPUT)
+                && !parts.headers.contains_key(&SIGNATURE);
             if config.public_paths.contains(parts.uri.path()) || (config.optional && unsigned) {
                 if !config.public_paths.contains(parts.uri.path()) {
                     Offered::record(&mut parts.extensions, Scheme::HttpSig);
@@ -183,7 +183,7 @@ where
             if verified.covers_digest {
                 let field = parts
                     .headers
-                    .get("content-digest")
+                    .get(&CONTENT_DIGEST)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
                 if let Err(error) = digest::check(field, &bytes) {
@@ -216,16 +216,6 @@ where
     }
 }
 
-fn refusal(code: &'static str, message: &'static str) -> Rejection {
-    Rejection::by(
-        Origin::HttpSig,
-        RejectionKind::Unauthenticated,
-        code,
-        message,
-    )
-    .with_challenge(CHALLENGE)
-}
-
 fn too_large() -> Rejection {
     Rejection::by(
         Origin::HttpSig,
@@ -253,7 +243,6 @@ fn nonce_rejection(error: &NonceError) -> Rejection {
 
 #[cfg(all(test, feature = "axum"))]
 mod tests {
-    use std::collections::HashMap;
     use std::net::SocketAddr;
 
     use axum::Router;
@@ -267,33 +256,16 @@ mod tests {
 
     use super::super::algorithm::{SigningKey, VerifyingKey};
     use super::super::base::{Message, signature_base, signatures};
-    use super::super::verify::{Key, Selection};
+    use super::super::verify::tests::one_key;
     use super::*;
     use crate::Principal;
-    use crate::clock::SharedClock;
-    use crate::httpsig::base::Derived;
 
     const SECRET: [u8; 32] = [9; 32];
 
     fn config() -> Config {
-        let mut keys = HashMap::new();
-        keys.insert(
-            "gw".to_owned(),
-            Key {
-                key: VerifyingKey::hmac_sha256(&SECRET).unwrap(),
-                principal: Arc::from("gateway"),
-                roles: Vec::new(),
-            },
-        );
+        let key = VerifyingKey::hmac_sha256(&SECRET).unwrap();
         Config {
-            settings: Settings {
-                keys,
-                selection: Selection::Only,
-                required: vec![Derived::Method, Derived::Authority, Derived::Path],
-                window: Duration::from_secs(30),
-                require_nonce: true,
-                clock: SharedClock::default(),
-            },
+            settings: one_key("gw", key, "gateway", &[]),
             max_body: 64,
             scheme: "http",
             nonce_ttl: Duration::from_secs(65),

@@ -5,7 +5,7 @@ use http::{HeaderMap, HeaderValue, Method, Uri};
 use sfv::{BareItem, FieldType, InnerList, Item, Key, ListEntry, Parameters};
 
 use super::algorithm::SigningKey;
-use super::base::{BaseError, Message, signature_base, signatures};
+use super::base::{BaseError, CONTENT_DIGEST, Message, signature_base, signatures};
 use super::digest;
 
 /// Signs requests with one key, as one label, covering what the verify layer requires.
@@ -34,7 +34,7 @@ impl Signer {
         let mut covered: Vec<&str> = COVERED.to_vec();
         if !body.is_empty() {
             let field = digest::sha256_field(body);
-            headers.insert("content-digest", header_value(field)?);
+            headers.insert(CONTENT_DIGEST.clone(), header_value(field)?);
             covered.push("content-digest");
         }
         let input = self.input(&covered, created, nonce)?;
@@ -99,20 +99,17 @@ fn header_value(text: String) -> Result<HeaderValue, BaseError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::io::Write;
     use std::process::{Command, Stdio};
-    use std::sync::Arc;
-    use std::time::Duration;
 
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
 
     use super::super::algorithm::VerifyingKey;
-    use super::super::base::Derived;
-    use super::super::verify::{Key, Selection, Settings, verify};
+    use super::super::verify::tests::one_key;
+    use super::super::verify::{Settings, verify};
     use super::*;
-    use crate::clock::{Clock, SharedClock, SystemClock};
+    use crate::clock::{Clock, SystemClock};
 
     const SECRET: [u8; 32] = [5; 32];
 
@@ -121,23 +118,7 @@ mod tests {
     }
 
     fn settings(key: VerifyingKey) -> Settings {
-        let mut keys = HashMap::new();
-        keys.insert(
-            "client-key".to_owned(),
-            Key {
-                key,
-                principal: Arc::from("client"),
-                roles: Vec::new(),
-            },
-        );
-        Settings {
-            keys,
-            selection: Selection::Only,
-            required: vec![Derived::Method, Derived::Authority, Derived::Path],
-            window: Duration::from_secs(30),
-            require_nonce: true,
-            clock: SharedClock::default(),
-        }
+        one_key("client-key", key, "client", &[])
     }
 
     fn message<'a>(method: &'a Method, uri: &'a Uri, headers: &'a HeaderMap) -> Message<'a> {

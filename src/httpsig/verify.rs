@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::algorithm::VerifyingKey;
-use super::base::{BaseError, Component, Derived, Message, Signature, signature_base, signatures};
+use super::base::{
+    BaseError, Component, Derived, Message, SIGNATURE, SIGNATURE_INPUT, Signature, signature_base,
+    signatures,
+};
 use crate::clock::SharedClock;
 use crate::principal::{AuthMethod, Principal};
 use crate::reject::{Origin, Rejection, RejectionKind};
@@ -63,7 +66,7 @@ pub(crate) fn verify(
     has_body: bool,
 ) -> Result<Verified, Rejection> {
     let field = |name| message.headers.get(name).map(|v| v.to_str());
-    let (Some(input), Some(signature)) = (field("signature-input"), field("signature")) else {
+    let (Some(input), Some(signature)) = (field(&SIGNATURE_INPUT), field(&SIGNATURE)) else {
         return Err(refusal("httpsig.missing", "Missing message signature"));
     };
     let (Ok(input), Ok(signature)) = (input, signature) else {
@@ -86,7 +89,8 @@ pub(crate) fn verify(
             "Signature algorithm does not match the key",
         ));
     }
-    check_coverage(settings, &signature, has_body)?;
+    let covers_digest = signature.covers_digest();
+    check_coverage(settings, &signature, covers_digest || !has_body)?;
     check_freshness(settings, &signature)?;
     if settings.require_nonce && signature.params.nonce.is_none() {
         return Err(refusal(
@@ -101,10 +105,6 @@ pub(crate) fn verify(
             "Invalid message signature",
         ));
     }
-    let covers_digest = signature
-        .covered
-        .iter()
-        .any(|c| matches!(c, Component::Field(name) if name == "content-digest"));
     Ok(Verified {
         principal: Principal::new(key.principal.clone(), AuthMethod::HttpSig)
             .with_roles(key.roles.iter().cloned()),
@@ -134,20 +134,15 @@ fn select(selection: &Selection, all: Vec<Signature>) -> Result<Signature, Rejec
     }
 }
 
+/// `body_covered`: the body's digest is covered, or there is no body.
 fn check_coverage(
     settings: &Settings,
     signature: &Signature,
-    has_body: bool,
+    body_covered: bool,
 ) -> Result<(), Rejection> {
     let covers = |wanted: Derived| signature.covered.contains(&Component::Derived(wanted));
     let covers_query = covers(Derived::Query) || covers(Derived::TargetUri);
-    let covers_digest = signature
-        .covered
-        .iter()
-        .any(|c| matches!(c, Component::Field(name) if name == "content-digest"));
-    let complete = settings.required.iter().all(|d| covers(*d))
-        && covers_query
-        && (covers_digest || !has_body);
+    let complete = settings.required.iter().all(|d| covers(*d)) && covers_query && body_covered;
     if complete {
         Ok(())
     } else {
@@ -195,7 +190,8 @@ fn base_refusal(error: BaseError) -> Rejection {
     }
 }
 
-fn refusal(code: &'static str, message: &'static str) -> Rejection {
+/// A 401 of this layer, with its challenge.
+pub(crate) fn refusal(code: &'static str, message: &'static str) -> Rejection {
     Rejection::by(
         Origin::HttpSig,
         RejectionKind::Unauthenticated,
@@ -206,7 +202,7 @@ fn refusal(code: &'static str, message: &'static str) -> Rejection {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
     use http::{HeaderMap, Method};
@@ -226,23 +222,33 @@ mod tests {
         }
     }
 
-    fn settings() -> Settings {
-        let mut keys = HashMap::new();
-        keys.insert(
-            "gateway-key".to_owned(),
-            Key {
-                key: VerifyingKey::hmac_sha256(&SECRET).unwrap(),
-                principal: Arc::from("gateway"),
-                roles: vec!["developer".to_owned()],
-            },
-        );
+    /// The defaults (±30 s, nonce required, the system clock) with one key.
+    pub(crate) fn one_key(
+        keyid: &str,
+        key: VerifyingKey,
+        principal: &str,
+        roles: &[&str],
+    ) -> Settings {
+        let key = Key {
+            key,
+            principal: Arc::from(principal),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        };
         Settings {
-            keys,
+            keys: HashMap::from([(keyid.to_owned(), key)]),
             selection: Selection::Only,
             required: vec![Derived::Method, Derived::Authority, Derived::Path],
             window: Duration::from_secs(30),
             require_nonce: true,
+            clock: SharedClock::default(),
+        }
+    }
+
+    fn settings() -> Settings {
+        let key = VerifyingKey::hmac_sha256(&SECRET).unwrap();
+        Settings {
             clock: SharedClock::new(Fixed),
+            ..one_key("gateway-key", key, "gateway", &["developer"])
         }
     }
 
