@@ -101,3 +101,106 @@ where
         }
     }
 }
+
+/// Why a body could not be read whole.
+#[cfg(feature = "httpsig")]
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadError {
+    /// More bytes than the limit.
+    #[error("body longer than {0} bytes")]
+    TooLarge(usize),
+    /// The body stream failed.
+    #[error("body could not be read: {0}")]
+    Unreadable(crate::BoxError),
+}
+
+/// Reads a body's data (trailers are dropped) up to `limit` bytes. A body of one frame, as
+/// most are, is passed on without a copy.
+#[cfg(feature = "httpsig")]
+pub(crate) async fn read_bounded<B>(body: B, limit: usize) -> Result<Bytes, ReadError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<crate::BoxError>,
+{
+    use http_body_util::BodyExt;
+    if body.size_hint().lower() > limit as u64 {
+        return Err(ReadError::TooLarge(limit));
+    }
+    let mut body = std::pin::pin!(body);
+    let mut first = Bytes::new();
+    let mut more: Option<bytes::BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ReadError::Unreadable(e.into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let read = more.as_ref().map_or(first.len(), bytes::BytesMut::len);
+        if read + data.len() > limit {
+            return Err(ReadError::TooLarge(limit));
+        }
+        match &mut more {
+            Some(more) => more.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None if data.is_empty() => {}
+            None => {
+                let mut joined = bytes::BytesMut::with_capacity(read + data.len());
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(&data);
+                more = Some(joined);
+            }
+        }
+    }
+    Ok(more.map_or(first, bytes::BytesMut::freeze))
+}
+
+#[cfg(all(test, feature = "httpsig"))]
+mod tests {
+    use std::collections::VecDeque;
+    use std::io;
+
+    use http_body_util::Full;
+
+    use super::*;
+
+    /// A streamed body: its frames, one per poll, a failure among them if wanted.
+    struct Chunks(VecDeque<Result<&'static [u8], io::Error>>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = io::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+            let next = self.0.pop_front();
+            Poll::Ready(next.map(|chunk| chunk.map(|c| Frame::data(Bytes::from_static(c)))))
+        }
+    }
+
+    fn chunks(parts: &[&'static [u8]]) -> Chunks {
+        Chunks(parts.iter().map(|p| Ok(*p)).collect())
+    }
+
+    #[tokio::test]
+    async fn bodies_are_read_whole_within_the_limit() {
+        let one = read_bounded(Full::new(Bytes::from_static(b"abc")), 3).await;
+        assert_eq!(one.unwrap(), "abc");
+        let several = read_bounded(chunks(&[b"ab", b"", b"cd", b"e"]), 5).await;
+        assert_eq!(several.unwrap(), "abcde");
+        assert_eq!(read_bounded(chunks(&[]), 0).await.unwrap(), "");
+        // One byte over, whether announced by the size hint or found while reading.
+        let announced = read_bounded(Full::new(Bytes::from_static(b"abcd")), 3).await;
+        assert!(matches!(announced, Err(ReadError::TooLarge(3))));
+        let streamed = read_bounded(chunks(&[b"ab", b"cd"]), 3).await;
+        assert!(matches!(streamed, Err(ReadError::TooLarge(3))));
+        let failing = Chunks(VecDeque::from([
+            Ok(&b"ab"[..]),
+            Err(io::Error::other("reset")),
+        ]));
+        assert!(matches!(
+            read_bounded(failing, 10).await,
+            Err(ReadError::Unreadable(_))
+        ));
+    }
+}

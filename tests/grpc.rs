@@ -67,6 +67,21 @@ impl tower::Service<http::Request<Body>> for WhoServer {
     }
 }
 
+/// Serves `WhoServer` behind `$layer` on a random loopback port: the endpoint to reach it.
+macro_rules! serve_who {
+    ($layer:expr) => {{
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            Server::builder()
+                .layer($layer)
+                .add_service(WhoServer)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        Endpoint::from_shared(format!("http://{addr}")).unwrap()
+    }};
+}
+
 async fn start() -> Channel {
     start_with(MemoryNonceStore::default()).await
 }
@@ -77,16 +92,7 @@ async fn start_with(store: impl NonceStore) -> Channel {
         .allow_callers(["gateway"])
         .build()
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        Server::builder()
-            .layer(VerifyHmacLayer::with_nonce_store(config, store))
-            .add_service(WhoServer)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
-    Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
+    serve_who!(VerifyHmacLayer::with_nonce_store(config, store))
         .connect()
         .await
         .unwrap()
@@ -233,16 +239,7 @@ async fn a_tonic_channel_with_minted_bearer_tokens_is_accepted() {
         .audience("intellirouter-services")
         .build()
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        Server::builder()
-            .layer(RequireJwtLayer::new(config))
-            .add_service(WhoServer)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
+    let channel = serve_who!(RequireJwtLayer::new(config))
         .connect()
         .await
         .unwrap();
@@ -360,21 +357,12 @@ async fn authorize_and_rate_limit_give_tonic_statuses() {
         .quota(RateQuota::new(1, 2))
         .build()
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        Server::builder()
-            .layer(VerifyHmacLayer::new(hmac))
-            .layer(RateLimitLayer::new(limits))
-            .layer(AuthorizeLayer::new(authorize))
-            .add_service(WhoServer)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let stack = ServiceBuilder::new()
+        .layer(VerifyHmacLayer::new(hmac))
+        .layer(RateLimitLayer::new(limits))
+        .layer(AuthorizeLayer::new(authorize))
+        .into_inner();
+    let channel = serve_who!(stack).connect().await.unwrap();
     let gateway = signed(channel.clone(), "gateway", SECRET);
     assert_eq!(who_am_i(gateway.clone()).await.unwrap(), "gateway via hmac");
     let denied = who_am_i(signed(channel.clone(), "heartbeat", SECRET))
@@ -387,4 +375,49 @@ async fn authorize_and_rate_limit_give_tonic_statuses() {
     let exhausted = who_am_i(gateway).await.unwrap_err();
     assert_eq!(exhausted.code(), Code::ResourceExhausted);
     assert_eq!(exhausted.message(), "Too many requests");
+}
+
+/// RFC 9421 on gRPC: a tonic channel signed by `SignHttpLayer` (the body's digest included),
+/// verified by `VerifyHttpSigLayer` on a tonic server; a call signed with another key is
+/// unauthenticated with the layer's reason.
+#[cfg(all(feature = "httpsig", feature = "tonic"))]
+#[tokio::test]
+async fn a_tonic_channel_signed_per_rfc_9421_is_accepted() {
+    use tower_zerotrust::httpsig::{HttpSigConfig, HttpSigKey, HttpSigSigner, VerifyHttpSigLayer};
+    use tower_zerotrust::sign::SignHttpLayer;
+
+    let key = b"a shared secret of at least 32 bytes!";
+    let config = HttpSigConfig::builder()
+        .key("gw-1", HttpSigKey::hmac_sha256(key).unwrap(), "gateway")
+        .scheme("http")
+        .build()
+        .unwrap();
+    let endpoint = serve_who!(VerifyHttpSigLayer::new(config));
+    let channel = endpoint.connect().await.unwrap();
+    let signing = |keyid: &str| {
+        ServiceBuilder::new()
+            .layer(
+                SignHttpLayer::new(HttpSigSigner::hmac_sha256(keyid, key).unwrap())
+                    .origin(endpoint.uri().clone()),
+            )
+            .service(channel.clone())
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            who_am_i(signing("gw-1")).await.unwrap(),
+            "gateway via httpsig"
+        );
+    }
+    let status = who_am_i(signing("gw-2")).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(
+        status.metadata().get("zerotrust-reason").unwrap(),
+        "httpsig.unknown_key"
+    );
+    let status = who_am_i(channel).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(
+        status.metadata().get("zerotrust-reason").unwrap(),
+        "httpsig.missing"
+    );
 }

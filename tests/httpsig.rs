@@ -15,7 +15,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower_zerotrust::Principal;
-use tower_zerotrust::httpsig::{HttpSigConfig, HttpSigKey, HttpSigSigner, VerifyHttpSigLayer};
+use tower_zerotrust::clock::{Clock, SystemClock};
+use tower_zerotrust::httpsig::{
+    HttpSigConfig, HttpSigConfigBuilder, HttpSigKey, HttpSigSigner, VerifyHttpSigLayer,
+};
 use tower_zerotrust::nonce::MemoryNonceStore;
 
 const SECRET: &[u8] = b"a shared secret of at least 32 bytes!";
@@ -39,6 +42,15 @@ fn ed25519_pems() -> (String, String) {
 /// A service accepting `gateway`'s HMAC key and `router`'s Ed25519 key, remembering nonces in
 /// `nonces`.
 async fn serve(public_pem: &str, nonces: MemoryNonceStore) -> SocketAddr {
+    serve_with(public_pem, nonces, |config| config).await
+}
+
+/// The same service, its configuration adjusted by `adjust`.
+async fn serve_with(
+    public_pem: &str,
+    nonces: MemoryNonceStore,
+    adjust: impl FnOnce(HttpSigConfigBuilder) -> HttpSigConfigBuilder,
+) -> SocketAddr {
     let config = HttpSigConfig::builder()
         .key("gw-1", HttpSigKey::hmac_sha256(SECRET).unwrap(), "gateway")
         .key(
@@ -47,9 +59,7 @@ async fn serve(public_pem: &str, nonces: MemoryNonceStore) -> SocketAddr {
             "router",
         )
         .scheme("http")
-        .max_body_size(1024)
-        .build()
-        .unwrap();
+        .max_body_size(1024);
     let app = Router::new()
         .route(
             "/models",
@@ -57,7 +67,10 @@ async fn serve(public_pem: &str, nonces: MemoryNonceStore) -> SocketAddr {
                 format!("{} ({}) sent {body}", caller.id(), caller.method())
             }),
         )
-        .layer(VerifyHttpSigLayer::with_nonce_store(config, nonces));
+        .layer(VerifyHttpSigLayer::with_nonce_store(
+            adjust(config).build().unwrap(),
+            nonces,
+        ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -78,8 +91,20 @@ async fn post_with(
     headers: &HeaderMap,
     body: &'static [u8],
 ) -> (StatusCode, HeaderMap, String) {
+    send(addr, Method::POST, "/models?v=1", headers, body).await
+}
+
+async fn send(
+    addr: SocketAddr,
+    method: Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: &'static [u8],
+) -> (StatusCode, HeaderMap, String) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut request = Request::post(format!("http://{addr}/models?v=1"))
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path_and_query}"))
         .body(Full::new(Bytes::from_static(body)))
         .unwrap();
     request.headers_mut().extend(headers.clone());
@@ -87,6 +112,16 @@ async fn post_with(
     let (status, headers) = (response.status(), response.headers().clone());
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The status and the reason code of a `POST` with `headers` and `body`.
+async fn outcome(
+    addr: SocketAddr,
+    headers: &HeaderMap,
+    body: &'static [u8],
+) -> (StatusCode, String) {
+    let (status, _, text) = post_with(addr, headers, body).await;
+    (status, code(&text))
 }
 
 fn code(body: &str) -> String {
@@ -111,9 +146,8 @@ async fn signed_requests_prove_their_key_s_caller_once() {
                 format!("{expected} sent {{\"name\":\"m1\"}}")
             )
         );
-        let (status, _, text) = post_with(addr, &headers, body).await;
         assert_eq!(
-            (status, code(&text)),
+            outcome(addr, &headers, body).await,
             (StatusCode::UNAUTHORIZED, "httpsig.replayed".into())
         );
     }
@@ -161,9 +195,8 @@ async fn tampering_and_wrong_keys_are_refused_with_their_codes() {
     );
     // An Ed25519 signature presented under the HMAC key's id: the key pins its algorithm.
     let impostor = HttpSigSigner::ed25519_pem("gw-1", private_pem.as_bytes()).unwrap();
-    let (status, _, text) = post_with(addr, &signed(&impostor, addr, body), body).await;
     assert_eq!(
-        (status, code(&text)),
+        outcome(addr, &signed(&impostor, addr, body), body).await,
         (
             StatusCode::UNAUTHORIZED,
             "httpsig.algorithm_mismatch".into()
@@ -171,9 +204,8 @@ async fn tampering_and_wrong_keys_are_refused_with_their_codes() {
     );
     // An unknown key id.
     let stranger = HttpSigSigner::hmac_sha256("gw-2", SECRET).unwrap();
-    let (status, _, text) = post_with(addr, &signed(&stranger, addr, body), body).await;
     assert_eq!(
-        (status, code(&text)),
+        outcome(addr, &signed(&stranger, addr, body), body).await,
         (StatusCode::UNAUTHORIZED, "httpsig.unknown_key".into())
     );
     // Nothing signed: the challenge names the scheme.
@@ -185,9 +217,8 @@ async fn tampering_and_wrong_keys_are_refused_with_their_codes() {
     assert_eq!(headers["www-authenticate"], "Signature");
     // More than the layer reads: 413.
     let big: &'static [u8] = &[b'x'; 2048];
-    let (status, _, text) = post_with(addr, &signed(&signer, addr, big), big).await;
     assert_eq!(
-        (status, code(&text)),
+        outcome(addr, &signed(&signer, addr, big), big).await,
         (
             StatusCode::PAYLOAD_TOO_LARGE,
             "httpsig.body_too_large".into()
@@ -404,4 +435,225 @@ async fn secure_service_accepts_message_signatures_where_it_accepts_hmac() {
         (StatusCode::UNAUTHORIZED, Some("httpsig.digest_mismatch"))
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The system clock, `offset` seconds ahead (or behind).
+struct Shifted(i64);
+
+impl Clock for Shifted {
+    fn now_millis(&self) -> u64 {
+        SystemClock
+            .now_millis()
+            .saturating_add_signed(self.0 * 1000)
+    }
+}
+
+fn now() -> u64 {
+    SystemClock.now_millis() / 1000
+}
+
+/// A signature made by hand (not by `HttpSigSigner`), as a client that chose its own coverage
+/// and parameters would: HMAC-SHA256 with `secret` over the base of `covered` components of
+/// `POST /models?v=1` to `addr` with `body`.
+fn hand_signed(
+    addr: SocketAddr,
+    covered: &[&str],
+    params: &str,
+    secret: &[u8],
+    body: &[u8],
+) -> HeaderMap {
+    use hmac::Mac;
+    use sha2::Digest;
+    let digest = format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(body))
+    );
+    let mut base = String::new();
+    for component in covered {
+        let value = match *component {
+            "@method" => "POST".to_owned(),
+            "@authority" => addr.to_string(),
+            "@path" => "/models".to_owned(),
+            "@query" => "?v=1".to_owned(),
+            "content-digest" => digest.clone(),
+            other => panic!("no value for {other}"),
+        };
+        base.push_str(&format!("\"{component}\": {value}\n"));
+    }
+    let list: Vec<String> = covered.iter().map(|c| format!("\"{c}\"")).collect();
+    let input = format!("({}){params}", list.join(" "));
+    base.push_str(&format!("\"@signature-params\": {input}"));
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(base.as_bytes());
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let mut headers = HeaderMap::new();
+    headers.insert("content-digest", digest.parse().unwrap());
+    headers.insert("signature-input", format!("sig1={input}").parse().unwrap());
+    headers.insert("signature", format!("sig1=:{signature}:").parse().unwrap());
+    headers
+}
+
+const ALL: [&str; 5] = ["@method", "@authority", "@path", "@query", "content-digest"];
+
+/// Each part the signature covers, changed after signing, is refused; the untouched request
+/// is accepted (the control).
+#[tokio::test]
+async fn every_covered_part_changed_after_signing_is_refused() {
+    let (_, public_pem) = ed25519_pems();
+    let addr = serve(&public_pem, MemoryNonceStore::default()).await;
+    let signer = HttpSigSigner::hmac_sha256("gw-1", SECRET).unwrap();
+    let body: &'static [u8] = b"{\"name\":\"m1\"}";
+    let other: &'static [u8] = b"{\"name\":\"m2\"}";
+    let invalid = (
+        StatusCode::UNAUTHORIZED,
+        "httpsig.invalid_signature".to_owned(),
+    );
+    let refused = |(status, _, text): (StatusCode, HeaderMap, String)| (status, code(&text));
+
+    let headers = signed(&signer, addr, body);
+    let query = send(addr, Method::POST, "/models?v=2", &headers, body).await;
+    assert_eq!(refused(query), invalid, "query");
+    let headers = signed(&signer, addr, body);
+    let method = send(addr, Method::PUT, "/models?v=1", &headers, body).await;
+    assert_eq!(refused(method), invalid, "method");
+    let mut authority = signed(&signer, addr, body);
+    authority.insert("host", "registry.example".parse().unwrap());
+    assert_eq!(
+        refused(post_with(addr, &authority, body).await),
+        invalid,
+        "authority"
+    );
+    // The body and its digest both replaced: the digest matches, the signature does not.
+    let mut digest = signed(&signer, addr, body);
+    let swapped = signed(&signer, addr, other)["content-digest"].clone();
+    digest.insert("content-digest", swapped);
+    assert_eq!(
+        refused(post_with(addr, &digest, other).await),
+        invalid,
+        "covered field"
+    );
+    let control = post_with(addr, &signed(&signer, addr, body), body).await;
+    assert_eq!(control.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn stale_and_future_signatures_are_refused() {
+    let (_, public_pem) = ed25519_pems();
+    let signer = HttpSigSigner::hmac_sha256("gw-1", SECRET).unwrap();
+    let body: &'static [u8] = b"{}";
+    // The server's clock 40 s ahead: the signature was created too long ago. Behind: it was
+    // created in the future. Within the window (±30 s and the skew margin): accepted.
+    for (offset, expected) in [
+        (40, StatusCode::UNAUTHORIZED),
+        (-40, StatusCode::UNAUTHORIZED),
+        (20, StatusCode::OK),
+        (-20, StatusCode::OK),
+    ] {
+        let addr = serve_with(&public_pem, MemoryNonceStore::default(), |config| {
+            config
+                .clock(Shifted(offset))
+                .max_clock_skew(std::time::Duration::ZERO)
+        })
+        .await;
+        let (status, _, text) = post_with(addr, &signed(&signer, addr, body), body).await;
+        assert_eq!(status, expected, "clock {offset:+} s: {text}");
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(code(&text), "httpsig.expired");
+        }
+    }
+}
+
+/// A signature that leaves the query or the body's digest out is refused even though it
+/// verifies; covering everything, the same hand-made signature is accepted.
+#[tokio::test]
+async fn a_signature_covering_too_little_is_refused() {
+    let (_, public_pem) = ed25519_pems();
+    let addr = serve(&public_pem, MemoryNonceStore::default()).await;
+    let body: &'static [u8] = b"{}";
+    let params = |nonce: &str| format!(";created={};keyid=\"gw-1\";nonce=\"{nonce}\"", now());
+    for (covered, nonce) in [
+        (
+            &["@method", "@authority", "@path", "content-digest"][..],
+            "n1",
+        ),
+        (&["@method", "@authority", "@path", "@query"][..], "n2"),
+        (
+            &["@authority", "@path", "@query", "content-digest"][..],
+            "n3",
+        ),
+    ] {
+        let headers = hand_signed(addr, covered, &params(nonce), SECRET, body);
+        assert_eq!(
+            outcome(addr, &headers, body).await,
+            (StatusCode::UNAUTHORIZED, "httpsig.coverage".into()),
+            "{covered:?}"
+        );
+    }
+    let complete = hand_signed(addr, &ALL, &params("n4"), SECRET, body);
+    assert_eq!(post_with(addr, &complete, body).await.0, StatusCode::OK);
+}
+
+/// The Ed25519 key's public half used as an HMAC secret (the classic confusion): refused
+/// whether the signature names `hmac-sha256` or names no algorithm. The reverse (an Ed25519
+/// signature under the HMAC key's id) is in `tampering_and_wrong_keys_are_refused_with_their_codes`.
+#[tokio::test]
+async fn a_public_key_used_as_an_hmac_secret_is_refused() {
+    let (_, public_pem) = ed25519_pems();
+    let addr = serve(&public_pem, MemoryNonceStore::default()).await;
+    let body: &'static [u8] = b"{}";
+    let forger = HttpSigSigner::hmac_sha256("router-1", public_pem.as_bytes()).unwrap();
+    assert_eq!(
+        outcome(addr, &signed(&forger, addr, body), body).await,
+        (
+            StatusCode::UNAUTHORIZED,
+            "httpsig.algorithm_mismatch".into()
+        )
+    );
+    let params = format!(";created={};keyid=\"router-1\";nonce=\"n1\"", now());
+    let unnamed = hand_signed(addr, &ALL, &params, public_pem.as_bytes(), body);
+    assert_eq!(
+        outcome(addr, &unnamed, body).await,
+        (StatusCode::UNAUTHORIZED, "httpsig.invalid_signature".into())
+    );
+    // The same hand-made signature with the real secret and key id: accepted (the control).
+    let params = format!(";created={};keyid=\"gw-1\";nonce=\"n2\"", now());
+    let genuine = hand_signed(addr, &ALL, &params, SECRET, body);
+    assert_eq!(post_with(addr, &genuine, body).await.0, StatusCode::OK);
+}
+
+/// A second `Signature-Input` line (or `Signature` line) is part of the field, not ignored: a
+/// label given twice, however the lines split, is ambiguous; so are two signatures when the
+/// configuration names none.
+#[tokio::test]
+async fn duplicate_or_conflicting_signature_entries_are_refused() {
+    let (_, public_pem) = ed25519_pems();
+    let addr = serve(&public_pem, MemoryNonceStore::default()).await;
+    let signer = HttpSigSigner::hmac_sha256("gw-1", SECRET).unwrap();
+    let body: &'static [u8] = b"{}";
+    let ambiguous = (StatusCode::UNAUTHORIZED, "httpsig.ambiguous".to_owned());
+
+    // A conflicting second line for the same label, after a valid first line.
+    let mut second_line = signed(&signer, addr, body);
+    let weaker = format!(
+        r#"sig1=("@method");created={};keyid="gw-1";nonce="x""#,
+        now()
+    );
+    second_line.append("signature-input", weaker.parse().unwrap());
+    assert_eq!(outcome(addr, &second_line, body).await, ambiguous);
+    // The signature repeated on a second `Signature` line.
+    let mut twice = signed(&signer, addr, body);
+    let signature = twice["signature"].clone();
+    twice.append("signature", signature);
+    assert_eq!(outcome(addr, &twice, body).await, ambiguous);
+    // Two labels, nothing configured to choose between them.
+    let mut two = signed(&signer, addr, body);
+    let input = two["signature-input"].to_str().unwrap().to_owned();
+    let signature = two["signature"].to_str().unwrap().to_owned();
+    let copy = |field: &str| format!("{field}, {}", field.replacen("sig1=", "sig2=", 1));
+    two.insert("signature-input", copy(&input).parse().unwrap());
+    two.insert("signature", copy(&signature).parse().unwrap());
+    assert_eq!(outcome(addr, &two, body).await, ambiguous);
+    // The control: the same request with one line each.
+    let control = post_with(addr, &signed(&signer, addr, body), body).await;
+    assert_eq!(control.0, StatusCode::OK);
 }

@@ -2,7 +2,7 @@
 //! never the message; an `alg` parameter that disagrees with the key is refused by the caller.
 
 use aws_lc_rs::signature::{
-    self as aws, ED25519, Ed25519KeyPair, UnparsedPublicKey, VerificationAlgorithm,
+    self as aws, ED25519, Ed25519KeyPair, ParsedPublicKey, VerificationAlgorithm,
 };
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -14,8 +14,8 @@ pub(crate) enum VerifyingKey {
     /// `hmac-sha256`: a shared secret.
     HmacSha256(Hmac<Sha256>),
     /// `ed25519`, `ecdsa-p256-sha256`, `ecdsa-p384-sha384`, `rsa-pss-sha512`,
-    /// `rsa-v1_5-sha256`: a public key, with the algorithm's name.
-    PublicKey(UnparsedPublicKey<Vec<u8>>, &'static str),
+    /// `rsa-v1_5-sha256`: a public key, parsed and checked once, with the algorithm's name.
+    PublicKey(ParsedPublicKey, &'static str),
 }
 
 /// The public-key algorithms of RFC 9421 §3.3, by their registered names. ECDSA signatures are
@@ -56,8 +56,9 @@ impl VerifyingKey {
         else {
             return Err(invalid("unknown algorithm"));
         };
-        let key = spki_key(name, spki)?;
-        Ok(Self::PublicKey(UnparsedPublicKey::new(verifier, key), name))
+        let key = ParsedPublicKey::new(verifier, spki_key(name, spki)?)
+            .map_err(|_| invalid("the public key is not a valid key of its algorithm"))?;
+        Ok(Self::PublicKey(key, name))
     }
 
     /// The algorithm's name in RFC 9421's registry.
@@ -76,7 +77,7 @@ impl VerifyingKey {
                 mac.update(base);
                 mac.verify_slice(signature).is_ok()
             }
-            Self::PublicKey(key, _) => key.verify(base, signature).is_ok(),
+            Self::PublicKey(key, _) => key.verify_sig(base, signature).is_ok(),
         }
     }
 }
@@ -156,7 +157,7 @@ impl SigningKey {
         match self {
             Self::HmacSha256(mac) => VerifyingKey::HmacSha256(mac.clone()),
             Self::Ed25519(pair) => VerifyingKey::PublicKey(
-                UnparsedPublicKey::new(&ED25519, pair.public_key().as_ref().to_vec()),
+                ParsedPublicKey::new(&ED25519, pair.public_key().as_ref()).unwrap(),
                 "ed25519",
             ),
         }
@@ -175,8 +176,9 @@ mod tests {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
 
-    use super::super::base::tests::{message, test_request};
-    use super::super::base::{signature_base, signatures};
+    use super::super::base::tests::{B24_INPUT, message, response, test_request, test_response};
+    use super::super::base::{Message, signature_base};
+    use super::super::fields::signatures;
     use super::*;
 
     /// `test-shared-secret` of RFC 9421 Appendix B.1.5.
@@ -184,6 +186,14 @@ mod tests {
         "uzvJfB4u3N0Jy4T7NZ75MDVcr8zSTInedJtkgcu46YW4XByzNJjxBdtjUkdJPBtbmHhIDi6pcl8jsasjlTMtDQ==";
     /// `test-key-ed25519` of RFC 9421 Appendix B.1.4 (public key, SubjectPublicKeyInfo).
     const TEST_KEY_ED25519: &str = "MCowBQYDK2VwAyEAJrQLj5P/89iXES9+vFgrIy29clF9CC/oPPsw3c5D0bs=";
+    /// Its private key (PKCS#8).
+    const TEST_KEY_ED25519_PRIVATE: &str =
+        "MC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF";
+    /// `test-key-ecc-p256` of RFC 9421 Appendix B.1.3 (public key, SubjectPublicKeyInfo).
+    const TEST_KEY_ECC_P256: &str = concat!(
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqIVYZVLCrPZHGHjP17CTW0/+D9Lf",
+        "w0EkjqF7xB4FivAxzic30tMM4GF+hR6Dxh71Z50VGGdldkkDXZCnTNnoXQ==",
+    );
     /// `test-key-rsa-pss` of RFC 9421 Appendix B.1.2 (public key, SubjectPublicKeyInfo).
     const TEST_KEY_RSA: &str = concat!(
         "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAr4tmm3r20Wd/PbqvP1s2",
@@ -220,7 +230,8 @@ mod tests {
         assert!(!verifier.verify(&base, &signature[..31]));
     }
 
-    /// Appendix B.2.6: the Ed25519 signature verified with the RFC's public key.
+    /// Appendix B.2.6: the Ed25519 signature reproduced byte for byte with the RFC's private
+    /// key, and verified with its public key.
     #[test]
     fn the_rfc_ed25519_signature() {
         let (base, signature) = base_of(
@@ -231,6 +242,9 @@ mod tests {
             .unwrap();
         assert_eq!(key.algorithm(), "ed25519");
         assert!(key.verify(&base, &signature));
+        let private =
+            SigningKey::ed25519_pkcs8(&STANDARD.decode(TEST_KEY_ED25519_PRIVATE).unwrap()).unwrap();
+        assert_eq!(private.sign(&base), signature);
         let mut tampered = signature.clone();
         tampered[0] ^= 1;
         assert!(!key.verify(&base, &tampered));
@@ -296,6 +310,32 @@ mod tests {
             assert_eq!(String::from_utf8(base.clone()).unwrap(), expected_base);
             assert!(key.verify(&base, &signature), "{input}");
         }
+    }
+
+    /// Appendix B.2.4: the ECDSA P-256 signature of a response verified with the RFC's public
+    /// key (ECDSA is randomized: verified, not reproduced).
+    #[test]
+    fn the_rfc_ecdsa_response_signature() {
+        let (method, headers) = test_response();
+        let signature = signatures(
+            B24_INPUT,
+            "sig-b24=:wNmSUAhwb5LxtOtOpNa6W5xj067m5hFrj0XQ4fvpaCLx0NKocgPquLgyahnzDnDAUy5eCdlYUEkLIj+32oiasw==:",
+        )
+        .unwrap()
+        .remove(0);
+        let base = signature_base(&response(&method, &headers), &signature).unwrap();
+        let spki = STANDARD.decode(TEST_KEY_ECC_P256).unwrap();
+        let key = VerifyingKey::public_key("ecdsa-p256-sha256", &spki).unwrap();
+        assert!(key.verify(base.as_bytes(), &signature.bytes));
+        let other_status = signature_base(
+            &Message {
+                status: Some(201),
+                ..response(&method, &headers)
+            },
+            &signature,
+        )
+        .unwrap();
+        assert!(!key.verify(other_status.as_bytes(), &signature.bytes));
     }
 
     /// ECDSA signatures are `r || s` of fixed length (§3.3.4), as aws-lc makes them.

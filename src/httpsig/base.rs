@@ -1,15 +1,20 @@
-//! The signatures a request carries, what each covers, and the signature base it signs
-//! (RFC 9421 §2 and §4).
+//! What a signature covers and the signature base it signs (RFC 9421 §2): components, their
+//! values in a message, and the base made of them.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
 
 use http::{HeaderMap, HeaderName, Method};
-use sfv::{BareItem, Dictionary, FieldType, InnerList, ListEntry, Parser};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-/// The fields of RFC 9421 and RFC 9530, parsed once.
+use super::fields::Signature;
+
+/// The fields of RFC 9421 and RFC 9530.
 pub(crate) static SIGNATURE_INPUT: HeaderName = HeaderName::from_static("signature-input");
 pub(crate) static SIGNATURE: HeaderName = HeaderName::from_static("signature");
 pub(crate) static CONTENT_DIGEST: HeaderName = HeaderName::from_static("content-digest");
 
-/// Why a request's signatures cannot be read or their base made. Each is a refusal with a code
+/// Why a message's signatures cannot be read or their base made. Each is a refusal with a code
 /// of its own; messages name no secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum BaseError {
@@ -20,27 +25,33 @@ pub(crate) enum BaseError {
     /// A label in `Signature-Input` has no signature in `Signature`, or the reverse.
     #[error("signature label {0:?} is in one signature field only")]
     Unpaired(String),
+    /// A label appears twice in one field (in one line or across lines): which one counts is
+    /// a question an attacker could answer differently for two readers, so neither counts.
+    #[error("signature label {0:?} is given twice")]
+    DuplicateLabel(String),
     /// A covered component this verifier does not know or support.
     #[error("unsupported covered component {0:?}")]
     Unsupported(String),
-    /// A component is covered twice.
-    #[error("component {0:?} is covered twice")]
+    /// A component is covered twice, or a covered query parameter occurs twice in the query.
+    #[error("component {0:?} is covered or present twice")]
     Duplicate(String),
-    /// A covered header field is not in the message.
-    #[error("covered field {0:?} is missing")]
+    /// A covered header field or query parameter is not in the message.
+    #[error("covered component {0:?} is missing")]
     Missing(String),
 }
 
-/// A component a signature covers (§2.1, §2.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Component {
+/// A component a signature covers (§2.1, §2.2), borrowed from `Signature-Input`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Component<'a> {
     /// `@method`, `@target-uri`, ...
     Derived(Derived),
+    /// `@query-param` with its `name` parameter, as the name is encoded (§2.2.8).
+    QueryParam(&'a str),
     /// A header field, by its lowercase name.
-    Field(HeaderName),
+    Field(&'a str),
 }
 
-/// The derived components of a request (§2.2).
+/// The derived components (§2.2). `@status` belongs to responses only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Derived {
     Method,
@@ -50,10 +61,11 @@ pub(crate) enum Derived {
     RequestTarget,
     Path,
     Query,
+    Status,
 }
 
 impl Derived {
-    fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         Some(match name {
             "@method" => Self::Method,
             "@target-uri" => Self::TargetUri,
@@ -62,6 +74,7 @@ impl Derived {
             "@request-target" => Self::RequestTarget,
             "@path" => Self::Path,
             "@query" => Self::Query,
+            "@status" => Self::Status,
             _ => return None,
         })
     }
@@ -75,178 +88,29 @@ impl Derived {
             Self::RequestTarget => "@request-target",
             Self::Path => "@path",
             Self::Query => "@query",
+            Self::Status => "@status",
         }
     }
 }
 
-impl Component {
-    fn name(&self) -> &str {
+impl Component<'_> {
+    /// The component identifier as it is serialized in the base and in `@signature-params`.
+    /// Names are checked when read, so none needs escaping.
+    pub(crate) fn write_identifier(&self, out: &mut String) {
+        out.push('"');
         match self {
-            Self::Derived(derived) => derived.name(),
-            Self::Field(name) => name.as_str(),
+            Self::Derived(derived) => out.push_str(derived.name()),
+            Self::QueryParam(name) => {
+                out.push_str("@query-param\";name=\"");
+                out.push_str(name);
+            }
+            Self::Field(name) => out.push_str(name),
         }
+        out.push('"');
     }
 }
 
-/// One signature of a request: its label, what it covers, its parameters (`created`,
-/// `expires`, `nonce`, `alg`, `keyid`, `tag`) and its bytes.
-#[derive(Debug, Clone)]
-pub(crate) struct Signature {
-    pub(crate) label: String,
-    pub(crate) covered: Vec<Component>,
-    pub(crate) params: Params,
-    /// The `@signature-params` value: the inner list as it is serialized into the base.
-    pub(crate) params_line: String,
-    pub(crate) bytes: Vec<u8>,
-}
-
-/// The signature parameters a verifier acts on (§2.3).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Params {
-    pub(crate) created: Option<i64>,
-    pub(crate) expires: Option<i64>,
-    pub(crate) nonce: Option<String>,
-    pub(crate) alg: Option<String>,
-    pub(crate) keyid: Option<String>,
-    pub(crate) tag: Option<String>,
-}
-
-/// Every signature of a request, from its `Signature-Input` and `Signature` field values. A
-/// label present in one field and not the other, a component covered twice, or a component
-/// this verifier does not support makes the whole field unusable.
-pub(crate) fn signatures(input: &str, signature: &str) -> Result<Vec<Signature>, BaseError> {
-    let inputs: Dictionary = Parser::new(input)
-        .parse()
-        .map_err(|_| BaseError::Malformed("Signature-Input is not a dictionary"))?;
-    let signatures: Dictionary = Parser::new(signature)
-        .parse()
-        .map_err(|_| BaseError::Malformed("Signature is not a dictionary"))?;
-    if let Some(label) = signatures.keys().find(|label| !inputs.contains_key(*label)) {
-        return Err(BaseError::Unpaired(label.as_str().to_owned()));
-    }
-    inputs
-        .iter()
-        .map(|(label, entry)| {
-            let ListEntry::InnerList(list) = entry else {
-                return Err(BaseError::Malformed(
-                    "a Signature-Input member is not an inner list",
-                ));
-            };
-            let bytes = match signatures.get(label) {
-                Some(ListEntry::Item(item)) => item
-                    .bare_item
-                    .as_byte_sequence()
-                    .ok_or(BaseError::Malformed(
-                        "a Signature member is not a byte sequence",
-                    ))?
-                    .to_vec(),
-                Some(ListEntry::InnerList(_)) => {
-                    return Err(BaseError::Malformed(
-                        "a Signature member is not a byte sequence",
-                    ));
-                }
-                None => return Err(BaseError::Unpaired(label.as_str().to_owned())),
-            };
-            Ok(Signature {
-                label: label.as_str().to_owned(),
-                covered: covered(list)?,
-                params: params(list)?,
-                params_line: {
-                    // Serialized from the parsed member, not a copy of it.
-                    let mut line = sfv::ListSerializer::new();
-                    line.members([entry]);
-                    line.finish()
-                        .ok_or(BaseError::Malformed("empty signature parameters"))?
-                },
-                bytes,
-            })
-        })
-        .collect()
-}
-
-impl Signature {
-    /// Whether the signature covers the body's `Content-Digest`.
-    pub(crate) fn covers_digest(&self) -> bool {
-        self.covered
-            .iter()
-            .any(|c| matches!(c, Component::Field(name) if *name == CONTENT_DIGEST))
-    }
-}
-
-/// The covered components, in order; each at most once.
-fn covered(list: &InnerList) -> Result<Vec<Component>, BaseError> {
-    let mut components: Vec<Component> = Vec::with_capacity(list.items.len());
-    for item in &list.items {
-        let name = item
-            .bare_item
-            .as_string()
-            .ok_or(BaseError::Malformed(
-                "a component identifier is not a string",
-            ))?
-            .as_str();
-        if !item.params.is_empty() {
-            // `sf`, `key`, `bs`, `req`, `tr`, `name`: not supported yet, so never ignored.
-            return Err(BaseError::Unsupported(
-                vec![ListEntry::Item(item.clone())]
-                    .serialize()
-                    .unwrap_or_default(),
-            ));
-        }
-        let component = if name.starts_with('@') {
-            Derived::from_name(name)
-                .map(Component::Derived)
-                .ok_or_else(|| BaseError::Unsupported(name.to_owned()))?
-        } else if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            // Field names are covered in lowercase (§2.1).
-            return Err(BaseError::Malformed(
-                "a covered field name is not lowercase",
-            ));
-        } else {
-            Component::Field(
-                HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| BaseError::Malformed("a covered field name is invalid"))?,
-            )
-        };
-        if components.contains(&component) {
-            return Err(BaseError::Duplicate(name.to_owned()));
-        }
-        components.push(component);
-    }
-    Ok(components)
-}
-
-fn params(list: &InnerList) -> Result<Params, BaseError> {
-    let mut params = Params::default();
-    for (key, value) in &list.params {
-        let integer = |value: &BareItem| {
-            value
-                .as_integer()
-                .map(i64::from)
-                .ok_or(BaseError::Malformed("created and expires are integers"))
-        };
-        let string = |value: &BareItem| {
-            value
-                .as_string()
-                .map(|s| s.as_str().to_owned())
-                .ok_or(BaseError::Malformed(
-                    "nonce, alg, keyid and tag are strings",
-                ))
-        };
-        match key.as_str() {
-            "created" => params.created = Some(integer(value)?),
-            "expires" => params.expires = Some(integer(value)?),
-            "nonce" => params.nonce = Some(string(value)?),
-            "alg" => params.alg = Some(string(value)?),
-            "keyid" => params.keyid = Some(string(value)?),
-            "tag" => params.tag = Some(string(value)?),
-            // Unknown parameters are signed (they are in the base) and otherwise ignored (§2.3).
-            _ => {}
-        }
-    }
-    Ok(params)
-}
-
-/// What the signature base is made of: the request as the verifier sees it.
+/// What the signature base is made of: the message as the verifier sees it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Message<'a> {
     pub(crate) method: &'a Method,
@@ -257,89 +121,155 @@ pub(crate) struct Message<'a> {
     pub(crate) path: &'a str,
     pub(crate) query: Option<&'a str>,
     pub(crate) headers: &'a HeaderMap,
+    /// A response's status; `None` for a request, where `@status` has no value.
+    pub(crate) status: Option<u16>,
 }
 
+/// Characters `@query-param` names and values keep as they are (§2.2.8: the
+/// `application/x-www-form-urlencoded` percent-encode set, spaces as `%20`).
+const QUERY_PARAM: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'*')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_');
+
 impl Message<'_> {
-    fn value(&self, component: &Component) -> Result<String, BaseError> {
-        Ok(match component {
+    /// Appends the component's value to the base.
+    fn write_value(&self, component: &Component<'_>, out: &mut String) -> Result<(), BaseError> {
+        match component {
             Component::Derived(derived) => match derived {
-                Derived::Method => self.method.as_str().to_owned(),
-                Derived::Scheme => self.scheme.to_ascii_lowercase(),
-                Derived::Authority => self.normalized_authority(),
-                Derived::Path => self.path_or_root().to_owned(),
-                Derived::Query => format!("?{}", self.query.unwrap_or_default()),
-                Derived::RequestTarget => match self.query {
-                    Some(query) => format!("{}?{query}", self.path_or_root()),
-                    None => self.path_or_root().to_owned(),
-                },
+                Derived::Method => out.push_str(self.method.as_str()),
+                Derived::Scheme => push_lowercase(out, self.scheme),
+                Derived::Authority => self.write_authority(out),
+                Derived::Path => out.push_str(self.path_or_root()),
+                Derived::Query => {
+                    out.push('?');
+                    out.push_str(self.query.unwrap_or_default());
+                }
+                Derived::RequestTarget => {
+                    out.push_str(self.path_or_root());
+                    self.write_query(out);
+                }
                 Derived::TargetUri => {
-                    let mut uri = format!(
-                        "{}://{}{}",
-                        self.scheme.to_ascii_lowercase(),
-                        self.normalized_authority(),
-                        self.path_or_root()
-                    );
-                    if let Some(query) = self.query {
-                        uri.push('?');
-                        uri.push_str(query);
-                    }
-                    uri
+                    push_lowercase(out, self.scheme);
+                    out.push_str("://");
+                    self.write_authority(out);
+                    out.push_str(self.path_or_root());
+                    self.write_query(out);
+                }
+                Derived::Status => {
+                    let status = self
+                        .status
+                        .ok_or_else(|| BaseError::Unsupported("@status".into()))?;
+                    let _ = write!(out, "{status}");
                 }
             },
-            Component::Field(name) => self.field(name)?,
-        })
+            Component::QueryParam(name) => self.write_query_param(name, out)?,
+            Component::Field(name) => {
+                let value = field_value(self.headers, *name)?
+                    .ok_or_else(|| BaseError::Missing((*name).to_owned()))?;
+                out.push_str(&value);
+            }
+        }
+        Ok(())
     }
 
     fn path_or_root(&self) -> &str {
         if self.path.is_empty() { "/" } else { self.path }
     }
 
-    /// The host in lowercase, and the port unless it is the scheme's default (§2.2.3).
-    fn normalized_authority(&self) -> String {
-        let authority = self.authority.to_ascii_lowercase();
-        let default_port = match self.scheme.to_ascii_lowercase().as_str() {
-            "https" => ":443",
-            "http" => ":80",
-            _ => return authority,
-        };
-        authority
-            .strip_suffix(default_port)
-            .map_or(authority.clone(), str::to_owned)
+    fn write_query(&self, out: &mut String) {
+        if let Some(query) = self.query {
+            out.push('?');
+            out.push_str(query);
+        }
     }
 
-    /// Every line of the field, trimmed and joined with `, ` (§2.1).
-    fn field(&self, name: &HeaderName) -> Result<String, BaseError> {
-        let mut lines = self.headers.get_all(name).iter().peekable();
-        if lines.peek().is_none() {
-            return Err(BaseError::Missing(name.as_str().to_owned()));
-        }
-        let mut value = String::new();
-        for (i, line) in lines.enumerate() {
-            let text = line
-                .to_str()
-                .map_err(|_| BaseError::Malformed("a covered field value is not visible ASCII"))?;
-            if i > 0 {
-                value.push_str(", ");
+    /// The host in lowercase, and the port unless it is the scheme's default (§2.2.3).
+    fn write_authority(&self, out: &mut String) {
+        let default_port = if self.scheme.eq_ignore_ascii_case("https") {
+            ":443"
+        } else if self.scheme.eq_ignore_ascii_case("http") {
+            ":80"
+        } else {
+            ""
+        };
+        let authority = match self.authority.len().checked_sub(default_port.len()) {
+            Some(end) if !default_port.is_empty() && self.authority.ends_with(default_port) => {
+                &self.authority[..end]
             }
-            value.push_str(text.trim_matches([' ', '\t']));
-        }
-        Ok(value)
+            _ => self.authority,
+        };
+        push_lowercase(out, authority);
     }
+
+    /// The value of the one query parameter whose encoded name is `name`, decoded and encoded
+    /// again (§2.2.8). A parameter given twice is refused: which one was signed is unclear.
+    fn write_query_param(&self, name: &str, out: &mut String) -> Result<(), BaseError> {
+        let query = self.query.unwrap_or_default().as_bytes();
+        let mut found = None;
+        for (key, value) in form_urlencoded::parse(query) {
+            if encoded_eq(&key, name) {
+                if found.is_some() {
+                    return Err(BaseError::Duplicate(format!("@query-param;name={name}")));
+                }
+                found = Some(value);
+            }
+        }
+        let value = found.ok_or_else(|| BaseError::Missing(format!("@query-param;name={name}")))?;
+        out.extend(utf8_percent_encode(&value, QUERY_PARAM));
+        Ok(())
+    }
+}
+
+/// Whether `decoded`, percent-encoded for `@query-param`, is `encoded`.
+fn encoded_eq(decoded: &str, encoded: &str) -> bool {
+    let mut rest = encoded;
+    for piece in utf8_percent_encode(decoded, QUERY_PARAM) {
+        match rest.strip_prefix(piece) {
+            Some(after) => rest = after,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+fn push_lowercase(out: &mut String, text: &str) {
+    out.extend(text.chars().map(|c| c.to_ascii_lowercase()));
+}
+
+/// A field's lines, each trimmed, joined with `, ` (§2.1); borrowed when there is one line.
+/// `None` when the message has no such field.
+pub(crate) fn field_value<'h>(
+    headers: &'h HeaderMap,
+    name: impl http::header::AsHeaderName,
+) -> Result<Option<Cow<'h, str>>, BaseError> {
+    let not_text = |_| BaseError::Malformed("a covered field value is not visible ASCII");
+    let mut lines = headers.get_all(name).iter();
+    let Some(first) = lines.next() else {
+        return Ok(None);
+    };
+    let first = first.to_str().map_err(not_text)?.trim_matches([' ', '\t']);
+    let mut value = Cow::Borrowed(first);
+    for line in lines {
+        let value = value.to_mut();
+        value.push_str(", ");
+        value.push_str(line.to_str().map_err(not_text)?.trim_matches([' ', '\t']));
+    }
+    Ok(Some(value))
 }
 
 /// The signature base of `signature` over `message` (§2.5): a line per covered component, then
 /// the `@signature-params` line, without a final newline.
 pub(crate) fn signature_base(
     message: &Message<'_>,
-    signature: &Signature,
+    signature: &Signature<'_>,
 ) -> Result<String, BaseError> {
-    let mut base = String::new();
+    let mut base = String::with_capacity(256 + signature.params_line.len());
     for component in &signature.covered {
-        let value = message.value(component)?;
-        base.push('"');
-        base.push_str(component.name());
-        base.push_str("\": ");
-        base.push_str(&value);
+        component.write_identifier(&mut base);
+        base.push_str(": ");
+        message.write_value(component, &mut base)?;
         base.push('\n');
     }
     base.push_str("\"@signature-params\": ");
@@ -349,6 +279,7 @@ pub(crate) fn signature_base(
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use super::super::fields::signatures;
     use super::*;
 
     /// The request of RFC 9421 Appendix B.2.
@@ -377,10 +308,44 @@ pub(crate) mod tests {
             path: "/foo",
             query: Some("param=Value&Pet=dog"),
             headers,
+            status: None,
         }
     }
 
-    fn one(input: &str, signature: &str) -> Signature {
+    /// The `Signature-Input` of Appendix B.2.4.
+    pub(crate) const B24_INPUT: &str = r#"sig-b24=("@status" "content-type" "content-digest" "content-length");created=1618884473;keyid="test-key-ecc-p256""#;
+
+    /// The response of RFC 9421 Appendix B.2.4 (the request's method is irrelevant to it).
+    pub(crate) fn test_response() -> (Method, HeaderMap) {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("date", "Tue, 20 Apr 2021 02:07:56 GMT"),
+            ("content-type", "application/json"),
+            (
+                "content-digest",
+                "sha-512=:mEWXIS7MaLRuGgxOBdODa3xqM1XdEvxoYhvlCFJ41QJgJc4GTsPp29l5oGX69wWdXymyU0rjJuahq4l5aGgfLQ==:",
+            ),
+            ("content-length", "23"),
+        ] {
+            headers.insert(name, value.parse().unwrap());
+        }
+        (Method::POST, headers)
+    }
+
+    pub(crate) fn response<'a>(method: &'a Method, headers: &'a HeaderMap) -> Message<'a> {
+        Message {
+            status: Some(200),
+            ..message(method, headers)
+        }
+    }
+
+    /// A component's value in the base.
+    fn value(message: &Message<'_>, component: Component<'_>) -> Result<String, BaseError> {
+        let mut out = String::new();
+        message.write_value(&component, &mut out).map(|()| out)
+    }
+
+    fn one<'a>(input: &'a str, signature: &'a str) -> Signature<'a> {
         let mut all = signatures(input, signature).unwrap();
         assert_eq!(all.len(), 1);
         all.remove(0)
@@ -434,9 +399,11 @@ pub(crate) mod tests {
         let (method, headers) = test_request();
         let mut message = message(&method, &headers);
         let value = |message: &Message<'_>, name| {
-            message
-                .value(&Component::Derived(Derived::from_name(name).unwrap()))
-                .unwrap()
+            value(
+                message,
+                Component::Derived(Derived::from_name(name).unwrap()),
+            )
+            .unwrap()
         };
         assert_eq!(
             value(&message, "@target-uri"),
@@ -467,82 +434,63 @@ pub(crate) mod tests {
         let method = Method::GET;
         let message = message(&method, &headers);
         assert_eq!(
-            message
-                .value(&Component::Field(HeaderName::from_static("x-list")))
-                .unwrap(),
+            value(&message, Component::Field("x-list")).unwrap(),
             "a, b, c"
         );
         assert_eq!(
-            message.value(&Component::Field(HeaderName::from_static("x-absent"))),
+            value(&message, Component::Field("x-absent")),
             Err(BaseError::Missing("x-absent".into()))
         );
     }
 
+    /// §2.2.8's examples: names and values decoded, then encoded again with `%20` for spaces.
     #[test]
-    fn unusable_signature_fields_are_refused() {
-        let sig = "s=:AAAA:";
-        let refused = |input: &str, signature: &str| signatures(input, signature).unwrap_err();
-        assert!(matches!(
-            refused("s=(\"@method\"", sig),
-            BaseError::Malformed(_)
-        ));
-        assert!(matches!(
-            refused("s=\"@method\"", sig),
-            BaseError::Malformed(_)
-        ));
-        assert!(matches!(
-            refused("s=(\"@method\")", "s=\"text\""),
-            BaseError::Malformed(_)
-        ));
-        assert_eq!(
-            refused("s=(\"@method\")", "t=:AAAA:"),
-            BaseError::Unpaired("t".into())
+    fn query_parameters_follow_the_rfc() {
+        let headers = HeaderMap::new();
+        let method = Method::GET;
+        let mut message = message(&method, &headers);
+        message.query = Some("param=value&foo=bar&baz=batman&qux=");
+        let param = |message: &Message<'_>, name| value(message, Component::QueryParam(name));
+        assert_eq!(param(&message, "baz").unwrap(), "batman");
+        assert_eq!(param(&message, "qux").unwrap(), "");
+        message.query = Some(
+            "var=this%20is%20a%20big%0Avalue&bar=with+plus+whitespace&fa%C3%A7ade%22%3A%20=something",
         );
         assert_eq!(
-            refused("s=(\"@method\"), t=()", sig),
-            BaseError::Unpaired("t".into())
+            param(&message, "var").unwrap(),
+            "this%20is%20a%20big%0Avalue"
+        );
+        assert_eq!(param(&message, "bar").unwrap(), "with%20plus%20whitespace");
+        assert_eq!(
+            param(&message, "fa%C3%A7ade%22%3A%20").unwrap(),
+            "something"
         );
         assert_eq!(
-            refused("s=(\"@method\" \"@method\")", sig),
-            BaseError::Duplicate("@method".into())
+            param(&message, "var2"),
+            Err(BaseError::Missing("@query-param;name=var2".into()))
         );
+        // The same parameter twice: which one was signed is unclear.
+        message.query = Some("a=1&a=2");
+        assert!(matches!(param(&message, "a"), Err(BaseError::Duplicate(_))));
+        // A request has no status.
         assert_eq!(
-            refused("s=(\"@status\")", sig),
-            BaseError::Unsupported("@status".into())
+            value(&message, Component::Derived(Derived::Status)),
+            Err(BaseError::Unsupported("@status".into()))
         );
-        assert!(matches!(
-            refused("s=(\"x\";sf)", sig),
-            BaseError::Unsupported(_)
-        ));
-        assert!(matches!(
-            refused("s=(\"Date\")", sig),
-            BaseError::Malformed(_)
-        ));
-        assert!(matches!(
-            refused("s=(@method)", sig),
-            BaseError::Malformed(_)
-        ));
-        assert!(matches!(
-            refused("s=(\"@method\");created=\"now\"", sig),
-            BaseError::Malformed(_)
-        ));
     }
 
+    /// Appendix B.2.4 signs a response: its base, byte for byte.
     #[test]
-    fn several_signatures_are_read_in_order() {
-        let all = signatures(
-            r#"a=("@method");nonce="n1";alg="hmac-sha256", b=("@path");expires=1700000000;tag="t""#,
-            "a=:AAAA:, b=:AQID:",
-        )
-        .unwrap();
+    fn the_rfc_response_example_base() {
+        let (method, headers) = test_response();
+        let signature = one(B24_INPUT, "sig-b24=:AAAA:");
         assert_eq!(
-            all.iter().map(|s| s.label.as_str()).collect::<Vec<_>>(),
-            ["a", "b"]
+            signature_base(&response(&method, &headers), &signature).unwrap(),
+            "\"@status\": 200\n\
+             \"content-type\": application/json\n\
+             \"content-digest\": sha-512=:mEWXIS7MaLRuGgxOBdODa3xqM1XdEvxoYhvlCFJ41QJgJc4GTsPp29l5oGX69wWdXymyU0rjJuahq4l5aGgfLQ==:\n\
+             \"content-length\": 23\n\
+             \"@signature-params\": (\"@status\" \"content-type\" \"content-digest\" \"content-length\");created=1618884473;keyid=\"test-key-ecc-p256\""
         );
-        assert_eq!(all[0].params.nonce.as_deref(), Some("n1"));
-        assert_eq!(all[0].params.alg.as_deref(), Some("hmac-sha256"));
-        assert_eq!(all[1].params.expires, Some(1_700_000_000));
-        assert_eq!(all[1].params.tag.as_deref(), Some("t"));
-        assert_eq!(all[1].bytes, [1, 2, 3]);
     }
 }

@@ -1,7 +1,11 @@
 //! `Content-Digest` (RFC 9530): the body's digest, so that a signature covering the field
 //! covers the body.
 
-use sfv::{Dictionary, ListEntry, Parser};
+use sfv::visitor::{
+    DictionaryVisitor, EntryVisitor, Ignored, InnerListVisitor, ItemVisitor, Never,
+    ParameterVisitor,
+};
+use sfv::{BareItemFromInput, KeyRef, Parser};
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
@@ -22,32 +26,85 @@ pub(crate) enum DigestError {
 /// Checks every `sha-256` and `sha-512` digest in `field` against `body` (other algorithms are
 /// ignored, as RFC 9530 allows); at least one must be there.
 pub(crate) fn check(field: &str, body: &[u8]) -> Result<(), DigestError> {
-    let digests: Dictionary = Parser::new(field)
-        .parse()
+    let mut claims = Claims {
+        body,
+        checked: false,
+        mismatch: false,
+    };
+    Parser::new(field)
+        .parse_dictionary_with_visitor(&mut claims)
         .map_err(|_| DigestError::Malformed)?;
-    let mut checked = false;
-    for (algorithm, entry) in &digests {
-        let ListEntry::Item(item) = entry else {
-            return Err(DigestError::Malformed);
-        };
-        let actual: Vec<u8> = match algorithm.as_str() {
-            "sha-256" => Sha256::digest(body).to_vec(),
-            "sha-512" => Sha512::digest(body).to_vec(),
-            _ => continue,
-        };
-        let claimed = item
-            .bare_item
-            .as_byte_sequence()
-            .ok_or(DigestError::Malformed)?;
-        if !bool::from(claimed.ct_eq(&actual)) {
-            return Err(DigestError::Mismatch);
-        }
-        checked = true;
+    match claims {
+        Claims { mismatch: true, .. } => Err(DigestError::Mismatch),
+        Claims { checked: false, .. } => Err(DigestError::NoSupportedAlgorithm),
+        _ => Ok(()),
     }
-    if checked {
-        Ok(())
-    } else {
-        Err(DigestError::NoSupportedAlgorithm)
+}
+
+/// Compares each supported digest the field claims with the body's, as it is read (the
+/// outcome counts only if the whole field parses).
+struct Claims<'b> {
+    body: &'b [u8],
+    checked: bool,
+    mismatch: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Algorithm {
+    Sha256,
+    Sha512,
+}
+
+/// The visitors' refusal: the field is malformed.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed Content-Digest")]
+struct NotADigest;
+
+impl<'a> DictionaryVisitor<'a> for Claims<'_> {
+    type Error = NotADigest;
+
+    fn entry(&mut self, key: &'a KeyRef) -> Result<impl EntryVisitor<'a>, NotADigest> {
+        let algorithm = match key.as_str() {
+            "sha-256" => Algorithm::Sha256,
+            "sha-512" => Algorithm::Sha512,
+            _ => return Ok(None),
+        };
+        Ok(Some(Claim {
+            claims: self,
+            algorithm,
+        }))
+    }
+}
+
+struct Claim<'c, 'b> {
+    claims: &'c mut Claims<'b>,
+    algorithm: Algorithm,
+}
+
+impl<'a> ItemVisitor<'a> for Claim<'_, '_> {
+    type Error = NotADigest;
+
+    fn bare_item(
+        self,
+        item: BareItemFromInput<'a>,
+    ) -> Result<impl ParameterVisitor<'a>, NotADigest> {
+        let BareItemFromInput::ByteSequence(claimed) = item else {
+            return Err(NotADigest);
+        };
+        let body = self.claims.body;
+        let matches = match self.algorithm {
+            Algorithm::Sha256 => claimed.ct_eq(&Sha256::digest(body)),
+            Algorithm::Sha512 => claimed.ct_eq(&Sha512::digest(body)),
+        };
+        self.claims.checked = true;
+        self.claims.mismatch |= !bool::from(matches);
+        Ok(Ignored)
+    }
+}
+
+impl<'a> EntryVisitor<'a> for Claim<'_, '_> {
+    fn inner_list(self) -> Result<impl InnerListVisitor<'a>, NotADigest> {
+        Err::<Never, _>(NotADigest)
     }
 }
 

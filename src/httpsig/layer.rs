@@ -10,16 +10,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
+use http_body_util::{Either, Full};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::base::{CONTENT_DIGEST, Message, SIGNATURE, SIGNATURE_INPUT};
+use super::base::{CONTENT_DIGEST, Message, SIGNATURE, SIGNATURE_INPUT, field_value};
 use super::config::HttpSigConfig;
 use super::digest::{self, DigestError};
 use super::verify::{Settings, refusal, verify};
 use crate::BoxError;
-use crate::body::ResponseBody;
+use crate::body::{ReadError, ResponseBody, read_bounded};
 use crate::nonce::{MemoryNonceStore, NonceError, NonceStore};
 use crate::principal::{Offered, Scheme};
 use crate::public::PublicPaths;
@@ -162,18 +162,17 @@ where
                 path: parts.uri.path(),
                 query: parts.uri.query(),
                 headers: &parts.headers,
+                status: None,
             };
             // Headers first: a request that proves nothing costs no body read.
             let verified = match verify(&config.settings, &message, has_body) {
                 Ok(verified) => verified,
                 Err(rejection) => return refuse(rejection, &parts),
             };
-            let bytes = match Limited::new(body, config.max_body).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(error) if error.is::<LengthLimitError>() => {
-                    return refuse(too_large(), &parts);
-                }
-                Err(_) => {
+            let bytes = match read_bounded(body, config.max_body).await {
+                Ok(bytes) => bytes,
+                Err(ReadError::TooLarge(_)) => return refuse(too_large(), &parts),
+                Err(ReadError::Unreadable(_)) => {
                     return refuse(
                         refusal("httpsig.body_unreadable", "Request body could not be read"),
                         &parts,
@@ -181,12 +180,11 @@ where
                 }
             };
             if verified.covers_digest {
-                let field = parts
-                    .headers
-                    .get(&CONTENT_DIGEST)
-                    .and_then(|v| v.to_str().ok())
+                let field = field_value(&parts.headers, &CONTENT_DIGEST)
+                    .ok()
+                    .flatten()
                     .unwrap_or_default();
-                if let Err(error) = digest::check(field, &bytes) {
+                if let Err(error) = digest::check(&field, &bytes) {
                     let code = match error {
                         DigestError::Mismatch => "httpsig.digest_mismatch",
                         _ => "httpsig.digest_malformed",
@@ -199,7 +197,7 @@ where
             }
             if let Some(nonce) = &verified.nonce {
                 let recorded = nonces
-                    .check_and_record(&verified.keyid, nonce, config.nonce_ttl)
+                    .check_and_record(verified.keyid, nonce, config.nonce_ttl)
                     .await;
                 if let Err(error) = recorded {
                     return refuse(nonce_rejection(&error), &parts);
@@ -250,12 +248,14 @@ mod tests {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
     use http::{HeaderMap, Method, StatusCode};
+    use http_body_util::BodyExt;
     use http_body_util::Full;
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
 
     use super::super::algorithm::{SigningKey, VerifyingKey};
-    use super::super::base::{Message, signature_base, signatures};
+    use super::super::base::{Message, signature_base};
+    use super::super::fields::signatures;
     use super::super::verify::tests::one_key;
     use super::*;
     use crate::Principal;
@@ -315,6 +315,7 @@ mod tests {
             path: "/models",
             query: Some("v=1"),
             headers: &headers,
+            status: None,
         };
         let base = signature_base(&message, &signature).unwrap();
         let mac = SigningKey::hmac_sha256(&SECRET)

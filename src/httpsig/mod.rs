@@ -10,10 +10,14 @@
 //!   `created` must be within the window and a `nonce` is required. The headers are checked
 //!   before the body is read; the body is read up to a bound, checked against its digest and
 //!   handed on as the same bytes; the nonce is recorded per key once all of that verified.
-//! * [`HttpSigSigner`] adds `Content-Digest`, `Signature-Input` and `Signature` to a request.
+//! * [`HttpSigSigner`] adds `Content-Digest`, `Signature-Input` and `Signature` to a request;
+//!   [`SignHttpLayer`](crate::sign::SignHttpLayer) signs every request of a hyper client or a
+//!   tonic channel with it.
 //!
-//! In progress (feature `httpsig`): the verify layer, its configuration and the signer are
-//! public; a client signing layer, `secure_service` keys and the benches are to come.
+//! Both fields are read whole (every line of each: a label given twice, however the lines
+//! split, is refused as ambiguous). Derived components follow RFC 9421 §2.2, `@query-param`
+//! included; component parameters other than `name` (`sf`, `key`, `bs`, `req`, `tr`) are
+//! refused rather than ignored.
 //!
 //! ```
 //! use axum::{Router, routing::post};
@@ -33,6 +37,7 @@ pub(crate) mod algorithm;
 pub(crate) mod base;
 mod config;
 pub(crate) mod digest;
+pub(crate) mod fields;
 pub(crate) mod layer;
 pub(crate) mod sign;
 pub(crate) mod verify;

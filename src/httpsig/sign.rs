@@ -5,8 +5,9 @@ use http::{HeaderMap, HeaderValue, Method, Uri};
 use sfv::{BareItem, FieldType, InnerList, Item, Key, ListEntry, Parameters};
 
 use super::algorithm::SigningKey;
-use super::base::{BaseError, CONTENT_DIGEST, Message, signature_base, signatures};
+use super::base::{BaseError, CONTENT_DIGEST, Message, signature_base};
 use super::digest;
+use super::fields::signatures;
 
 /// Signs requests with one key, as one label, covering what the verify layer requires.
 pub(crate) struct Signer {
@@ -31,6 +32,11 @@ impl Signer {
         created: i64,
         nonce: &str,
     ) -> Result<(), BaseError> {
+        let Some(authority) = uri.authority() else {
+            return Err(BaseError::Malformed(
+                "the request URI is not absolute: its scheme and authority are signed",
+            ));
+        };
         let mut covered: Vec<&str> = COVERED.to_vec();
         if !body.is_empty() {
             let field = digest::sha256_field(body);
@@ -38,14 +44,14 @@ impl Signer {
             covered.push("content-digest");
         }
         let input = self.input(&covered, created, nonce)?;
-        let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
         let message = Message {
             method,
             scheme: uri.scheme_str().unwrap_or("https"),
-            authority,
+            authority: authority.as_str(),
             path: uri.path(),
             query: uri.query(),
             headers,
+            status: None,
         };
         let placeholder = format!("{}=:AAAA:", self.label);
         let signature = signatures(&input, &placeholder)?.remove(0);
@@ -129,6 +135,7 @@ mod tests {
             path: uri.path(),
             query: uri.query(),
             headers,
+            status: None,
         }
     }
 
@@ -174,6 +181,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         let smuggled = signer.sign(&method, &uri, &mut headers, b"", now(), "a\"b\u{1}");
         assert!(smuggled.is_err());
+        // A relative URI leaves the authority unsigned: refused, not signed as empty.
+        let relative = Uri::from_static("/models?x=1");
+        let refused = signer.sign(&method, &relative, &mut HeaderMap::new(), b"", now(), "n-3");
+        assert!(matches!(refused, Err(BaseError::Malformed(_))));
     }
 
     /// Python's `http-message-signatures` (3.x) verifies what we sign, and we verify what it

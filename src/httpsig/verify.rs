@@ -1,15 +1,18 @@
 //! Which signature of a request counts, and whether it proves a caller (RFC 9421 §3.2): the
 //! decision the verify layer makes before it records the nonce and checks the body's digest.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderName;
+
 use super::algorithm::VerifyingKey;
 use super::base::{
-    BaseError, Component, Derived, Message, SIGNATURE, SIGNATURE_INPUT, Signature, signature_base,
-    signatures,
+    BaseError, Component, Derived, Message, SIGNATURE, SIGNATURE_INPUT, field_value, signature_base,
 };
+use super::fields::{Signature, signatures};
 use crate::clock::SharedClock;
 use crate::principal::{AuthMethod, Principal};
 use crate::reject::{Origin, Rejection, RejectionKind};
@@ -51,31 +54,34 @@ pub(crate) struct Settings {
 
 /// A verified signature: the caller it proves, and what must still be done with the request.
 #[derive(Debug)]
-pub(crate) struct Verified {
+pub(crate) struct Verified<'c> {
     pub(crate) principal: Principal,
-    pub(crate) keyid: String,
+    /// The key's id as configured (the nonce store's scope).
+    pub(crate) keyid: &'c str,
     pub(crate) nonce: Option<String>,
     /// The signature covers `content-digest`: the body must match it.
     pub(crate) covers_digest: bool,
 }
 
 /// Verifies the request's selected signature over `message`.
-pub(crate) fn verify(
-    settings: &Settings,
+pub(crate) fn verify<'c>(
+    settings: &'c Settings,
     message: &Message<'_>,
     has_body: bool,
-) -> Result<Verified, Rejection> {
-    let field = |name| message.headers.get(name).map(|v| v.to_str());
-    let (Some(input), Some(signature)) = (field(&SIGNATURE_INPUT), field(&SIGNATURE)) else {
+) -> Result<Verified<'c>, Rejection> {
+    // Every line of each field: a second line is part of the field, never ignored.
+    let field = |name: &HeaderName| field_value(message.headers, name);
+    let (input, signature) = (
+        field(&SIGNATURE_INPUT).map_err(base_refusal)?,
+        field(&SIGNATURE).map_err(base_refusal)?,
+    );
+    let (Some(input), Some(signature)) = (input, signature) else {
         return Err(refusal("httpsig.missing", "Missing message signature"));
     };
-    let (Ok(input), Ok(signature)) = (input, signature) else {
-        return Err(refusal("httpsig.malformed", "Malformed message signature"));
-    };
-    let all = signatures(input, signature).map_err(base_refusal)?;
+    let all = signatures(&input, &signature).map_err(base_refusal)?;
     let signature = select(&settings.selection, all)?;
     let keyid = signature.params.keyid.as_deref().unwrap_or_default();
-    let Some(key) = settings.keys.get(keyid) else {
+    let Some((keyid, key)) = settings.keys.get_key_value(keyid) else {
         return Err(refusal("httpsig.unknown_key", "Unknown signing key"));
     };
     if signature
@@ -108,26 +114,23 @@ pub(crate) fn verify(
     Ok(Verified {
         principal: Principal::new(key.principal.clone(), AuthMethod::HttpSig)
             .with_roles(key.roles.iter().cloned()),
-        keyid: keyid.to_owned(),
-        nonce: signature.params.nonce.clone(),
+        keyid,
+        nonce: signature.params.nonce.map(Cow::into_owned),
         covers_digest,
     })
 }
 
 /// The one signature the configuration selects; several candidates are ambiguous.
-fn select(selection: &Selection, all: Vec<Signature>) -> Result<Signature, Rejection> {
-    let mut candidates: Vec<Signature> = match selection {
-        Selection::Only => all,
-        Selection::Label(label) => all.into_iter().filter(|s| &s.label == label).collect(),
-        Selection::Tag(tag) => all
-            .into_iter()
-            .filter(|s| s.params.tag.as_ref() == Some(tag))
-            .collect(),
-    };
-    match candidates.len() {
-        1 => Ok(candidates.remove(0)),
-        0 => Err(refusal("httpsig.missing", "Missing message signature")),
-        _ => Err(refusal(
+fn select<'a>(selection: &Selection, all: Vec<Signature<'a>>) -> Result<Signature<'a>, Rejection> {
+    let mut candidates = all.into_iter().filter(|s| match selection {
+        Selection::Only => true,
+        Selection::Label(label) => s.label == label,
+        Selection::Tag(tag) => s.params.tag.as_deref() == Some(tag.as_str()),
+    });
+    match (candidates.next(), candidates.next()) {
+        (Some(one), None) => Ok(one),
+        (None, _) => Err(refusal("httpsig.missing", "Missing message signature")),
+        (Some(_), Some(_)) => Err(refusal(
             "httpsig.ambiguous",
             "Several message signatures, none selected",
         )),
@@ -137,7 +140,7 @@ fn select(selection: &Selection, all: Vec<Signature>) -> Result<Signature, Rejec
 /// `body_covered`: the body's digest is covered, or there is no body.
 fn check_coverage(
     settings: &Settings,
-    signature: &Signature,
+    signature: &Signature<'_>,
     body_covered: bool,
 ) -> Result<(), Rejection> {
     let covers = |wanted: Derived| signature.covered.contains(&Component::Derived(wanted));
@@ -154,7 +157,7 @@ fn check_coverage(
 }
 
 /// `created` is required and within the window; `expires`, when given, has not passed.
-fn check_freshness(settings: &Settings, signature: &Signature) -> Result<(), Rejection> {
+fn check_freshness(settings: &Settings, signature: &Signature<'_>) -> Result<(), Rejection> {
     let now = i64::try_from(settings.clock.now_millis() / 1000).unwrap_or(i64::MAX);
     let window = i64::try_from(settings.window.as_secs()).unwrap_or(i64::MAX);
     let Some(created) = signature.params.created else {
@@ -181,6 +184,10 @@ fn base_refusal(error: BaseError) -> Rejection {
         BaseError::Unsupported(_) => refusal(
             "httpsig.unsupported_component",
             "Message signature covers an unsupported component",
+        ),
+        BaseError::DuplicateLabel(_) => refusal(
+            "httpsig.ambiguous",
+            "A message signature label is given twice",
         ),
         BaseError::Missing(_) => refusal(
             "httpsig.missing_component",
@@ -258,10 +265,9 @@ pub(crate) mod tests {
         let input = format!("{label}=({covered}){params}");
         // Sign with the base the verifier will make.
         headers.insert("signature-input", input.parse().unwrap());
-        headers.insert("signature", format!("{label}=:AAAA:").parse().unwrap());
-        let signature = signatures(&input, &format!("{label}=:AAAA:"))
-            .unwrap()
-            .remove(0);
+        let placeholder = format!("{label}=:AAAA:");
+        headers.insert("signature", placeholder.parse().unwrap());
+        let signature = signatures(&input, &placeholder).unwrap().remove(0);
         let base = signature_base(&message(&method, &headers), &signature).unwrap();
         let bytes = SigningKey::hmac_sha256(&SECRET)
             .unwrap()
@@ -281,25 +287,29 @@ pub(crate) mod tests {
         format!(r#";created={created};keyid="gateway-key";nonce="n-1";alg="hmac-sha256""#)
     }
 
-    fn check(headers: &HeaderMap, settings: &Settings) -> Result<Verified, &'static str> {
+    fn check<'c>(
+        headers: &HeaderMap,
+        settings: &'c Settings,
+    ) -> Result<Verified<'c>, &'static str> {
         let method = Method::POST;
         verify(settings, &message(&method, headers), true).map_err(|r| r.code())
     }
 
     #[test]
     fn a_complete_fresh_signature_proves_its_key_s_principal() {
-        let verified = check(&signed("sig", FULL, &params(NOW)), &settings()).unwrap();
+        let settings = settings();
+        let verified = check(&signed("sig", FULL, &params(NOW)), &settings).unwrap();
         assert_eq!(verified.principal.id(), "gateway");
         assert_eq!(verified.principal.method(), AuthMethod::HttpSig);
         assert_eq!(verified.principal.roles(), ["developer"]);
         assert_eq!(
-            (verified.keyid.as_str(), verified.nonce.as_deref()),
+            (verified.keyid, verified.nonce.as_deref()),
             ("gateway-key", Some("n-1"))
         );
         assert!(verified.covers_digest);
         // @target-uri stands for @query.
         let target = r#""@method" "@authority" "@path" "@target-uri" "content-digest""#;
-        assert!(check(&signed("sig", target, &params(NOW)), &settings()).is_ok());
+        assert!(check(&signed("sig", target, &params(NOW)), &settings).is_ok());
     }
 
     #[test]

@@ -7,25 +7,47 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::Request;
-use http_body_util::{BodyExt, Full, Limited};
+use http::{Request, Uri};
+use http_body_util::Full;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::BoxError;
+use crate::body::read_bounded;
 use crate::httpsig::HttpSigSigner;
 
-/// Signs every request that passes through a client stack (a hyper-util `Client`, or any
-/// `Service<http::Request<Full<Bytes>>>`) with an [`HttpSigSigner`].
+/// Signs every request that passes through a client stack (a hyper-util `Client`, a tonic
+/// `Channel`, or any `Service<http::Request<B>>` whose body type is a [`SignableBody`]) with an
+/// [`HttpSigSigner`].
 ///
 /// The body is buffered to compute its `Content-Digest` before the request is sent: up to
 /// [`max_body_size`](Self::max_body_size) (1 MiB by default); a larger body fails the call
-/// instead of being buffered without bound. The request's URI must be absolute: its scheme and
-/// authority are signed.
+/// instead of being buffered without bound. Streaming calls (gRPC client or bidirectional
+/// streams) therefore cannot be signed by this layer: their body has no end to digest.
+///
+/// The scheme and authority are signed, so the request's URI must be absolute, or the layer
+/// must know the [`origin`](Self::origin) it sends to: tonic's generated clients send
+/// path-only URIs and let the channel add its origin.
+///
+/// ```
+/// use tonic::transport::Endpoint;
+/// use tower_zerotrust::httpsig::HttpSigSigner;
+/// use tower_zerotrust::sign::SignHttpLayer;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let endpoint = Endpoint::from_static("http://registry.internal:50051");
+/// let signer = HttpSigSigner::hmac_sha256("gateway-key", b"a shared secret of at least 32 bytes!")?;
+/// let channel = tower::ServiceBuilder::new()
+///     .layer(SignHttpLayer::new(signer).origin(endpoint.uri().clone()))
+///     .service(endpoint.connect().await?);
+/// // `ModelRegistryClient::with_origin(channel, origin)` or `tonic::client::Grpc::new(channel)`.
+/// # let _ = channel; Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct SignHttpLayer {
     signer: Arc<HttpSigSigner>,
     max_body: usize,
+    origin: Option<Uri>,
 }
 
 impl SignHttpLayer {
@@ -34,6 +56,7 @@ impl SignHttpLayer {
         Self {
             signer: Arc::new(signer),
             max_body: 1024 * 1024,
+            origin: None,
         }
     }
 
@@ -41,6 +64,14 @@ impl SignHttpLayer {
     #[must_use]
     pub fn max_body_size(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
+        self
+    }
+
+    /// The scheme and authority of requests whose URI is a path only, as a tonic channel's
+    /// are: they are signed, and sent, with this origin's.
+    #[must_use]
+    pub fn origin(mut self, origin: Uri) -> Self {
+        self.origin = Some(origin);
         self
     }
 }
@@ -51,8 +82,7 @@ impl<S> Layer<S> for SignHttpLayer {
     fn layer(&self, inner: S) -> Self::Service {
         SignHttp {
             inner,
-            signer: self.signer.clone(),
-            max_body: self.max_body,
+            layer: self.clone(),
         }
     }
 }
@@ -61,16 +91,42 @@ impl<S> Layer<S> for SignHttpLayer {
 #[derive(Debug, Clone)]
 pub struct SignHttp<S> {
     inner: S,
-    signer: Arc<HttpSigSigner>,
-    max_body: usize,
+    layer: SignHttpLayer,
+}
+
+/// A request body type [`SignHttp`] can make again from the bytes it read and signed, so that
+/// the inner service gets the body type it takes.
+pub trait SignableBody: http_body::Body<Data = Bytes> + Sized {
+    /// The body carrying `bytes`.
+    fn from_signed(bytes: Bytes) -> Self;
+}
+
+impl SignableBody for Full<Bytes> {
+    fn from_signed(bytes: Bytes) -> Self {
+        Full::new(bytes)
+    }
+}
+
+#[cfg(feature = "tonic")]
+impl SignableBody for tonic::body::Body {
+    fn from_signed(bytes: Bytes) -> Self {
+        tonic::body::Body::new(Full::new(bytes))
+    }
+}
+
+#[cfg(feature = "axum")]
+impl SignableBody for axum_core::body::Body {
+    fn from_signed(bytes: Bytes) -> Self {
+        axum_core::body::Body::from(bytes)
+    }
 }
 
 impl<S, B> Service<Request<B>> for SignHttp<S>
 where
-    S: Service<Request<Full<Bytes>>> + Clone + Send + 'static,
+    S: Service<Request<B>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B: SignableBody + Send + 'static,
     B::Error: Into<BoxError>,
 {
     type Response = S::Response;
@@ -84,13 +140,20 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let (signer, max_body) = (self.signer.clone(), self.max_body);
+        let layer = self.layer.clone();
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
-            let body = Limited::new(body, max_body).collect().await?.to_bytes();
-            signer.sign(&parts.method, &parts.uri, &mut parts.headers, &body)?;
+            if let (None, Some(origin)) = (parts.uri.authority(), &layer.origin) {
+                let mut uri = origin.clone().into_parts();
+                uri.path_and_query = parts.uri.path_and_query().cloned();
+                parts.uri = Uri::from_parts(uri)?;
+            }
+            let body = read_bounded(body, layer.max_body).await?;
+            layer
+                .signer
+                .sign(&parts.method, &parts.uri, &mut parts.headers, &body)?;
             inner
-                .call(Request::from_parts(parts, Full::new(body)))
+                .call(Request::from_parts(parts, B::from_signed(body)))
                 .await
                 .map_err(Into::into)
         })
@@ -102,6 +165,7 @@ mod tests {
     use axum::Router;
     use axum::routing::post;
     use http::StatusCode;
+    use http_body_util::BodyExt;
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
     use tower::{ServiceBuilder, ServiceExt};

@@ -64,6 +64,6 @@ pub use bearer::{
     MintError, MintedToken, StaticToken, TokenFn, TokenIssuer, TokenSource, token_fn,
 };
 #[cfg(feature = "httpsig")]
-pub use httpsig::{SignHttp, SignHttpLayer};
+pub use httpsig::{SignHttp, SignHttpLayer, SignableBody};
 #[cfg(feature = "hmac")]
 pub use layer::{SignHmac, SignHmacLayer};
