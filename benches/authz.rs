@@ -146,5 +146,78 @@ fn layers(c: &mut Criterion) {
     assert_eq!(refused.get(), 0, "a benchmarked request was refused");
 }
 
-criterion_group!(benches, decisions, layers);
+/// A typical role-and-path Rego policy: roles to permissions as data, the permission a method
+/// needs, a path prefix; decided alone and through `AuthorizeLayer`.
+#[cfg(feature = "rego")]
+fn rego(c: &mut Criterion) {
+    use tower_zerotrust::authz::{DecisionRequest, EngineDecision, PolicyEngine, RegoPolicy};
+    let rego = RegoPolicy::builder()
+        .policy(
+            r#"
+            package zerotrust.authz
+            default allow := false
+            permissions := {
+                "viewer": ["models:read"],
+                "developer": ["models:read", "models:write"],
+                "admin": ["*"],
+            }
+            required := "models:read" if input.request.method == "GET"
+            required := "models:write" if input.request.method == "POST"
+            allow if {
+                startswith(input.request.path, "/models")
+                some role in input.principal.roles
+                some granted in permissions[role]
+                granted in {required, "*"}
+            }
+            "#,
+        )
+        .build()
+        .unwrap();
+    let mut extensions = http::Extensions::new();
+    extensions.insert(developer());
+    let (method, uri, headers) = (
+        Method::POST,
+        http::Uri::from_static("/models?team=ml"),
+        http::HeaderMap::new(),
+    );
+    let request = DecisionRequest::new(&method, &uri, &headers, &extensions);
+    let mut group = c.benchmark_group("decision");
+    group.bench_function("rego_role_and_path_policy", |b| {
+        b.iter(|| {
+            let decision = rego.decide(black_box(&request));
+            assert_eq!(decision, EngineDecision::Allow);
+        })
+    });
+    group.finish();
+    let noop = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    let authorize = ServiceBuilder::new()
+        .layer(AuthorizeLayer::new(
+            AuthorizeConfig::builder(Policy::example_roles())
+                .otherwise(Require::engine(rego))
+                .build()
+                .unwrap(),
+        ))
+        .service(noop);
+    let request = || {
+        let mut req = Request::post("/models?team=ml").body(()).unwrap();
+        req.extensions_mut().insert(developer());
+        req
+    };
+    let mut group = c.benchmark_group("layer");
+    group.bench_function("authorize_rego_policy", |b| {
+        b.iter_custom(|iters| {
+            in_chunks(iters, request, |req| {
+                let response = complete(authorize.clone().oneshot(req)).unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                response
+            })
+        })
+    });
+    group.finish();
+}
+
+#[cfg(not(feature = "rego"))]
+fn rego(_: &mut Criterion) {}
+
+criterion_group!(benches, decisions, layers, rego);
 criterion_main!(benches);

@@ -430,13 +430,13 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
 /// subject "batch-job" (`jwt:batch-job`: a token's subject, not a service of that name), which
 /// may make 3 calls at once and 1 per second after that.
 fn access() -> Result<secure_app::Access, tower_zerotrust::ConfigError> {
-    Ok(secure_app::Access {
-        policy: Policy::example_roles().into(),
-        limits: RateLimitConfig::builder()
+    Ok(secure_app::Access::new(
+        Policy::example_roles().into(),
+        RateLimitConfig::builder()
             .principal_quota("jwt:batch-job", RateQuota::new(1, 3))
             .peer_addr(secure_app::peer_ip)
             .build()?,
-    })
+    ))
 }
 
 fn request(method: &str, base: &str, path: &str) -> Request<Body> {

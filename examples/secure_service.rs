@@ -28,6 +28,11 @@
 //! | `NONCE_STORE`     | where HMAC nonces are remembered: `memory` (default) or a `redis://` URL shared by every replica, so a request accepted by one is a replay to all (build with `--features redis`) |
 //! | `HTTPSIG_KEYS_FILE` | JSON keys for HTTP message signatures (RFC 9421, build with `--features httpsig`): `{"keys": [{"keyid", "alg", "secret_base64" (hmac-sha256) or "public_key_pem_file" (ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384, rsa-pss-sha512, rsa-v1_5-sha256; relative to the file), "principal", "roles"}]}`. Signed requests are then accepted wherever HMAC-signed ones are (`/execute` for `ALLOWED_CALLERS`, `/whoami` with `"method": "httpsig"`, the models); they cover `@method`, `@authority`, `@path`, `@query` and, with a body, `content-digest`, with `created` within ±30 s and a `nonce` (replays refused through `NONCE_STORE`) |
 //! | `RATE_LIMIT_STORE` | where quotas are counted: `memory` (default, per replica) or a `redis://` URL shared by every replica |
+//! | `AUTHZ_REGO_FILE` | a Rego policy (`.rego`, build with `--features rego`) that decides `/whoami` and the `/models` routes instead of the role rules (`/health` stays public, `POST /execute` keeps its callers); its input is described in `RegoPolicy`'s docs. `SIGHUP` reloads it; a policy that does not compile is refused and the previous one stays |
+//! | `AUTHZ_REGO_DATA_FILE` | its data document (JSON object, `data.*`), reloaded with it |
+//! | `AUTHZ_REGO_QUERY` | the rule that decides (default `data.zerotrust.authz.allow`): `true`/`false` or `{"allowed": bool, "reason": string}` |
+//! | `AUTHZ_MODE`      | `enforce` (default) or `shadow`: authorization and rate limits let every request through and record what they would have refused (audit `metadata.shadow_refusal`) |
+//! | `AUTHZ_SHADOW_REGO_FILE` | a candidate Rego policy decided beside the enforced rules on the same routes, never enforced: each disagreement is recorded (audit `metadata.shadow_disagreement`, with both decisions). `AUTHZ_SHADOW_REGO_DATA_FILE` is its data |
 //!
 //! With Redis, an outage fails closed: signed requests and rate-limited routes get 503 until
 //! Redis answers again, and the service recovers by itself.
@@ -51,6 +56,7 @@ use std::process::ExitCode;
 use tower_zerotrust::BoxError;
 use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
 use tower_zerotrust::authz::{Policy, SharedPolicy};
+use tower_zerotrust::decision::Enforcement;
 use tower_zerotrust::hmac::HmacConfigBuilder;
 use tower_zerotrust::jwt::JwtConfigBuilder;
 use tower_zerotrust::mtls::{MtlsPrincipalConfig, ReloadingServerConfig, TlsConfig, serve_tls};
@@ -76,7 +82,7 @@ async fn main() -> ExitCode {
 
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".into());
     let service_id = std::env::var("SERVICE_ID").unwrap_or_else(|_| "secure-service".into());
-    let (app, tls, policy) = match configure() {
+    let (app, tls, reloadable) = match configure() {
         Ok(configured) => configured,
         Err(error) => {
             eprintln!("configuration error: {error}");
@@ -94,12 +100,13 @@ async fn main() -> ExitCode {
         .local_addr()
         .expect("a bound listener has an address");
     tracing::info!(service_id, "started");
-    // SIGHUP also reads ROLES_FILE again; a broken file keeps the roles in force.
+    // SIGHUP also reads ROLES_FILE and the Rego policies again; a broken file keeps what is in
+    // force.
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(mut hangups) => {
             tokio::spawn(async move {
                 while hangups.recv().await.is_some() {
-                    let _ = policy.reload();
+                    reloadable.reload();
                 }
             });
         }
@@ -160,9 +167,26 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-type Configured = (axum::Router, Option<ReloadingServerConfig>, SharedPolicy);
+type Configured = (axum::Router, Option<ReloadingServerConfig>, Reloadable);
 
-/// The routes, the TLS configuration when `TLS_CERT_FILE` is set, and the roles policy.
+/// What `SIGHUP` reads again.
+struct Reloadable {
+    roles: SharedPolicy,
+    #[cfg(feature = "rego")]
+    rego: Vec<tower_zerotrust::authz::RegoPolicy>,
+}
+
+impl Reloadable {
+    fn reload(&self) {
+        let _ = self.roles.reload();
+        #[cfg(feature = "rego")]
+        for policy in &self.rego {
+            let _ = policy.reload();
+        }
+    }
+}
+
+/// The routes, the TLS configuration when `TLS_CERT_FILE` is set, and what reloads.
 fn configure() -> Result<Configured, BoxError> {
     let hmac = HmacConfigBuilder::from_env().public_path("/health");
     let jwt = JwtConfigBuilder::from_env();
@@ -192,8 +216,7 @@ fn configure() -> Result<Configured, BoxError> {
     };
     // With TLS, a client certificate alone proves who is calling (its subject CN).
     let mtls = tls.is_some().then(MtlsPrincipalConfig::builder);
-    let access = access(store("RATE_LIMIT_STORE")?)?;
-    let policy = access.policy.clone();
+    let (access, reloadable) = access(store("RATE_LIMIT_STORE")?)?;
     let httpsig = httpsig_keys(tls.is_some())?;
     let app = match store("NONCE_STORE")? {
         None => secure_app::router(
@@ -212,7 +235,7 @@ fn configure() -> Result<Configured, BoxError> {
         #[cfg(not(feature = "redis"))]
         Some(never) => match never {},
     };
-    Ok((app, tls, policy))
+    Ok((app, tls, reloadable))
 }
 
 /// `HTTPSIG_KEYS_FILE`: the keys whose RFC 9421 signatures the service accepts, as JSON
@@ -338,13 +361,22 @@ fn store(name: &str) -> Result<Option<Redis>, BoxError> {
 }
 
 /// `ROLES_FILE` (YAML; the four example roles when unset), `RATE_LIMIT_AVERAGE` and
-/// `RATE_LIMIT_BURST` (100 and 50), counted in `shared` Redis when given.
-fn access(shared: Option<Redis>) -> Result<secure_app::Access, BoxError> {
+/// `RATE_LIMIT_BURST` (100 and 50), counted in `shared` Redis when given; the Rego policies
+/// and `AUTHZ_MODE`.
+fn access(shared: Option<Redis>) -> Result<(secure_app::Access, Reloadable), BoxError> {
     let policy = match std::env::var("ROLES_FILE").ok().filter(|v| !v.is_empty()) {
         Some(file) => SharedPolicy::from_yaml_file(file)?,
         None => Policy::example_roles().into(),
     };
-    let limits = RateLimitConfigBuilder::from_env().peer_addr(secure_app::peer_ip);
+    let enforcement = match std::env::var("AUTHZ_MODE").ok().filter(|v| !v.is_empty()) {
+        None => Enforcement::Enforce,
+        Some(mode) if mode == "enforce" => Enforcement::Enforce,
+        Some(mode) if mode == "shadow" => Enforcement::Shadow,
+        Some(_) => return Err("AUTHZ_MODE must be `enforce` or `shadow`".into()),
+    };
+    let limits = RateLimitConfigBuilder::from_env()
+        .peer_addr(secure_app::peer_ip)
+        .enforcement(enforcement);
     let limits = match shared {
         None => limits,
         #[cfg(feature = "redis")]
@@ -353,5 +385,51 @@ fn access(shared: Option<Redis>) -> Result<secure_app::Access, BoxError> {
         Some(never) => match never {},
     }
     .build()?;
-    Ok(secure_app::Access { policy, limits })
+    let mut access = secure_app::Access::new(policy.clone(), limits);
+    access.enforcement = enforcement;
+    #[cfg_attr(not(feature = "rego"), allow(unused_mut))]
+    let mut reloadable = Reloadable {
+        roles: policy,
+        #[cfg(feature = "rego")]
+        rego: Vec::new(),
+    };
+    let enforced = rego("AUTHZ_REGO_FILE", "AUTHZ_REGO_DATA_FILE")?;
+    let candidate = rego("AUTHZ_SHADOW_REGO_FILE", "AUTHZ_SHADOW_REGO_DATA_FILE")?;
+    #[cfg(feature = "rego")]
+    {
+        access.engine = enforced.clone().map(Into::into);
+        access.candidate = candidate.clone().map(Into::into);
+        reloadable
+            .rego
+            .extend(enforced.into_iter().chain(candidate));
+    }
+    #[cfg(not(feature = "rego"))]
+    let _ = (enforced, candidate);
+    Ok((access, reloadable))
+}
+
+/// The Rego policy in `file` (and its data in `data`), deciding `AUTHZ_REGO_QUERY`.
+#[cfg(feature = "rego")]
+fn rego(file: &str, data: &str) -> Result<Option<tower_zerotrust::authz::RegoPolicy>, BoxError> {
+    let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    let Some(path) = var(file) else {
+        return Ok(None);
+    };
+    let mut builder = tower_zerotrust::authz::RegoPolicy::builder().policy_file(path);
+    if let Some(data) = var(data) {
+        builder = builder.data_file(data);
+    }
+    if let Some(query) = var("AUTHZ_REGO_QUERY") {
+        builder = builder.query(query);
+    }
+    Ok(Some(builder.build().map_err(|e| format!("{file}: {e}"))?))
+}
+
+/// Without the `rego` feature a Rego policy is refused, not ignored.
+#[cfg(not(feature = "rego"))]
+fn rego(file: &str, _: &str) -> Result<Option<std::convert::Infallible>, BoxError> {
+    match std::env::var(file).ok().filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(_) => Err(format!("{file}: this build has no Rego support (--features rego)").into()),
+    }
 }

@@ -104,7 +104,10 @@
 mod macros;
 
 pub mod body;
+#[cfg(feature = "jwt")]
+mod claims;
 pub mod clock;
+pub mod decision;
 #[cfg(any(
     feature = "hmac",
     feature = "jwt",

@@ -5,6 +5,8 @@
 //! |---|---|---|
 //! | `zerotrust_requests_total` | counter | `outcome` (`accepted`/`rejected`), `method`, `reason` (a reason code, or `none`) |
 //! | `zerotrust_request_duration_seconds` | histogram | `outcome` |
+//! | `zerotrust_shadow_refusals_total` | counter | `layer` (`authz`/`rate_limit`), `reason`: refusals a layer in shadow mode did not make |
+//! | `zerotrust_shadow_disagreements_total` | counter | `layer`, `enforced`, `candidate`: decisions a candidate policy would have made differently |
 //! | `zerotrust_nonce_store_entries` | gauge | |
 //! | `zerotrust_certificate_expiry_seconds` | gauge | time left on the served certificate |
 //!
@@ -51,6 +53,23 @@ impl AuditSink for MetricsSink {
         .increment(1);
         ::metrics::histogram!("zerotrust_request_duration_seconds", "outcome" => outcome)
             .record(event.metadata.latency_ms / 1000.0);
+        if let Some(refusal) = event.metadata.shadow_refusal {
+            ::metrics::counter!(
+                "zerotrust_shadow_refusals_total",
+                "layer" => refusal.layer,
+                "reason" => refusal.code,
+            )
+            .increment(1);
+        }
+        if let Some(disagreement) = event.metadata.shadow_disagreement {
+            ::metrics::counter!(
+                "zerotrust_shadow_disagreements_total",
+                "layer" => disagreement.layer,
+                "enforced" => disagreement.enforced,
+                "candidate" => disagreement.candidate,
+            )
+            .increment(1);
+        }
         ready(())
     }
 }

@@ -9,6 +9,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::decision::Note;
 use crate::reject::{Origin, Rejection, RejectionKind};
 
 /// How a [`Principal`] proved who it is.
@@ -210,6 +211,9 @@ pub(crate) struct PrincipalSlot(Arc<dyn HearsPrincipal>);
 pub(crate) trait HearsPrincipal: Send + Sync + 'static {
     /// `principal` was proven (the last one told is the request's).
     fn hear(&self, principal: Principal);
+
+    /// A layer decided something worth recording besides its outcome.
+    fn note(&self, note: Note);
 }
 
 #[cfg_attr(not(feature = "audit"), allow(dead_code))]
@@ -220,6 +224,10 @@ impl PrincipalSlot {
 
     fn set(&self, principal: Principal) {
         self.0.hear(principal);
+    }
+
+    pub(crate) fn note(&self, note: Note) {
+        self.0.note(note);
     }
 }
 

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 const SPINE: &[&str] = &[
     "body",
+    "claims",
     "clock",
+    "decision",
     "env",
     "error",
     "fuzz",

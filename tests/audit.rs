@@ -14,6 +14,7 @@ use support::captured::Captured;
 use support::{SECRET, request, send, set};
 use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
 use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Policy, Require};
+use tower_zerotrust::decision::Enforcement;
 use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
 use tower_zerotrust::rate_limit::{RateLimitConfig, RateLimitLayer, RateQuota};
 use tower_zerotrust::sign::HmacSigner;
@@ -29,6 +30,11 @@ fn events(lines: &Captured) -> Vec<Value> {
 
 /// The whole stack: audit ▸ HMAC ▸ rate limit ▸ authorize ▸ handler.
 fn stack(sink: JsonLinesSink) -> Router {
+    stack_with(sink, Enforcement::Enforce)
+}
+
+/// The same, rate limit and authorization in `enforcement` mode.
+fn stack_with(sink: JsonLinesSink, enforcement: Enforcement) -> Router {
     let hmac = HmacConfig::builder()
         .secret(SECRET)
         .allow_any_caller()
@@ -44,10 +50,12 @@ fn stack(sink: JsonLinesSink) -> Router {
     let authorize = AuthorizeConfig::builder(policy)
         .public(Method::GET, "/health")
         .route(Method::GET, "/models", Require::permission("models:read"))
+        .enforcement(enforcement)
         .build()
         .unwrap();
     let limits = RateLimitConfig::builder()
         .principal_quota("batch", RateQuota::new(1, 1))
+        .enforcement(enforcement)
         .build()
         .unwrap();
     Router::new()
@@ -293,4 +301,71 @@ async fn a_caller_refused_after_proving_itself_is_named() {
     assert_eq!(events[0]["metadata"]["auth_method"], "hmac");
     assert_eq!(events[0]["metadata"]["reason"], "hmac.caller_not_allowed");
     assert_eq!(events[1]["principal"], Value::Null);
+}
+
+/// Shadow mode lets every request through and records, in each event, the refusal enforce mode
+/// gives the same traffic: the same layer and reason code, event by event. Authorization
+/// refusals explain themselves in both modes.
+#[tokio::test]
+async fn shadow_mode_records_exactly_the_refusals_enforce_mode_makes() {
+    let mut runs = Vec::new();
+    for enforcement in [Enforcement::Enforce, Enforcement::Shadow] {
+        let lines = Captured::default();
+        let sink = JsonLinesSink::new(lines.clone(), 64, Overflow::Wait);
+        let addr = support::serve(stack_with(sink.clone(), enforcement)).await;
+        let mut statuses = Vec::new();
+        // Allowed; no permission; within quota; over quota; not proven at all.
+        for (caller, secret) in [
+            ("gateway", SECRET),
+            ("intruder", SECRET),
+            ("batch", SECRET),
+            ("batch", SECRET),
+            ("gateway", support::OTHER_SECRET),
+        ] {
+            let mut req = request("GET", addr, "/models");
+            HmacSigner::new(caller, secret)
+                .unwrap()
+                .sign_request(&mut req);
+            statuses.push(send(req).await.status);
+        }
+        sink.flush().await;
+        runs.push((statuses, events(&lines)));
+    }
+    let (enforced, enforced_events) = &runs[0];
+    let (shadowed, shadow_events) = &runs[1];
+    use StatusCode as S;
+    assert_eq!(
+        enforced,
+        &[
+            S::OK,
+            S::FORBIDDEN,
+            S::OK,
+            S::TOO_MANY_REQUESTS,
+            S::UNAUTHORIZED
+        ]
+    );
+    // Authentication is never shadowed: only authorization and rate limits are.
+    assert_eq!(shadowed, &[S::OK, S::OK, S::OK, S::OK, S::UNAUTHORIZED]);
+    for (i, (enforced, shadow)) in enforced_events.iter().zip(shadow_events).enumerate() {
+        let metadata = &enforced["metadata"];
+        let would = &shadow["metadata"]["shadow_refusal"];
+        match metadata["layer"].as_str() {
+            Some(layer @ ("authz" | "rate_limit")) => {
+                assert_eq!(would["layer"], layer, "request {i}");
+                assert_eq!(would["code"], metadata["reason"], "request {i}");
+                // The real outcome stays the event's status.
+                assert_eq!(shadow["status"], "success", "request {i}");
+            }
+            _ => assert_eq!(*would, Value::Null, "request {i}: {shadow}"),
+        }
+        assert!(enforced["metadata"].get("shadow_refusal").is_none());
+    }
+    // The refused `intruder` request names the rule, the permission and the roles held.
+    for events in [enforced_events, shadow_events] {
+        let explanation = &events[1]["metadata"]["explanation"];
+        assert_eq!(explanation["rule"], "GET /models");
+        assert_eq!(explanation["required"], "permission models:read");
+        assert_eq!(explanation["roles"], serde_json::json!([]));
+        assert!(events[0]["metadata"].get("explanation").is_none());
+    }
 }

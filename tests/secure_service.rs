@@ -840,3 +840,246 @@ async fn secure_service_writes_its_audit_trail_and_flushes_it_on_sigterm() {
     assert!(!text.contains(SECRET));
     std::fs::remove_file(&path).ok();
 }
+
+/// A token of `team` for `sub` (HS256, the service's issuer and audience), with no roles.
+#[cfg(feature = "rego")]
+fn team_token(sub: &str, team: &str) -> String {
+    let claims = json!({
+        "sub": sub, "iss": "aegis", "aud": "aegis-api", "team": team,
+        "exp": now() + 300, "iat": now(),
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[cfg(feature = "rego")]
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("zt-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Services named in the data are trusted; the `ml` team may read; anything else is refused
+/// with the policy's reason.
+#[cfg(feature = "rego")]
+const REGISTRY_REGO: &str = r#"
+package zerotrust.authz
+
+default decision := {"allowed": false, "reason": "no rule of the registry policy allows this"}
+
+decision := {"allowed": true} if input.principal.id in data.services
+
+decision := {"allowed": true} if {
+	input.principal.claims.team == "ml"
+	input.request.method == "GET"
+}
+"#;
+
+/// With `AUTHZ_REGO_FILE`, the policy decides `/models` and `/whoami` for every kind of
+/// principal (HMAC services, token subjects by their claims), `/health` stays public; a
+/// refusal carries the policy's reason into the audit trail; `SIGHUP` reloads policy and data,
+/// and a policy that does not compile leaves the one in force.
+#[cfg(feature = "rego")]
+#[tokio::test]
+async fn secure_service_decides_by_a_rego_policy_and_reloads_it_on_sighup() {
+    let dir = scratch("rego");
+    let (policy, data, audit) = (
+        dir.join("registry.rego"),
+        dir.join("data.json"),
+        dir.join("audit.jsonl"),
+    );
+    std::fs::write(&policy, REGISTRY_REGO).unwrap();
+    std::fs::write(&data, r#"{"services": ["gateway"]}"#).unwrap();
+    let mut service = SecureService::start(&[
+        ("SERVICE_SECRET", SECRET),
+        ("JWT_SECRET", JWT_SECRET),
+        ("JWT_ISSUER", "aegis"),
+        ("JWT_AUDIENCE", "aegis-api"),
+        ("AUTHZ_REGO_FILE", policy.to_str().unwrap()),
+        ("AUTHZ_REGO_DATA_FILE", data.to_str().unwrap()),
+        ("AUTHZ_REGO_QUERY", "data.zerotrust.authz.decision"),
+        ("AUDIT_LOG", audit.to_str().unwrap()),
+    ]);
+    let addr = service.addr;
+    let hmac = |caller: &str, method: &str, path: &str| {
+        send(formula_request(SECRET, caller, method, addr, path))
+    };
+    let bearer = |token: String, method: &str, path: &str| {
+        let mut req = request(method, addr, path);
+        set(&mut req, "authorization", &format!("Bearer {token}"));
+        if method == "POST" {
+            *req.body_mut() = Body::from(r#"{"name":"m"}"#);
+            set(&mut req, "content-type", "application/json");
+        }
+        send(req)
+    };
+    // `gateway` holds no role: the role rules alone refuse it (403); the policy trusts it.
+    assert_eq!(
+        hmac("gateway", "GET", "/models").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        hmac("gateway", "GET", "/whoami").await.status,
+        StatusCode::OK
+    );
+    let refused = hmac("batch", "GET", "/models").await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::FORBIDDEN, "authz.policy_denied".into())
+    );
+    let ml = || team_token("alice", "ml");
+    assert_eq!(bearer(ml(), "GET", "/models").await.status, StatusCode::OK);
+    assert_eq!(
+        bearer(ml(), "POST", "/models").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let ops = bearer(team_token("bob", "ops"), "GET", "/whoami").await;
+    assert_eq!(ops.status, StatusCode::FORBIDDEN);
+    // Nobody proven: 401, so that a client knows to prove itself.
+    let anonymous = send(request("GET", addr, "/models")).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(request("GET", addr, "/health")).await.status,
+        StatusCode::OK
+    );
+
+    // New data on SIGHUP: `batch` is trusted now, `gateway` no longer.
+    std::fs::write(&data, r#"{"services": ["batch"]}"#).unwrap();
+    service.hang_up();
+    service.wait_for_log("Rego policy reloaded");
+    assert_eq!(hmac("batch", "GET", "/models").await.status, StatusCode::OK);
+    assert_eq!(
+        hmac("gateway", "GET", "/models").await.status,
+        StatusCode::FORBIDDEN
+    );
+    // A policy that does not compile: refused, and the one in force keeps deciding.
+    std::fs::write(&policy, "package zerotrust.authz\ndecision := {").unwrap();
+    service.hang_up();
+    service.wait_for_log("Rego policy not reloaded");
+    assert_eq!(hmac("batch", "GET", "/models").await.status, StatusCode::OK);
+    assert_eq!(
+        hmac("gateway", "GET", "/models").await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let term = Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(service.child.wait().unwrap().success());
+    let events = events_in(&audit);
+    let batch = events
+        .iter()
+        .find(|e| e["principal"] == "batch")
+        .expect("an event for batch");
+    assert_eq!(batch["metadata"]["reason"], "authz.policy_denied");
+    assert_eq!(
+        batch["metadata"]["explanation"]["reason"],
+        "no rule of the registry policy allows this"
+    );
+    assert_eq!(
+        batch["metadata"]["explanation"]["required"],
+        "policy engine"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The audit events written to `path` so far (waiting up to 10 s for the file to settle).
+#[cfg(feature = "rego")]
+fn events_in(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.ends_with('\n') || std::time::Instant::now() > deadline {
+            return text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `AUTHZ_MODE=shadow` lets every request through and records each refusal enforcement would
+/// have made; `AUTHZ_SHADOW_REGO_FILE` runs a candidate beside the role rules and records each
+/// disagreement with both decisions.
+#[cfg(feature = "rego")]
+#[tokio::test]
+async fn secure_service_shadows_refusals_and_compares_a_candidate_policy() {
+    use tower_zerotrust::jwt::Algorithm;
+    use tower_zerotrust::sign::TokenIssuer;
+
+    let dir = scratch("shadow");
+    let (candidate, audit) = (dir.join("candidate.rego"), dir.join("audit.jsonl"));
+    // The candidate: only services may touch the models.
+    std::fs::write(
+        &candidate,
+        "package zerotrust.authz\ndefault allow := false\nallow if input.principal.method == \"hmac\"\n",
+    )
+    .unwrap();
+    let mut service = SecureService::start(&[
+        ("SERVICE_SECRET", SECRET),
+        ("JWT_SECRET", JWT_SECRET),
+        ("JWT_ISSUER", "aegis"),
+        ("JWT_AUDIENCE", "aegis-api"),
+        ("AUTHZ_MODE", "shadow"),
+        ("AUTHZ_SHADOW_REGO_FILE", candidate.to_str().unwrap()),
+        ("RATE_LIMIT_AVERAGE", "1"),
+        ("RATE_LIMIT_BURST", "1"),
+        ("AUDIT_LOG", audit.to_str().unwrap()),
+    ]);
+    let addr = service.addr;
+    let issuer = TokenIssuer::hmac(Algorithm::HS256, JWT_SECRET, "aegis", "aegis-api").unwrap();
+    let viewer = issuer.mint("vera", &["viewer"]).unwrap();
+    let mut post = request("POST", addr, "/models");
+    set(&mut post, "authorization", &format!("Bearer {viewer}"));
+    set(&mut post, "content-type", "application/json");
+    *post.body_mut() = Body::from(r#"{"name":"m"}"#);
+    // A viewer may not write: enforcement would refuse; shadow mode lets it through.
+    assert_eq!(send(post).await.status, StatusCode::CREATED);
+    // `gateway` holds no role: refused by the rules (shadowed), allowed by the candidate. Its
+    // second request is over its quota of 1: shadowed too.
+    for _ in 0..2 {
+        let reply = send(formula_request(SECRET, "gateway", "GET", addr, "/models")).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(service.child.wait().unwrap().success());
+    let events = events_in(&audit);
+    assert_eq!(events.len(), 3, "{events:?}");
+    let vera = &events[0]["metadata"];
+    assert_eq!(events[0]["status"], "success");
+    assert_eq!(
+        vera["shadow_refusal"],
+        json!({"layer": "authz", "code": "authz.permission_denied"})
+    );
+    assert_eq!(vera["explanation"]["required"], "permission models:write");
+    assert_eq!(vera["explanation"]["roles"], json!(["viewer"]));
+    // The rules (would) refuse vera, and so does the candidate: they agree.
+    assert!(vera.get("shadow_disagreement").is_none(), "{vera}");
+    for event in &events[1..] {
+        assert_eq!(
+            event["metadata"]["shadow_disagreement"],
+            json!({"layer": "authz", "enforced": "authz.permission_denied", "candidate": "allow"})
+        );
+    }
+    assert_eq!(
+        events[1]["metadata"]["shadow_refusal"]["code"],
+        "authz.permission_denied"
+    );
+    // Over quota is the first refusal the second request meets.
+    assert_eq!(
+        events[2]["metadata"]["shadow_refusal"],
+        json!({"layer": "rate_limit", "code": "rate_limit.exceeded"})
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Require, SharedPolicy};
+use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Engine, Require, SharedPolicy};
+use tower_zerotrust::decision::Enforcement;
 use tower_zerotrust::hmac::{HmacConfigBuilder, VerifyHmacLayer};
 use tower_zerotrust::jwt::{JwtConfigBuilder, RequireJwtLayer};
 use tower_zerotrust::mtls::{MtlsPrincipalConfigBuilder, MtlsPrincipalLayer, PeerAddr};
@@ -41,6 +42,42 @@ pub type HttpSig = std::convert::Infallible;
 pub struct Access {
     pub policy: SharedPolicy,
     pub limits: RateLimitConfig,
+    /// Decides `/models` and `/whoami` instead of the role rules (a Rego policy).
+    pub engine: Option<Engine>,
+    /// Decided beside the enforced rules on the same routes, never enforced: disagreements
+    /// are recorded.
+    pub candidate: Option<Engine>,
+    /// Refuse, or only record what would be refused (authorization and rate limits).
+    pub enforcement: Enforcement,
+}
+
+impl Access {
+    /// The role rules (or `Rego`) and the given quotas, enforced.
+    pub fn new(policy: SharedPolicy, limits: RateLimitConfig) -> Self {
+        Self {
+            policy,
+            limits,
+            engine: None,
+            candidate: None,
+            enforcement: Enforcement::Enforce,
+        }
+    }
+
+    /// The authorize layer of a route that needs `require`, or whatever the policy engine
+    /// decides when there is one.
+    fn authorize(&self, require: Require) -> Result<AuthorizeLayer, ConfigError> {
+        let require = match &self.engine {
+            Some(engine) => Require::Engine(engine.clone()),
+            None => require,
+        };
+        let mut config = AuthorizeConfig::builder(self.policy.clone())
+            .otherwise(require)
+            .enforcement(self.enforcement);
+        if let Some(candidate) = &self.candidate {
+            config = config.candidate(candidate.clone());
+        }
+        Ok(AuthorizeLayer::new(config.build()?))
+    }
 }
 
 /// The routes of `secure_service`:
@@ -52,6 +89,9 @@ pub struct Access {
 /// * `GET /models` (`models:read`), `POST /models` (`models:write`, body `{"name":...}`, 201),
 ///   `DELETE /models/{id}` (`models:delete`, 204 or 404): any proven caller whose roles grant
 ///   the permission.
+///
+/// With a policy engine in `access`, it decides `/whoami` and the models instead of the role
+/// rules; `/health` stays public and `/execute` keeps its caller list.
 ///
 /// With `httpsig`, requests signed per RFC 9421 are accepted wherever HMAC-signed ones are
 /// (`/execute` for the allowed callers, `/whoami`, the models).
@@ -66,7 +106,7 @@ pub fn router<N: NonceStore + Clone>(
     access: Access,
     nonces: N,
 ) -> Result<Router, ConfigError> {
-    let limit = RateLimitLayer::new(access.limits);
+    let limit = RateLimitLayer::new(access.limits.clone());
     #[cfg(feature = "httpsig")]
     let signed = httpsig.map(|sig| {
         let layer = tower_zerotrust::httpsig::VerifyHttpSigLayer::with_nonce_store(
@@ -87,6 +127,7 @@ pub fn router<N: NonceStore + Clone>(
         let allowed = AuthorizeConfig::builder(access.policy.clone())
             .allow_callers(callers.iter().cloned())
             .otherwise(Require::Authenticated)
+            .enforcement(access.enforcement)
             .build()?;
         execute_route = execute_route.route_layer(AuthorizeLayer::new(allowed));
         execute_hmac = execute_hmac.optional();
@@ -136,16 +177,17 @@ pub fn router<N: NonceStore + Clone>(
         }
         route
     };
-    let needs = |permission: &str| -> Result<AuthorizeLayer, ConfigError> {
-        Ok(AuthorizeLayer::new(AuthorizeConfig::require(
-            access.policy.clone(),
-            Require::permission(permission),
-        )?))
-    };
+    let needs = |permission: &str| access.authorize(Require::permission(permission));
+    // `/whoami` needs only a proven caller (the extractor refuses others), unless a policy
+    // engine decides it or a candidate is compared on it.
+    let mut whoami_route = get(whoami);
+    if access.engine.is_some() || access.candidate.is_some() {
+        whoami_route = whoami_route.route_layer(access.authorize(Require::Authenticated)?);
+    }
     Ok(Router::new()
         .route("/health", get(health))
         .route("/execute", execute_route)
-        .route("/whoami", proven(get(whoami)))
+        .route("/whoami", proven(whoami_route))
         .route(
             "/models",
             proven(get(list_models).route_layer(needs("models:read")?)).merge(proven(

@@ -9,6 +9,7 @@ use http::Method;
 use serde::{Serialize, Serializer};
 
 use super::json::{Fields, hex, rfc3339};
+use crate::decision::{Disagreement, Explanation, ShadowRefusal};
 
 /// What a request was, who made it and how it ended, in this JSON format:
 ///
@@ -72,6 +73,15 @@ pub struct Metadata {
     pub grpc_status: Option<u16>,
     /// From the request to the end of the response body, in milliseconds.
     pub latency_ms: f64,
+    /// The refusal a layer in shadow mode did not make (written only when there was one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_refusal: Option<ShadowRefusal>,
+    /// The enforced policy and the candidate beside it disagreed (written only then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_disagreement: Option<Disagreement>,
+    /// Why authorization refused, or would have in shadow mode (written only then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Explanation>,
 }
 
 /// Which decision an event records.
@@ -182,6 +192,9 @@ impl AuditEvent {
             http_status: metadata.http_status,
             grpc_status: metadata.grpc_status,
             latency_ms: metadata.latency_ms,
+            shadow_refusal: metadata.shadow_refusal,
+            shadow_disagreement: metadata.shadow_disagreement,
+            explanation: metadata.explanation.as_ref(),
         }
     }
 }
@@ -252,12 +265,22 @@ mod tests {
                 0.0f64..1e6,
                 any::<bool>(),
             ),
+            (
+                any::<(bool, bool)>(),
+                proptest::option::of((
+                    text(),
+                    text(),
+                    proptest::collection::vec(any::<String>(), 0..3),
+                    text(),
+                )),
+            ),
         )
             .prop_map(
                 |(
                     (millis, ok, principal, resource, source_ip, user_agent),
                     (trace, roles),
                     (http, grpc, latency, refused),
+                    ((shadowed, disagreed), explained),
                 )| AuditEvent {
                     timestamp: UNIX_EPOCH + Duration::from_millis(millis),
                     event_type: if refused {
@@ -280,6 +303,21 @@ mod tests {
                         http_status: http,
                         grpc_status: grpc,
                         latency_ms: latency,
+                        shadow_refusal: shadowed.then_some(ShadowRefusal {
+                            layer: "rate_limit",
+                            code: "rate_limit.exceeded",
+                        }),
+                        shadow_disagreement: disagreed.then_some(Disagreement {
+                            layer: "authz",
+                            enforced: "allow",
+                            candidate: "authz.rego_denied",
+                        }),
+                        explanation: explained.map(|(rule, required, roles, reason)| Explanation {
+                            rule,
+                            required,
+                            roles,
+                            reason,
+                        }),
                     },
                 },
             )

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::event::{EventType, Status, TraceId};
+use crate::decision::{Disagreement, Explanation, ShadowRefusal};
 
 /// An event's fields, borrowed from an [`AuditEvent`](super::AuditEvent) or an
 /// [`AuditRecord`](super::AuditRecord).
@@ -30,6 +31,9 @@ pub(crate) struct Fields<'a> {
     pub(crate) http_status: u16,
     pub(crate) grpc_status: Option<u16>,
     pub(crate) latency_ms: f64,
+    pub(crate) shadow_refusal: Option<ShadowRefusal>,
+    pub(crate) shadow_disagreement: Option<Disagreement>,
+    pub(crate) explanation: Option<&'a Explanation>,
 }
 
 impl Fields<'_> {
@@ -67,14 +71,9 @@ impl Fields<'_> {
         optional_string(out, self.user_agent);
         out.extend_from_slice(b",\"trace_id\":\"");
         out.extend_from_slice(&self.trace_id.to_hex());
-        out.extend_from_slice(b"\",\"metadata\":{\"roles\":[");
-        for (i, role) in self.roles.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            string(out, role);
-        }
-        out.extend_from_slice(b"],\"auth_method\":");
+        out.extend_from_slice(b"\",\"metadata\":{\"roles\":");
+        strings(out, self.roles);
+        out.extend_from_slice(b",\"auth_method\":");
         optional_string(out, self.auth_method);
         out.extend_from_slice(b",\"layer\":");
         optional_string(out, self.layer);
@@ -93,8 +92,46 @@ impl Fields<'_> {
         } else {
             out.extend_from_slice(b"null");
         }
+        if let Some(refusal) = self.shadow_refusal {
+            out.extend_from_slice(b",\"shadow_refusal\":{\"layer\":");
+            string(out, refusal.layer);
+            out.extend_from_slice(b",\"code\":");
+            string(out, refusal.code);
+            out.push(b'}');
+        }
+        if let Some(disagreement) = self.shadow_disagreement {
+            out.extend_from_slice(b",\"shadow_disagreement\":{\"layer\":");
+            string(out, disagreement.layer);
+            out.extend_from_slice(b",\"enforced\":");
+            string(out, disagreement.enforced);
+            out.extend_from_slice(b",\"candidate\":");
+            string(out, disagreement.candidate);
+            out.push(b'}');
+        }
+        if let Some(explanation) = self.explanation {
+            out.extend_from_slice(b",\"explanation\":{\"rule\":");
+            optional_string(out, explanation.rule.as_deref());
+            out.extend_from_slice(b",\"required\":");
+            optional_string(out, explanation.required.as_deref());
+            out.extend_from_slice(b",\"roles\":");
+            strings(out, &explanation.roles);
+            out.extend_from_slice(b",\"reason\":");
+            optional_string(out, explanation.reason.as_deref());
+            out.push(b'}');
+        }
         out.extend_from_slice(b"}}");
     }
+}
+
+fn strings(out: &mut Vec<u8>, values: &[String]) {
+    out.push(b'[');
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, value);
+    }
+    out.push(b']');
 }
 
 fn optional_string(out: &mut Vec<u8>, value: Option<&str>) {

@@ -377,6 +377,9 @@ mod tests {
                 http_status: 200,
                 grpc_status: None,
                 latency_ms: 0.1,
+                shadow_refusal: None,
+                shadow_disagreement: None,
+                explanation: None,
             },
         }
     }

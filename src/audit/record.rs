@@ -9,6 +9,7 @@ use http::{HeaderValue, Method};
 
 use super::event::{AuditEvent, EventType, Metadata, NO_ROLES, Status, TraceId};
 use super::json::Fields;
+use crate::decision::{Disagreement, Explanation, Note, ShadowRefusal};
 use crate::principal::{HearsPrincipal, Principal};
 use crate::reject::{Origin, RejectionKind};
 
@@ -27,15 +28,35 @@ pub(crate) struct Gathered {
     pub(crate) source_ip: Option<IpAddr>,
     pub(crate) user_agent: Option<String>,
     pub(crate) trace_id: TraceId,
-    pub(crate) principal: Mutex<Option<Principal>>,
+    pub(crate) heard: Mutex<Heard>,
+}
+
+/// What layers told while the request ran.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Heard {
+    pub(crate) principal: Option<Principal>,
+    /// The first refusal a layer in shadow mode did not make (the one enforcement would give).
+    pub(crate) shadow_refusal: Option<ShadowRefusal>,
+    pub(crate) disagreement: Option<Disagreement>,
+    pub(crate) explanation: Option<Explanation>,
 }
 
 impl HearsPrincipal for Gathered {
     fn hear(&self, principal: Principal) {
-        *self
-            .principal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(principal);
+        self.heard().principal = Some(principal);
+    }
+
+    fn note(&self, note: Note) {
+        let mut heard = self.heard();
+        match note {
+            Note::Shadow(refusal) => {
+                heard.shadow_refusal.get_or_insert(refusal);
+            }
+            Note::Disagreement(disagreement) => {
+                heard.disagreement.get_or_insert(disagreement);
+            }
+            Note::Explanation(explanation) => heard.explanation = Some(explanation),
+        }
     }
 }
 
@@ -53,8 +74,12 @@ impl Gathered {
                 .and_then(user_agent)
                 .map(str::to_owned),
             trace_id: super::layer::trace_id(request.headers()),
-            principal: Mutex::new(None),
+            heard: Mutex::new(Heard::default()),
         }
+    }
+
+    fn heard(&self) -> std::sync::MutexGuard<'_, Heard> {
+        self.heard.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -121,7 +146,7 @@ pub(crate) fn classify(kind: RejectionKind, origin: Origin) -> (EventType, Optio
 #[derive(Clone)]
 pub struct AuditRecord {
     gathered: Arc<Gathered>,
-    principal: Option<Principal>,
+    heard: Heard,
     outcome: Outcome,
     latency: Duration,
 }
@@ -129,15 +154,11 @@ pub struct AuditRecord {
 impl AuditRecord {
     /// The record of a request that ended with `outcome` now.
     pub(crate) fn finish(gathered: Arc<Gathered>, outcome: Outcome) -> Self {
-        let principal = gathered
-            .principal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let heard = std::mem::take(&mut *gathered.heard());
         Self {
             latency: gathered.clock.elapsed(),
             gathered,
-            principal,
+            heard,
             outcome,
         }
     }
@@ -155,7 +176,8 @@ impl AuditRecord {
 
     fn fields(&self) -> Fields<'_> {
         let (gathered, outcome) = (&*self.gathered, &self.outcome);
-        let principal = self.principal.as_ref();
+        let heard = &self.heard;
+        let principal = heard.principal.as_ref();
         let (event_type, layer) = outcome.event_type_and_layer();
         Fields {
             timestamp: gathered.at,
@@ -177,6 +199,9 @@ impl AuditRecord {
             http_status: outcome.http_status,
             grpc_status: outcome.grpc_status,
             latency_ms: self.latency.as_secs_f64() * 1000.0,
+            shadow_refusal: heard.shadow_refusal,
+            shadow_disagreement: heard.disagreement,
+            explanation: heard.explanation.as_ref(),
         }
     }
 }
@@ -217,6 +242,9 @@ impl Fields<'_> {
                 http_status: self.http_status,
                 grpc_status: self.grpc_status,
                 latency_ms: self.latency_ms,
+                shadow_refusal: self.shadow_refusal,
+                shadow_disagreement: self.shadow_disagreement,
+                explanation: self.explanation.cloned(),
             },
         }
     }

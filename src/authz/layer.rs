@@ -10,9 +10,11 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::acl::AclCache;
+use super::engine::{DecisionRequest, Engine, EngineDecision};
 use super::policy::{Policy, SharedPolicy};
 use super::rules::{Require, Rule};
 use crate::body::ResponseBody;
+use crate::decision::{Disagreement, Enforcement, Explanation, Note, ShadowRefusal, tell};
 use crate::error::ConfigError;
 use crate::future::RejectOr;
 use crate::principal::Principal;
@@ -31,6 +33,8 @@ struct Settings {
     fallback: Option<Require>,
     callers: Option<HashSet<Box<str>>>,
     acl: Option<AclCache>,
+    enforcement: Enforcement,
+    candidate: Option<Engine>,
 }
 
 /// Builds an [`AuthorizeConfig`]: a policy, then rules matched in the order they are added.
@@ -42,6 +46,8 @@ pub struct AuthorizeConfigBuilder {
     fallback: Option<Require>,
     callers: Option<Vec<String>>,
     acl: Option<AclCache>,
+    enforcement: Enforcement,
+    candidate: Option<Engine>,
 }
 
 impl AuthorizeConfig {
@@ -54,6 +60,8 @@ impl AuthorizeConfig {
             fallback: None,
             callers: None,
             acl: None,
+            enforcement: Enforcement::Enforce,
+            candidate: None,
         }
     }
 
@@ -127,6 +135,23 @@ impl AuthorizeConfigBuilder {
         self
     }
 
+    /// Refuse (the default), or in [`Enforcement::Shadow`] let every request through and
+    /// record the refusals that would have been made (audit `metadata.shadow_refusal`,
+    /// `zerotrust_shadow_refusals_total`, the debug log).
+    pub fn enforcement(mut self, enforcement: Enforcement) -> Self {
+        self.enforcement = enforcement;
+        self
+    }
+
+    /// A candidate policy decided beside the enforced one on every request, never enforced:
+    /// each disagreement is recorded with both decisions (audit
+    /// `metadata.shadow_disagreement`, `zerotrust_shadow_disagreements_total`, the debug log).
+    /// How to move from role rules to a Rego policy with evidence instead of hope.
+    pub fn candidate(mut self, engine: impl Into<Engine>) -> Self {
+        self.candidate = Some(engine.into());
+        self
+    }
+
     /// Checks the rules.
     ///
     /// # Errors
@@ -150,6 +175,8 @@ impl AuthorizeConfigBuilder {
                     .callers
                     .map(|c| c.into_iter().map(String::into_boxed_str).collect()),
                 acl: self.acl,
+                enforcement: self.enforcement,
+                candidate: self.candidate,
             }),
         })
     }
@@ -170,44 +197,158 @@ impl AuthorizeConfig {
             None if settings.rules.is_empty() => "",
             None => return None,
         };
-        Some(settings.decide(&Method::POST, path, extensions))
+        let uri = http::Uri::try_from(path).unwrap_or_default();
+        let headers = http::HeaderMap::new();
+        let request = DecisionRequest::new(&Method::POST, &uri, &headers, extensions);
+        Some(settings.judge(&request))
     }
 }
 
+/// A refusal, with what it was decided by.
+struct Refused<'a> {
+    rejection: Rejection,
+    /// The rule that matched (`None`: the fallback, or no rule at all).
+    rule: Option<&'a Rule>,
+    require: Option<&'a Require>,
+    /// A policy engine's reason.
+    reason: Option<String>,
+}
+
 impl Settings {
-    /// The decision for a request with these `extensions` (its principal, and the schemes
-    /// offered should nobody be proven).
-    fn decide(
+    /// The decision, explained to the audit and the debug log when it refuses, compared with
+    /// the candidate's; in shadow mode a refusal is recorded and the request goes through.
+    fn judge(&self, request: &DecisionRequest<'_>) -> Result<(), Rejection> {
+        let decision = self.decide(request);
+        if let Some(candidate) = &self.candidate {
+            self.compare(request, &decision, &candidate.decide(request));
+        }
+        let Err(refused) = decision else {
+            return Ok(());
+        };
+        let principal = request.principal();
+        let policy = self.policy.load();
+        let explanation = Explanation {
+            rule: Some(refused.rule.map_or_else(
+                || {
+                    if self.fallback.is_some() {
+                        "otherwise"
+                    } else {
+                        "none"
+                    }
+                    .to_owned()
+                },
+                |rule| rule.description.to_string(),
+            )),
+            required: refused.require.map(ToString::to_string),
+            roles: principal
+                .map(|p| policy.roles_of(p).map(str::to_owned).collect())
+                .unwrap_or_default(),
+            reason: refused.reason,
+        };
+        let code = refused.rejection.code();
+        tracing::debug!(
+            target: "tower_zerotrust::authz",
+            caller = principal.map(Principal::id),
+            method = %request.method(),
+            path = request.uri().path(),
+            code,
+            rule = explanation.rule.as_deref(),
+            required = explanation.required.as_deref(),
+            roles = ?explanation.roles,
+            reason = explanation.reason.as_deref(),
+            mode = self.enforcement.as_str(),
+            "request refused"
+        );
+        tell(request.extensions(), Note::Explanation(explanation));
+        match self.enforcement {
+            Enforcement::Enforce => Err(refused.rejection),
+            Enforcement::Shadow => {
+                let refusal = ShadowRefusal {
+                    layer: Origin::Authorization.as_str(),
+                    code,
+                };
+                tell(request.extensions(), Note::Shadow(refusal));
+                Ok(())
+            }
+        }
+    }
+
+    /// Records a disagreement between the enforced decision and the candidate's.
+    fn compare(
         &self,
-        method: &Method,
-        path: &str,
-        extensions: &http::Extensions,
-    ) -> Result<(), Rejection> {
-        let principal = extensions.get::<Principal>();
-        let require = self
-            .rules
-            .iter()
-            .find(|rule| rule.matches(method, path))
-            .map(|rule| &rule.require)
-            .or(self.fallback.as_ref());
+        request: &DecisionRequest<'_>,
+        enforced: &Result<(), Refused<'_>>,
+        candidate: &EngineDecision,
+    ) {
+        let enforced = match enforced {
+            Ok(()) => "allow",
+            Err(refused) => refused.rejection.code(),
+        };
+        if (enforced == "allow") == (*candidate == EngineDecision::Allow) {
+            return;
+        }
+        let disagreement = Disagreement {
+            layer: Origin::Authorization.as_str(),
+            enforced,
+            candidate: candidate.as_str(),
+        };
+        tracing::debug!(
+            target: "tower_zerotrust::authz",
+            caller = request.principal().map(Principal::id),
+            method = %request.method(),
+            path = request.uri().path(),
+            enforced,
+            candidate = disagreement.candidate,
+            reason = ?candidate,
+            "the candidate policy disagrees"
+        );
+        tell(request.extensions(), Note::Disagreement(disagreement));
+    }
+
+    /// The decision for `request` (its principal, and the schemes offered should nobody be
+    /// proven, are in its extensions).
+    fn decide(&self, request: &DecisionRequest<'_>) -> Result<(), Refused<'_>> {
+        let (method, path) = (request.method(), request.uri().path());
+        let principal = request.principal();
+        let rule = self.rules.iter().find(|rule| rule.matches(method, path));
+        let require = rule.map(|rule| &rule.require).or(self.fallback.as_ref());
+        let refused = |rejection, reason| Refused {
+            rejection,
+            rule,
+            require,
+            reason,
+        };
         if require == Some(&Require::Public) {
             return Ok(());
         }
-        let Some(principal) = principal else {
-            return Err(unauthenticated(extensions));
-        };
-        if let Some(callers) = &self.callers
+        if let (Some(principal), Some(callers)) = (principal, &self.callers)
             && !callers.contains(principal.qualified_id())
         {
-            return Err(forbidden("authz.caller_not_allowed", "Caller not allowed"));
+            let rejection = forbidden("authz.caller_not_allowed", "Caller not allowed");
+            return Err(refused(rejection, None));
         }
+        if let Some(Require::Engine(engine)) = require {
+            return match engine.decide(request) {
+                EngineDecision::Allow => Ok(()),
+                // Nobody proven: proving who you are may change the answer.
+                EngineDecision::Deny { reason, .. } if principal.is_none() => {
+                    Err(refused(unauthenticated(request.extensions()), reason))
+                }
+                EngineDecision::Deny { code, reason } => {
+                    Err(refused(forbidden(code, "Permission denied"), reason))
+                }
+            };
+        }
+        let Some(principal) = principal else {
+            return Err(refused(unauthenticated(request.extensions()), None));
+        };
         let Some(require) = require else {
-            return Err(forbidden("authz.no_rule", "Access denied"));
+            return Err(refused(forbidden("authz.no_rule", "Access denied"), None));
         };
         if permits(&self.policy.load(), principal, require) {
             Ok(())
         } else {
-            Err(permission_denied())
+            Err(refused(permission_denied(), None))
         }
     }
 }
@@ -228,6 +369,8 @@ fn permits(policy: &Policy, principal: &Principal, require: &Require) -> bool {
         Require::Permission(p) => policy.allows(principal, p),
         Require::AllPermissions(ps) => ps.iter().all(|p| policy.allows(principal, p)),
         Require::Role(r) => policy.has_role(principal, r),
+        // Decided before the principal is needed.
+        Require::Engine(_) => false,
     }
 }
 
@@ -383,23 +526,12 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let decision = self
-            .config
-            .inner
-            .decide(req.method(), req.uri().path(), req.extensions());
+        let request =
+            DecisionRequest::new(req.method(), req.uri(), req.headers(), req.extensions());
+        let decision = self.config.inner.judge(&request);
         let inner = match decision {
             Ok(()) => RejectOr::call(self.inner.call(req)),
-            Err(rejection) => {
-                tracing::debug!(
-                    target: "tower_zerotrust::authz",
-                    caller = req.extensions().get::<Principal>().map(Principal::id),
-                    method = %req.method(),
-                    path = req.uri().path(),
-                    code = rejection.code(),
-                    "request refused"
-                );
-                RejectOr::reject(Pending::new(rejection, req.headers()))
-            }
+            Err(rejection) => RejectOr::reject(Pending::new(rejection, req.headers())),
         };
         ResponseFuture { inner }
     }
@@ -437,10 +569,12 @@ mod tests {
             extensions
                 .insert(Principal::new("p", AuthMethod::Jwt).with_roles(roles.iter().copied()));
         }
+        let uri = http::Uri::try_from(path).unwrap();
+        let headers = http::HeaderMap::new();
         config
             .inner
-            .decide(&method, path, &extensions)
-            .map_err(|r| r.code())
+            .decide(&DecisionRequest::new(&method, &uri, &headers, &extensions))
+            .map_err(|r| r.rejection.code())
     }
 
     #[test]

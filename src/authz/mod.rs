@@ -15,17 +15,23 @@
 //! `AuthorizeLayer` first and the authentication layer after it.
 
 mod acl;
+mod engine;
 mod layer;
 mod permission;
 mod policy;
+#[cfg(feature = "rego")]
+mod rego;
 mod rules;
 mod trust;
 
 pub use acl::{AclCache, AclCacheBuilder, AclError, AclSource};
+pub use engine::{DecisionRequest, Engine, EngineDecision, PolicyEngine};
 pub use layer::{
     Authorize, AuthorizeConfig, AuthorizeConfigBuilder, AuthorizeLayer, Authorizer, ResponseFuture,
 };
 pub use policy::{Policy, PolicyBuilder, SharedPolicy};
+#[cfg(feature = "rego")]
+pub use rego::{DEFAULT_QUERY, RegoPolicy, RegoPolicyBuilder};
 pub use rules::Require;
 pub use trust::{TrustMatrix, TrustMatrixBuilder};
 

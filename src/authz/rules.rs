@@ -1,7 +1,10 @@
 //! What each route requires: (method, path pattern) or a gRPC method → a [`Require`].
 
+use std::fmt;
+
 use http::Method;
 
+use super::engine::Engine;
 use super::permission::check_required;
 use crate::error::ConfigError;
 
@@ -19,6 +22,9 @@ pub enum Require {
     AllPermissions(Vec<String>),
     /// A principal holding this role (a server that requires roles).
     Role(String),
+    /// The [policy engine](super::PolicyEngine)'s decision (a Rego policy, ...): it sees the
+    /// whole request and may allow callers nobody proved.
+    Engine(Engine),
 }
 
 impl Require {
@@ -41,6 +47,11 @@ impl Require {
         Self::Role(role.into())
     }
 
+    /// What `engine` decides.
+    pub fn engine(engine: impl Into<Engine>) -> Self {
+        Self::Engine(engine.into())
+    }
+
     pub(crate) fn check(&self) -> Result<(), ConfigError> {
         match self {
             Self::Permission(p) => check_required(p),
@@ -55,7 +66,21 @@ impl Require {
                     reason,
                 })
             }
-            Self::Public | Self::Authenticated => Ok(()),
+            Self::Public | Self::Authenticated | Self::Engine(_) => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for Require {
+    /// `public`, `authenticated`, `permission models:read`, `all permissions a, b`, `role admin`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Public => f.write_str("public"),
+            Self::Authenticated => f.write_str("authenticated"),
+            Self::Permission(p) => write!(f, "permission {p}"),
+            Self::AllPermissions(ps) => write!(f, "all permissions {}", ps.join(", ")),
+            Self::Role(r) => write!(f, "role {r}"),
+            Self::Engine(_) => f.write_str("policy engine"),
         }
     }
 }
@@ -66,6 +91,8 @@ pub(crate) struct Rule {
     method: Option<Method>,
     pattern: Pattern,
     pub(crate) require: Require,
+    /// As configured: `GET /models/{id}`, or the pattern alone for any method (gRPC).
+    pub(crate) description: Box<str>,
 }
 
 impl Rule {
@@ -75,10 +102,15 @@ impl Rule {
         require: Require,
     ) -> Result<Self, ConfigError> {
         require.check()?;
+        let description = match &method {
+            Some(method) => format!("{method} {pattern}"),
+            None => pattern.to_owned(),
+        };
         Ok(Self {
             method,
             pattern: Pattern::parse(pattern)?,
             require,
+            description: description.into_boxed_str(),
         })
     }
 

@@ -5,7 +5,6 @@ use tonic::{Request, Status};
 
 use super::method::method_path;
 use super::status::misconfigured;
-use crate::Principal;
 use crate::authz::AuthorizeConfig;
 
 /// [`AuthorizeLayer`](crate::authz::AuthorizeLayer) as a tonic interceptor: the first rule
@@ -32,22 +31,12 @@ impl AuthorizeInterceptor {
 impl Interceptor for AuthorizeInterceptor {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         let path = method_path(request.extensions());
-        let principal = request.extensions().get::<Principal>();
         match self
             .config
             .decide_grpc(path.as_deref(), request.extensions())
         {
             Some(Ok(())) => Ok(request),
-            Some(Err(rejection)) => {
-                tracing::debug!(
-                    target: "tower_zerotrust::authz",
-                    caller = principal.map(Principal::id),
-                    path = path.as_deref(),
-                    code = rejection.code(),
-                    "gRPC request refused"
-                );
-                Err(rejection.into())
-            }
+            Some(Err(rejection)) => Err(rejection.into()),
             None => Err(misconfigured(
                 "gRPC method unknown: serve with MethodPathLayer",
             )),

@@ -191,15 +191,7 @@ mod tests {
     /// signs, with HMAC-SHA256 and Ed25519.
     #[test]
     fn python_http_message_signatures_interoperates() {
-        let available = Command::new("python3")
-            .args(["-c", "import http_message_signatures, requests"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !available {
-            eprintln!(
-                "SKIPPED: python3 with http-message-signatures is not installed \
-                 (python3 -m pip install http-message-signatures requests)"
-            );
+        if !python_available() {
             return;
         }
         let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(
@@ -277,6 +269,97 @@ mod tests {
             let digest = headers["content-digest"].to_str().unwrap();
             assert_eq!(digest::check(digest, b"{\"a\":1}"), Ok(()), "{digest}");
         }
+    }
+
+    /// Python's `http-message-signatures` signs with ECDSA P-256 and P-384, RSA-PSS and RSA
+    /// PKCS#1 v1.5, keys it makes itself: we verify each with its public key (PEM) alone. (Our
+    /// signer makes HMAC and Ed25519 signatures: the test above covers those both ways.)
+    #[test]
+    fn python_public_key_signatures_verify() {
+        if !python_available() {
+            return;
+        }
+        let script = r#"
+import datetime, json
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from http_message_signatures import HTTPMessageSigner, HTTPSignatureKeyResolver, algorithms
+out = []
+for alg, key in [
+    (algorithms.ECDSA_P256_SHA256, ec.generate_private_key(ec.SECP256R1())),
+    (algorithms.ECDSA_P384_SHA384, ec.generate_private_key(ec.SECP384R1())),
+    (algorithms.RSA_PSS_SHA512, rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+    (algorithms.RSA_V1_5_SHA256, rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+]:
+    class Keys(HTTPSignatureKeyResolver):
+        def resolve_private_key(self, key_id):
+            return key
+    request = requests.Request("POST", "https://api.example/models?x=1", data=b'{"a":1}').prepare()
+    HTTPMessageSigner(signature_algorithm=alg, key_resolver=Keys()).sign(
+        request, key_id="client-key", label="py", nonce="n-" + alg.algorithm_id, body=b'{"a":1}',
+        created=datetime.datetime.now(),
+        covered_component_ids=("@method", "@authority", "@path", "@query", "content-digest"))
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    headers = [[k, v] for k, v in request.headers.items() if k.lower() in ("signature", "signature-input", "content-digest")]
+    out.append([alg.algorithm_id, pem.decode(), headers])
+print(json.dumps(out))
+"#;
+        let output = Command::new("python3")
+            .args(["-c", script])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        /// An algorithm, its public key (PEM), the signed request's fields.
+        type Signed = (String, String, Vec<(String, String)>);
+        let signed: Vec<Signed> = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(signed.len(), 4);
+        let (method, uri) = (
+            Method::POST,
+            Uri::from_static("https://api.example/models?x=1"),
+        );
+        for (algorithm, pem, fields) in signed {
+            use rustls_pki_types::pem::PemObject;
+            let spki =
+                rustls_pki_types::SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()).unwrap();
+            let key = VerifyingKey::public_key(&algorithm, spki.as_ref()).unwrap();
+            let mut headers = HeaderMap::new();
+            for (name, value) in fields {
+                headers.insert(
+                    http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).unwrap(),
+                    value.parse().unwrap(),
+                );
+            }
+            let settings = settings(key);
+            let verified = verify(&settings, &message(&method, &uri, &headers), true);
+            assert!(verified.is_ok(), "{algorithm}: {:?}", verified.err());
+            // The same signature over another path does not verify.
+            let other = Uri::from_static("https://api.example/other?x=1");
+            let refused = verify(&settings, &message(&method, &other, &headers), true);
+            assert_eq!(
+                refused.unwrap_err().code(),
+                "httpsig.invalid_signature",
+                "{algorithm}"
+            );
+        }
+    }
+
+    fn python_available() -> bool {
+        let available = Command::new("python3")
+            .args(["-c", "import http_message_signatures, requests"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !available {
+            eprintln!(
+                "SKIPPED: python3 with http-message-signatures is not installed \
+                 (python3 -m pip install http-message-signatures requests)"
+            );
+        }
+        available
     }
 
     /// Verifies our request (headers as JSON on stdin) with Python's verifier, then signs the

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use quick_cache::sync::Cache;
 use sha2::{Digest, Sha256};
 
-use super::claims::Claims;
+use crate::claims::Claims;
 use crate::principal::Principal;
 
 /// What a verified token proved, with what must be checked again on every use.

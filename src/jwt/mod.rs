@@ -83,7 +83,7 @@ mod validate;
 #[cfg(test)]
 mod wycheproof;
 
-pub use claims::Claims;
+pub use crate::claims::Claims;
 pub use config::{JwtConfig, JwtConfigBuilder};
 pub use future::ResponseFuture;
 #[cfg(feature = "jwks")]

@@ -9,9 +9,9 @@ use jsonwebtoken::errors::ErrorKind;
 use serde_json::{Map, Value};
 
 use super::cache::{TokenCache, Verified};
-use super::claims::Claims;
 use super::config::Settings;
 use super::keys::{Algorithm, JwtKey};
+use crate::claims::Claims;
 use crate::principal::{AuthMethod, Principal};
 use crate::reject::{Origin, Rejection, RejectionKind};
 

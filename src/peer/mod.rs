@@ -24,7 +24,10 @@ pub struct PeerAddr(pub SocketAddr);
 pub type PeerAddrFn = fn(&Extensions) -> Option<IpAddr>;
 
 /// The default [`PeerAddrFn`]: the [`PeerAddr`] extension.
-#[cfg_attr(not(any(feature = "rate-limit", feature = "audit")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "rate-limit", feature = "audit", feature = "authz")),
+    allow(dead_code)
+)]
 pub(crate) fn default_peer_addr(extensions: &Extensions) -> Option<IpAddr> {
     extensions.get::<PeerAddr>().map(|peer| peer.0.ip())
 }

@@ -12,6 +12,7 @@ use super::limiter::PendingDecision;
 use super::limiter::{Bucket, Decision, RateQuota};
 #[cfg(feature = "redis")]
 use super::shared::RedisRateLimits;
+use crate::decision::Enforcement;
 use crate::env::Env;
 use crate::error::{ConfigError, FirstError};
 use crate::peer::{
@@ -41,6 +42,7 @@ pub(crate) struct Limits {
     peer_addr: PeerAddrFn,
     #[cfg(feature = "redis")]
     shared: Option<RedisRateLimits>,
+    pub(crate) enforcement: Enforcement,
 }
 
 /// A decision now (in-process buckets), or one the shared store is computing.
@@ -65,6 +67,7 @@ pub struct RateLimitConfigBuilder {
     max_keys: usize,
     #[cfg(feature = "redis")]
     shared: Option<RedisRateLimits>,
+    enforcement: Enforcement,
     error: FirstError,
 }
 
@@ -84,6 +87,7 @@ impl RateLimitConfig {
             max_keys: 100_000,
             #[cfg(feature = "redis")]
             shared: None,
+            enforcement: Enforcement::Enforce,
             error: FirstError::default(),
         }
     }
@@ -239,6 +243,14 @@ impl RateLimitConfigBuilder {
         self
     }
 
+    /// Refuse over quota (the default), or in [`Enforcement::Shadow`] let every request
+    /// through and record the refusals that would have been made (audit
+    /// `metadata.shadow_refusal`, `zerotrust_shadow_refusals_total`, the debug log).
+    pub fn enforcement(mut self, enforcement: Enforcement) -> Self {
+        self.enforcement = enforcement;
+        self
+    }
+
     /// Keeps the buckets in Redis, shared by every replica, instead of in this process.
     #[cfg(feature = "redis")]
     pub fn shared(mut self, store: RedisRateLimits) -> Self {
@@ -309,6 +321,7 @@ impl RateLimitConfigBuilder {
                 peer_addr: self.peer_addr,
                 #[cfg(feature = "redis")]
                 shared: self.shared,
+                enforcement: self.enforcement,
             }),
         })
     }

@@ -11,9 +11,10 @@ use tower_service::Service;
 use super::config::{Check, RateLimitConfig};
 use super::limiter::{Decision, PendingDecision};
 use crate::body::ResponseBody;
+use crate::decision::{Enforcement, Note, ShadowRefusal, tell};
 use crate::future::RejectOr;
 use crate::principal::Principal;
-use crate::reject::{Pending, Rejection};
+use crate::reject::{Origin, Pending};
 
 /// Limits each principal (or, for requests nobody has proven, each client address) to its
 /// quota, with governor's GCRA: 429 `Too Many Requests` with `Retry-After` over quota
@@ -83,8 +84,11 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let enforcement = self.config.inner.enforcement;
         match self.config.check(req.extensions(), req.headers()) {
-            Check::Now(decision) => ResponseFuture::decided(decide(decision, &mut self.inner, req)),
+            Check::Now(decision) => {
+                ResponseFuture::decided(decide(decision, enforcement, &mut self.inner, req))
+            }
             #[cfg(feature = "redis")]
             Check::Shared(decision) => {
                 // The shared store answers later: take the inner service that is ready and
@@ -94,7 +98,7 @@ where
                 ResponseFuture {
                     state: State::Deciding {
                         decision,
-                        call: Some(Box::new((inner, req))),
+                        call: Some(Box::new((inner, req, enforcement))),
                     },
                 }
             }
@@ -102,9 +106,11 @@ where
     }
 }
 
-/// Calls the inner service, or refuses, as `decision` says.
+/// Calls the inner service, or refuses, as `decision` says; in shadow mode a refusal is
+/// recorded and the request goes through.
 fn decide<S, ReqBody, ResBody>(
     decision: Decision,
+    enforcement: Enforcement,
     inner: &mut S,
     req: Request<ReqBody>,
 ) -> (RejectOr<S::Future>, Option<(u32, u32)>)
@@ -113,22 +119,30 @@ where
 {
     let outcome = match decision.rejection() {
         None => RejectOr::call(inner.call(req)),
-        Some(rejection) => refuse(rejection, &req),
+        Some(rejection) => {
+            tracing::debug!(
+                target: "tower_zerotrust::rate_limit",
+                caller = req.extensions().get::<Principal>().map(Principal::id),
+                method = %req.method(),
+                path = req.uri().path(),
+                code = rejection.code(),
+                mode = enforcement.as_str(),
+                "request refused"
+            );
+            match enforcement {
+                Enforcement::Enforce => RejectOr::reject(Pending::new(rejection, req.headers())),
+                Enforcement::Shadow => {
+                    let refusal = ShadowRefusal {
+                        layer: Origin::RateLimit.as_str(),
+                        code: rejection.code(),
+                    };
+                    tell(req.extensions(), Note::Shadow(refusal));
+                    RejectOr::call(inner.call(req))
+                }
+            }
+        }
     };
     (outcome, decision.quota_headers())
-}
-
-/// Logs the refusal (time, caller, endpoint, reason) and answers with it.
-fn refuse<F, B>(rejection: Rejection, req: &Request<B>) -> RejectOr<F> {
-    tracing::debug!(
-        target: "tower_zerotrust::rate_limit",
-        caller = req.extensions().get::<Principal>().map(Principal::id),
-        method = %req.method(),
-        path = req.uri().path(),
-        code = rejection.code(),
-        "request refused"
-    );
-    RejectOr::reject(Pending::new(rejection, req.headers()))
 }
 
 const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
@@ -156,7 +170,7 @@ pin_project! {
         // stays small (futures are moved at each layer, and boxed by axum).
         Deciding {
             decision: PendingDecision,
-            call: Option<Box<(S, Request<ReqBody>)>>,
+            call: Option<Box<(S, Request<ReqBody>, Enforcement)>>,
         },
         Decided {
             #[pin]
@@ -189,8 +203,9 @@ where
             match this.state.as_mut().project() {
                 StateProj::Deciding { decision, call } => {
                     let decision = ready!(decision.as_mut().poll(cx));
-                    let (mut inner, req) = *call.take().expect("polled after completion");
-                    let (outcome, quota) = decide(decision, &mut inner, req);
+                    let (mut inner, req, enforcement) =
+                        *call.take().expect("polled after completion");
+                    let (outcome, quota) = decide(decision, enforcement, &mut inner, req);
                     this.state.set(State::Decided { outcome, quota });
                 }
                 StateProj::Decided { outcome, quota } => {

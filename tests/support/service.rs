@@ -4,11 +4,14 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 /// The `secure_service` example, started as users start it: a process configured by env.
 pub struct SecureService {
     pub child: Child,
     pub addr: SocketAddr,
+    /// What it wrote to stderr after it started listening.
+    log: Arc<Mutex<String>>,
 }
 
 impl SecureService {
@@ -60,9 +63,45 @@ impl SecureService {
                 break addr.parse().unwrap();
             }
         };
-        // Keep draining the log so the service never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, addr }
+        // Keep draining the log so the service never blocks on a full pipe; keep its last
+        // 64 KiB for the tests that wait for a line.
+        let log = Arc::new(Mutex::new(String::new()));
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut log = kept.lock().unwrap();
+                if log.len() > 64 * 1024 {
+                    log.clear();
+                }
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Self { child, addr, log }
+    }
+
+    /// Waits (up to 10 s) until the service has logged a line containing `text`.
+    #[allow(dead_code)]
+    pub fn wait_for_log(&self, text: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.log.lock().unwrap().contains(text) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "secure_service never logged {text:?}:\n{}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `SIGHUP`.
+    #[allow(dead_code)]
+    pub fn hang_up(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     pub fn run_to_exit(env: &[(&str, &str)]) -> (Option<i32>, String) {
