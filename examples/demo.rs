@@ -26,8 +26,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
-use tower_zerotrust::authz::Policy;
+use tower_zerotrust::authz::{Policy, RegoPolicy};
 use tower_zerotrust::clock::{Clock, SystemClock};
+use tower_zerotrust::decision::Enforcement;
 use tower_zerotrust::hmac::HmacConfig;
 use tower_zerotrust::httpsig::{HttpSigConfig, HttpSigKey, HttpSigSigner};
 use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey};
@@ -353,6 +354,79 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
             .await;
     }
 
+    // Policy as code: the same routes, decided by a Rego policy instead of the roles; then the
+    // role rules in shadow mode, recording what they would refuse.
+    let rego = RegoPolicy::builder()
+        .policy(
+            r#"
+            package zerotrust.authz
+            default decision := {"allowed": false, "reason": "only developers and admins use the registry"}
+            decision := {"allowed": true} if {
+                some role in input.principal.roles
+                role in {"developer", "admin"}
+            }
+            "#,
+        )
+        .query("data.zerotrust.authz.decision")
+        .build()?;
+    let mut decided_by_rego = access()?;
+    decided_by_rego.engine = Some(rego.into());
+    let mut shadowed = access()?;
+    shadowed.enforcement = Enforcement::Shadow;
+    let mut bases = Vec::new();
+    for access in [decided_by_rego, shadowed] {
+        let app = secure_app::router(
+            hmac.clone(),
+            Some(jwt.clone()),
+            None,
+            None,
+            access,
+            MemoryNonceStore::default(),
+        )?
+        .layer(AuditLayer::new(audit.clone()).peer_addr(secure_app::peer_ip))
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        bases.push(format!("http://{}", listener.local_addr()?));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
+    let bearer_to = |base: &str, method: &str, path: &str, token: &str| {
+        let mut req = request(method, base, path);
+        let value = format!("Bearer {token}").parse().expect("a header value");
+        req.headers_mut().insert(http::header::AUTHORIZATION, value);
+        req
+    };
+    let cases = [
+        (
+            "Rego policy: developer lists models",
+            bearer_to(&bases[0], "GET", "/models", &developer),
+            Expect::Accepted,
+        ),
+        (
+            "Rego policy: viewer lists models",
+            bearer_to(&bases[0], "GET", "/models", &viewer),
+            Expect::Refused(403, "authz.policy_denied"),
+        ),
+        (
+            "shadow mode: viewer creates a model (no write)",
+            {
+                let mut req = bearer_to(&bases[1], "POST", "/models", &viewer);
+                *req.body_mut() = Body::from(r#"{"name":"shadowed"}"#);
+                req.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                req
+            },
+            Expect::Accepted,
+        ),
+    ];
+    for (case, req, expect) in cases {
+        let label = format!("{} {}", req.method(), req.uri().path());
+        table
+            .row(case, &label, expect, client.request(req).await?)
+            .await;
+    }
+
     // Mutual TLS: the same routes served over TLS, where a client certificate signed by the
     // service's CA is enough to be known.
     let ca = DemoCa::new("vault CA");
@@ -399,15 +473,31 @@ async fn main() -> Result<(), tower_zerotrust::BoxError> {
     }
     for e in &events {
         let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+        let metadata = &e["metadata"];
+        // Why a refusal was made (or, in shadow mode, would have been).
+        let mut why = String::new();
+        if let Some(code) = metadata["shadow_refusal"]["code"].as_str() {
+            why.push_str(&format!(" (shadow mode: would refuse {code})"));
+        }
+        let explanation = &metadata["explanation"];
+        if let Some(reason) = explanation["reason"].as_str() {
+            why.push_str(&format!(" (policy: {reason})"));
+        } else if let Some(required) = explanation["required"].as_str() {
+            let roles = explanation["roles"].to_string();
+            why.push_str(&format!(
+                " ({} needs {required}; roles held {roles})",
+                text(&explanation["rule"])
+            ));
+        }
         println!(
-            "  {} {:<14} {:<7} {:<12} {:<6} {:<10} {}",
+            "  {} {:<14} {:<7} {:<12} {:<6} {:<10} {}{why}",
             text(&e["timestamp"]),
             text(&e["event_type"]),
             text(&e["status"]),
             text(&e["principal"]),
             text(&e["action"]),
             text(&e["resource"]),
-            text(&e["metadata"]["reason"]),
+            text(&metadata["reason"]),
         );
     }
 

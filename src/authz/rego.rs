@@ -1,6 +1,7 @@
 //! Rego policies (the language of Open Policy Agent), decided in process by `regorus`: no
 //! network hop per decision, the same principal, rejections and audit trail as the role rules.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use percent_encoding::percent_decode_str;
 use regorus::{CompiledPolicy, PolicyModule, Value};
-use serde_json::{Map, Value as Json, json};
 
 use super::engine::{DecisionRequest, Engine, EngineDecision, PolicyEngine};
 use crate::error::ConfigError;
@@ -184,7 +184,7 @@ impl RegoPolicy {
 
 impl PolicyEngine for RegoPolicy {
     fn decide(&self, request: &DecisionRequest<'_>) -> EngineDecision {
-        self.evaluate(Value::from(input(request)))
+        self.evaluate(input(request))
     }
 }
 
@@ -297,56 +297,94 @@ fn compile(source: &Source, query: &Arc<str>) -> Result<CompiledPolicy, ConfigEr
         .map_err(|error| invalid(format!("{error} (query {query})")))
 }
 
-/// The input document of a request (see [`RegoPolicy`]).
-fn input(request: &DecisionRequest<'_>) -> Json {
+/// The input document of a request (see [`RegoPolicy`]), built as regorus values directly.
+fn input(request: &DecisionRequest<'_>) -> Value {
     let uri = request.uri();
     let path = uri.path();
     let headers = headers(request);
-    let principal = request.principal().map(|principal| {
-        let mut fields = Map::new();
-        fields.insert("id".into(), principal.id().into());
-        fields.insert("method".into(), principal.method().as_str().into());
-        fields.insert("roles".into(), principal.roles().into());
+    let principal = request.principal().map_or(Value::Null, |principal| {
+        let roles: Vec<Value> = principal
+            .roles()
+            .iter()
+            .map(|r| Value::from(r.as_str()))
+            .collect();
+        #[cfg_attr(not(feature = "jwt"), allow(unused_mut))]
+        let mut fields = vec![
+            ("id", Value::from(principal.id())),
+            ("method", Value::from(principal.method().as_str())),
+            ("roles", Value::from(roles)),
+        ];
         #[cfg(feature = "jwt")]
         if let Some(claims) = request.extensions().get::<crate::claims::Claims>() {
-            fields.insert("claims".into(), Json::Object(claims.as_map().clone()));
+            let claims = serde_json::Value::Object(claims.as_map().clone());
+            fields.push(("claims", Value::from(claims)));
         }
-        Json::Object(fields)
+        object(fields)
     });
-    let grpc = is_grpc(request).then(|| {
+    let mut request_fields = vec![
+        ("method", Value::from(request.method().as_str())),
+        ("path", Value::from(path)),
+        ("query", optional(uri.query())),
+        ("headers", headers.clone()),
+    ];
+    if is_grpc(request) {
         let mut parts = path.trim_start_matches('/').splitn(2, '/');
-        json!({"service": parts.next(), "method": parts.next()})
-    });
-    let mut request_fields = Map::new();
-    request_fields.insert("method".into(), request.method().as_str().into());
-    request_fields.insert("path".into(), path.into());
-    request_fields.insert("query".into(), uri.query().into());
-    request_fields.insert("headers".into(), headers.clone());
-    if let Some(grpc) = grpc {
-        request_fields.insert("grpc".into(), grpc);
+        let (service, method) = (parts.next(), parts.next());
+        let grpc = object(vec![
+            ("service", optional(service)),
+            ("method", optional(method)),
+        ]);
+        request_fields.push(("grpc", grpc));
     }
     let host = request
         .headers()
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
         .or_else(|| uri.authority().map(http::uri::Authority::as_str));
-    json!({
-        "principal": principal,
-        "request": request_fields,
-        "source": {"ip": request.source_ip().map(|ip| ip.to_string())},
-        "attributes": {"request": {"http": {
-            "method": request.method().as_str(),
-            "path": uri.path_and_query().map_or(path, http::uri::PathAndQuery::as_str),
-            "host": host,
-            "headers": headers,
-        }}},
-        "parsed_path": path
-            .split('/')
-            .skip(1)
-            .map(|segment| percent_decode_str(segment).decode_utf8_lossy().into_owned())
-            .collect::<Vec<_>>(),
-        "parsed_query": parsed_query(uri.query()),
-    })
+    let http = object(vec![
+        ("method", Value::from(request.method().as_str())),
+        (
+            "path",
+            Value::from(
+                uri.path_and_query()
+                    .map_or(path, http::uri::PathAndQuery::as_str),
+            ),
+        ),
+        ("host", optional(host)),
+        ("headers", headers),
+    ]);
+    let source_ip = request.source_ip().map(|ip| ip.to_string());
+    let parsed_path: Vec<Value> = path
+        .split('/')
+        .skip(1)
+        .map(|segment| Value::from(percent_decode_str(segment).decode_utf8_lossy().as_ref()))
+        .collect();
+    object(vec![
+        ("principal", principal),
+        ("request", object(request_fields)),
+        (
+            "source",
+            object(vec![("ip", optional(source_ip.as_deref()))]),
+        ),
+        (
+            "attributes",
+            object(vec![("request", object(vec![("http", http)]))]),
+        ),
+        ("parsed_path", Value::from(parsed_path)),
+        ("parsed_query", parsed_query(uri.query())),
+    ])
+}
+
+fn object(fields: Vec<(&str, Value)>) -> Value {
+    let map: BTreeMap<Value, Value> = fields
+        .into_iter()
+        .map(|(name, value)| (Value::from(name), value))
+        .collect();
+    Value::from(map)
+}
+
+fn optional(text: Option<&str>) -> Value {
+    text.map_or(Value::Null, Value::from)
 }
 
 fn is_grpc(request: &DecisionRequest<'_>) -> bool {
@@ -357,9 +395,9 @@ fn is_grpc(request: &DecisionRequest<'_>) -> bool {
         .is_some_and(|t| t.starts_with("application/grpc"))
 }
 
-/// The headers as a JSON object, credentials left out, several values joined by `, `.
-fn headers(request: &DecisionRequest<'_>) -> Json {
-    let mut out = Map::new();
+/// The headers as an object, credentials left out, several values joined by `, `.
+fn headers(request: &DecisionRequest<'_>) -> Value {
+    let mut out = BTreeMap::new();
     for name in request.headers().keys() {
         if CREDENTIAL_HEADERS.contains(&name.as_str()) {
             continue;
@@ -370,23 +408,24 @@ fn headers(request: &DecisionRequest<'_>) -> Json {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        out.insert(name.as_str().to_owned(), values.join(", ").into());
+        out.insert(Value::from(name.as_str()), Value::from(values.join(", ")));
     }
-    Json::Object(out)
+    Value::from(out)
 }
 
 /// Each parameter's values, in order, decoded as a form's (`+` is a space).
-fn parsed_query(query: Option<&str>) -> Json {
-    let mut out: Map<String, Json> = Map::new();
+fn parsed_query(query: Option<&str>) -> Value {
+    let mut out: BTreeMap<Value, Vec<Value>> = BTreeMap::new();
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        if let Json::Array(values) = out
-            .entry(name.into_owned())
-            .or_insert_with(|| Json::Array(Vec::new()))
-        {
-            values.push(value.into_owned().into());
-        }
+        out.entry(Value::from(name.as_ref()))
+            .or_default()
+            .push(Value::from(value.as_ref()));
     }
-    Json::Object(out)
+    Value::from(
+        out.into_iter()
+            .map(|(name, values)| (name, Value::from(values)))
+            .collect::<BTreeMap<_, _>>(),
+    )
 }
 
 #[cfg(test)]
