@@ -483,3 +483,90 @@ async fn a_get_rule_covers_head() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
+
+/// Over TCP, behind the HMAC layer: a policy written for OPA's Envoy plugin
+/// (`input.attributes.request.http`, `input.parsed_path`, `input.parsed_query`) decides, and a
+/// policy that hands its whole input back as the reason shows no credential in it.
+#[cfg(all(feature = "rego", feature = "audit"))]
+#[tokio::test]
+async fn rego_policies_see_the_envoy_input_and_never_the_credentials() {
+    use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
+    use tower_zerotrust::authz::RegoPolicy;
+
+    let envoy = RegoPolicy::builder()
+        .policy(
+            r#"
+            package envoy.authz
+            default allow := false
+            http := input.attributes.request.http
+            allow if {
+                http.method == "GET"
+                input.parsed_path == ["models", "fraud detector"]
+                input.parsed_query.stage == ["prod"]
+                http.headers["x-team"] == "ml"
+            }
+            "#,
+        )
+        .query("data.envoy.authz.allow")
+        .build()
+        .unwrap();
+    let dump = RegoPolicy::builder()
+        .policy(
+            "package zerotrust.authz\nallow := {\"allowed\": false, \"reason\": json.marshal(input)}",
+        )
+        .build()
+        .unwrap();
+    let hmac = HmacConfig::builder()
+        .secret(SECRET)
+        .allow_any_caller()
+        .build()
+        .unwrap();
+    let app = |policy: RegoPolicy| {
+        let config = AuthorizeConfig::builder(Policy::example_roles())
+            .otherwise(Require::engine(policy))
+            .build()
+            .unwrap();
+        Router::new()
+            .route("/models/{name}", get(|| async { "model" }))
+            .layer(AuthorizeLayer::new(config))
+            .layer(VerifyHmacLayer::new(hmac.clone()))
+    };
+    let lines = support::captured::Captured::default();
+    let audit = JsonLinesSink::new(lines.clone(), 64, Overflow::Wait);
+    let envoy_addr = serve(app(envoy)).await;
+    let dump_addr = serve(app(dump).layer(AuditLayer::new(audit.clone()))).await;
+    let signed = |addr, path: &str, team: &str| {
+        let mut req = request("GET", addr, path);
+        req.headers_mut().insert("x-team", team.parse().unwrap());
+        req.headers_mut()
+            .insert("cookie", "session=a-session-secret".parse().unwrap());
+        HmacSigner::new("gateway", SECRET)
+            .unwrap()
+            .sign_request(&mut req);
+        req
+    };
+    let path = "/models/fraud%20detector?stage=prod";
+    assert_eq!(
+        send(signed(envoy_addr, path, "ml")).await.status,
+        StatusCode::OK
+    );
+    let other_team = send(signed(envoy_addr, path, "ops")).await;
+    assert_eq!(
+        (other_team.status, other_team.code()),
+        (StatusCode::FORBIDDEN, "authz.policy_denied".into())
+    );
+    // The dump policy's reason (its whole input) goes to the audit trail, never to the client;
+    // it holds the request's harmless headers and none of its credentials.
+    let reply = send(signed(dump_addr, path, "ml")).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(!reply.detail().contains("x-team"), "{}", reply.detail());
+    audit.flush().await;
+    let event: serde_json::Value =
+        serde_json::from_str(lines.text().lines().last().unwrap()).unwrap();
+    let input = event["metadata"]["explanation"]["reason"].as_str().unwrap();
+    assert!(input.contains(r#""x-team":"ml""#), "{input}");
+    assert!(input.contains(r#""x-service-id":"gateway""#), "{input}");
+    for secret in ["a-session-secret", "cookie", "x-signature", "sha256="] {
+        assert!(!input.contains(secret), "{secret} in {input}");
+    }
+}

@@ -11,6 +11,8 @@ use support::service::SecureService;
 use support::*;
 use tower_zerotrust::hmac::string_to_sign;
 use tower_zerotrust::sign::HmacSigner;
+#[cfg(all(feature = "rego", feature = "httpsig"))]
+use {base64::Engine as _, tower_zerotrust::httpsig::HttpSigSigner};
 
 #[test]
 fn signatures_computed_by_pythons_hmac_module_are_reproduced_exactly() {
@@ -877,13 +879,19 @@ decision := {"allowed": true} if {
 	input.principal.claims.team == "ml"
 	input.request.method == "GET"
 }
+
+decision := {"allowed": true} if {
+	input.principal.method in {"httpsig", "mtls"}
+	input.principal.id != "agent-8"
+}
 "#;
 
 /// With `AUTHZ_REGO_FILE`, the policy decides `/models` and `/whoami` for every kind of
-/// principal (HMAC services, token subjects by their claims), `/health` stays public; a
+/// principal (HMAC services, token subjects by their claims, RFC 9421 signers; certificates in
+/// the next test), `/health` stays public; a
 /// refusal carries the policy's reason into the audit trail; `SIGHUP` reloads policy and data,
 /// and a policy that does not compile leaves the one in force.
-#[cfg(feature = "rego")]
+#[cfg(all(feature = "rego", feature = "httpsig"))]
 #[tokio::test]
 async fn secure_service_decides_by_a_rego_policy_and_reloads_it_on_sighup() {
     let dir = scratch("rego");
@@ -894,6 +902,17 @@ async fn secure_service_decides_by_a_rego_policy_and_reloads_it_on_sighup() {
     );
     std::fs::write(&policy, REGISTRY_REGO).unwrap();
     std::fs::write(&data, r#"{"services": ["gateway"]}"#).unwrap();
+    let keys = dir.join("keys.json");
+    let signing_secret = b"an RFC 9421 secret of at least 32 bytes";
+    std::fs::write(
+        &keys,
+        json!({"keys": [{
+            "keyid": "signer-1", "alg": "hmac-sha256", "principal": "signer",
+            "secret_base64": base64::engine::general_purpose::STANDARD.encode(signing_secret),
+        }]})
+        .to_string(),
+    )
+    .unwrap();
     let mut service = SecureService::start(&[
         ("SERVICE_SECRET", SECRET),
         ("JWT_SECRET", JWT_SECRET),
@@ -903,6 +922,7 @@ async fn secure_service_decides_by_a_rego_policy_and_reloads_it_on_sighup() {
         ("AUTHZ_REGO_DATA_FILE", data.to_str().unwrap()),
         ("AUTHZ_REGO_QUERY", "data.zerotrust.authz.decision"),
         ("AUDIT_LOG", audit.to_str().unwrap()),
+        ("HTTPSIG_KEYS_FILE", keys.to_str().unwrap()),
     ]);
     let addr = service.addr;
     let hmac = |caller: &str, method: &str, path: &str| {
@@ -939,6 +959,16 @@ async fn secure_service_decides_by_a_rego_policy_and_reloads_it_on_sighup() {
     );
     let ops = bearer(team_token("bob", "ops"), "GET", "/whoami").await;
     assert_eq!(ops.status, StatusCode::FORBIDDEN);
+    // A caller proven by an RFC 9421 signature.
+    let signer = HttpSigSigner::hmac_sha256("signer-1", signing_secret).unwrap();
+    let uri: http::Uri = format!("http://{addr}/whoami").parse().unwrap();
+    let mut signed = request("GET", addr, "/whoami");
+    signer
+        .sign(&http::Method::GET, &uri, signed.headers_mut(), b"")
+        .unwrap();
+    let reply = send(signed).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["method"], "httpsig");
     // Nobody proven: 401, so that a client knows to prove itself.
     let anonymous = send(request("GET", addr, "/models")).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
@@ -1082,4 +1112,38 @@ async fn secure_service_shadows_refusals_and_compares_a_candidate_policy() {
         json!({"layer": "rate_limit", "code": "rate_limit.exceeded"})
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A certificate principal decided by the Rego policy: `agent-7` allowed, `agent-8` refused.
+#[cfg(feature = "rego")]
+#[tokio::test]
+async fn secure_service_decides_certificate_principals_by_rego() {
+    use support::certs::{Ca, https_get, tls_files};
+
+    let dir = scratch("rego-mtls");
+    let policy = dir.join("registry.rego");
+    std::fs::write(&policy, REGISTRY_REGO).unwrap();
+    let ca = Ca::new("Parallax CA");
+    let [cert, key, ca_file] = tls_files(&ca, &dir);
+    let service = SecureService::start(&[
+        ("SERVICE_SECRET", SECRET),
+        (cert.0, &cert.1),
+        (key.0, &key.1),
+        (ca_file.0, &ca_file.1),
+        ("AUTHZ_REGO_FILE", policy.to_str().unwrap()),
+        ("AUTHZ_REGO_QUERY", "data.zerotrust.authz.decision"),
+    ]);
+    let allowed = ca.issue("agent-7", vec![], true);
+    let (status, body) = https_get(service.addr, &ca, &allowed).await.unwrap();
+    assert_eq!(
+        (status, body["method"].clone()),
+        (StatusCode::OK, json!("mtls"))
+    );
+    let refused = ca.issue("agent-8", vec![], true);
+    let (status, body) = https_get(service.addr, &ca, &refused).await.unwrap();
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("authz.policy_denied"))
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }
