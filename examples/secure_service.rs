@@ -25,9 +25,9 @@
 //! | `ROLES_FILE`      | roles → permissions in YAML (`Policy::EXAMPLE_ROLES_YAML` shows the format; default: those example roles, `admin`, `operator`, `developer`, `viewer`); an optional `principals:` map gives roles to callers whose credentials carry none: a bare key names a service (an HMAC caller id or a certificate identity), `jwt:<sub>` a token subject. `SIGHUP` reloads it |
 //! | `RATE_LIMIT_AVERAGE`, `RATE_LIMIT_BURST` | requests per second per principal, and burst (default 100 and 50) |
 //! | `AUDIT_LOG`       | file that receives one JSON audit event per request (`timestamp`, `event_type`, `status`, `principal`, ...); default: stdout |
-//! | `NONCE_STORE`     | where HMAC nonces are remembered: `memory` (default) or a `redis://` URL shared by every replica, so a request accepted by one is a replay to all (build with `--features redis`) |
+//! | `NONCE_STORE`     | where HMAC nonces are remembered: `memory` (default) or a `redis://` URL shared by every replica, so a request accepted by one is a replay to all (build with `--features redis`); `redis-cluster://host:port,host:port,...` for a Redis Cluster, `redis-sentinel://host:port,host:port/<service-name>` for the primary Sentinels watch |
 //! | `HTTPSIG_KEYS_FILE` | JSON keys for HTTP message signatures (RFC 9421, build with `--features httpsig`): `{"keys": [{"keyid", "alg", "secret_base64" (hmac-sha256) or "public_key_pem_file" (ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384, rsa-pss-sha512, rsa-v1_5-sha256; relative to the file), "principal", "roles"}]}`. Signed requests are then accepted wherever HMAC-signed ones are (`/execute` for `ALLOWED_CALLERS`, `/whoami` with `"method": "httpsig"`, the models); they cover `@method`, `@authority`, `@path`, `@query` and, with a body, `content-digest`, with `created` within ±30 s and a `nonce` (replays refused through `NONCE_STORE`) |
-//! | `RATE_LIMIT_STORE` | where quotas are counted: `memory` (default, per replica) or a `redis://` URL shared by every replica |
+//! | `RATE_LIMIT_STORE` | where quotas are counted: `memory` (default, per replica) or a Redis URL as for `NONCE_STORE`, shared by every replica |
 //! | `AUTHZ_REGO_FILE` | a Rego policy (`.rego`, build with `--features rego`) that decides `/whoami` and the `/models` routes instead of the role rules (`/health` stays public, `POST /execute` keeps its callers); its input is described in `RegoPolicy`'s docs. `SIGHUP` reloads it; a policy that does not compile is refused and the previous one stays |
 //! | `AUTHZ_REGO_DATA_FILE` | its data document (JSON object, `data.*`), reloaded with it |
 //! | `AUTHZ_REGO_QUERY` | the rule that decides (default `data.zerotrust.authz.allow`): `true`/`false` or `{"allowed": bool, "reason": string}` |
@@ -348,7 +348,16 @@ fn store(name: &str) -> Result<Option<Redis>, BoxError> {
         .as_deref()
     {
         None | Some("memory") => Ok(None),
-        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+        Some(url)
+            if [
+                "redis://",
+                "rediss://",
+                "redis-cluster://",
+                "redis-sentinel://",
+            ]
+            .iter()
+            .any(|scheme| url.starts_with(scheme)) =>
+        {
             #[cfg(feature = "redis")]
             return Ok(Some(Redis::open(url)?));
             #[cfg(not(feature = "redis"))]
@@ -356,7 +365,11 @@ fn store(name: &str) -> Result<Option<Redis>, BoxError> {
                 format!("{name}: this build has no Redis support (--features redis)").into(),
             );
         }
-        Some(_) => Err(format!("{name} must be `memory` or a redis:// URL").into()),
+        Some(_) => Err(format!(
+            "{name} must be `memory`, a redis:// URL, redis-cluster://host:port,... or \
+             redis-sentinel://host:port,.../<service>"
+        )
+        .into()),
     }
 }
 

@@ -14,9 +14,16 @@
 //! ```
 
 use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelServerType};
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 use crate::{BoxError, ConfigError};
 
@@ -24,26 +31,120 @@ const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A shared, self-healing Redis connection with a time bound on every command. Cheap to
 /// clone: clones share the connection (commands are pipelined on it).
+///
+/// It reaches a single node ([`open`](Self::open) with `redis://`), a Redis Cluster
+/// ([`cluster`](Self::cluster), or `redis-cluster://host:port,host:port`: the slot map is
+/// discovered from the seed nodes and followed through `MOVED`, `ASK` and resharding), or the
+/// primary a set of Sentinels names ([`sentinel`](Self::sentinel), or
+/// `redis-sentinel://host:port,host:port/<service>`: asked again whenever the primary stops
+/// answering, so a promoted replica is found without a restart). Every command the crate sends
+/// touches one key, so one slot: the nonce store and the rate-limit script work unchanged on
+/// all three.
 #[derive(Clone)]
 pub struct RedisConnection {
-    manager: ConnectionManager,
+    link: Link,
     timeout: Duration,
 }
 
+#[derive(Clone)]
+enum Link {
+    Node(ConnectionManager),
+    Cluster(Arc<ClusterLink>),
+    Sentinel(Arc<SentinelLink>),
+}
+
+/// The cluster connection, made on first use (and again after a failed attempt).
+struct ClusterLink {
+    client: ClusterClient,
+    connection: tokio::sync::OnceCell<ClusterConnection>,
+}
+
+/// The primary's connection, dropped when it fails so that the next command asks the
+/// Sentinels again.
+struct SentinelLink {
+    client: tokio::sync::Mutex<SentinelClient>,
+    primary: Mutex<Option<MultiplexedConnection>>,
+}
+
+/// One connection to whatever the [`RedisConnection`] reaches: what commands run on.
+pub(crate) enum Connection {
+    Node(ConnectionManager),
+    Cluster(ClusterConnection),
+    Sentinel(MultiplexedConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Node(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Sentinel(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Node(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+            Self::Sentinel(c) => c.get_db(),
+        }
+    }
+}
+
+fn invalid(reason: String) -> ConfigError {
+    ConfigError::Invalid {
+        what: "Redis URL",
+        reason,
+    }
+}
+
 impl RedisConnection {
-    /// A connection to `url` (`redis://host:port/db`, `rediss://` for TLS, with
-    /// `user:password@` when Redis requires it), made on first use. Call it inside a tokio
-    /// runtime.
+    /// A connection to `url`, made on first use. Call it inside a tokio runtime.
+    ///
+    /// * `redis://host:port/db` (`rediss://` for TLS, `user:password@` when Redis requires
+    ///   it): one node;
+    /// * `redis-cluster://host:port,host:port,...`: a Redis Cluster, from seed nodes;
+    /// * `redis-sentinel://host:port,host:port/<service-name>`: the primary the Sentinels name.
     ///
     /// # Errors
     ///
     /// [`ConfigError::Invalid`] for a URL Redis cannot use (the message never repeats the URL,
     /// which may hold a password).
     pub fn open(url: &str) -> Result<Self, ConfigError> {
-        let invalid = |reason: String| ConfigError::Invalid {
-            what: "Redis URL",
-            reason,
-        };
+        if let Some(rest) = url.strip_prefix("redis-cluster://") {
+            let (auth, hosts) = split_auth(rest);
+            let nodes = hosts
+                .split(',')
+                .map(|node| format!("redis://{auth}{node}"))
+                .collect::<Vec<_>>();
+            return Self::cluster(&nodes);
+        }
+        if let Some(rest) = url.strip_prefix("redis-sentinel://") {
+            let (auth, rest) = split_auth(rest);
+            let Some((hosts, service)) = rest.split_once('/').filter(|(_, s)| !s.is_empty()) else {
+                return Err(invalid(
+                    "a Sentinel URL ends with /<service-name>".to_owned(),
+                ));
+            };
+            let sentinels = hosts
+                .split(',')
+                .map(|node| format!("redis://{auth}{node}"))
+                .collect::<Vec<_>>();
+            return Self::sentinel(&sentinels, service);
+        }
         let client = redis::Client::open(url).map_err(|e| invalid(format!("{:?}", e.kind())))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(DEFAULT_COMMAND_TIMEOUT))
@@ -53,10 +154,63 @@ impl RedisConnection {
             .set_max_delay(Duration::from_millis(100));
         let manager = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| invalid(format!("{:?}", e.kind())))?;
-        Ok(Self {
-            manager,
+        Ok(Self::with(Link::Node(manager)))
+    }
+
+    /// A Redis Cluster reached through `nodes` (`redis://host:port` URLs of some of its
+    /// nodes; the others are discovered).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] for unusable URLs, or none.
+    pub fn cluster<U: AsRef<str>>(nodes: &[U]) -> Result<Self, ConfigError> {
+        if nodes.is_empty() {
+            return Err(invalid("a cluster needs at least one seed node".to_owned()));
+        }
+        let nodes: Vec<&str> = nodes.iter().map(AsRef::as_ref).collect();
+        let client = ClusterClient::builder(nodes)
+            .connection_timeout(DEFAULT_COMMAND_TIMEOUT)
+            .response_timeout(DEFAULT_COMMAND_TIMEOUT)
+            // Fail fast while a slot has no primary; the next command tries again.
+            .retries(1)
+            .max_retry_wait(100)
+            .build()
+            .map_err(|e| invalid(format!("{:?}", e.kind())))?;
+        Ok(Self::with(Link::Cluster(Arc::new(ClusterLink {
+            client,
+            connection: tokio::sync::OnceCell::new(),
+        }))))
+    }
+
+    /// The primary that the Sentinels at `sentinels` (`redis://host:port` URLs) name for
+    /// `service`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] for unusable URLs, or none.
+    pub fn sentinel<U: AsRef<str>>(sentinels: &[U], service: &str) -> Result<Self, ConfigError> {
+        if sentinels.is_empty() {
+            return Err(invalid("no Sentinel given".to_owned()));
+        }
+        let sentinels: Vec<&str> = sentinels.iter().map(AsRef::as_ref).collect();
+        let client = SentinelClient::build(
+            sentinels,
+            service.to_owned(),
+            None,
+            SentinelServerType::Master,
+        )
+        .map_err(|e| invalid(format!("{:?}", e.kind())))?;
+        Ok(Self::with(Link::Sentinel(Arc::new(SentinelLink {
+            client: tokio::sync::Mutex::new(client),
+            primary: Mutex::new(None),
+        }))))
+    }
+
+    fn with(link: Link) -> Self {
+        Self {
+            link,
             timeout: DEFAULT_COMMAND_TIMEOUT,
-        })
+        }
     }
 
     /// The longest a command may take, connecting included (default 500 ms); past it the
@@ -73,24 +227,101 @@ impl RedisConnection {
         command: F,
     ) -> impl Future<Output = Result<T, BoxError>> + Send + 'static
     where
-        F: FnOnce(ConnectionManager) -> Fut,
-        Fut: Future<Output = redis::RedisResult<T>> + Send + 'static,
+        F: FnOnce(Connection) -> Fut + Send + 'static,
+        Fut: Future<Output = RedisResult<T>> + Send + 'static,
         T: Send + 'static,
     {
-        let (timeout, running) = (self.timeout, command(self.manager.clone()));
+        let (timeout, link) = (self.timeout, self.link.clone());
         async move {
+            let running = async {
+                let result = command(link.connect().await?).await;
+                if let Err(error) = &result {
+                    link.failed(error);
+                }
+                result
+            };
             match tokio::time::timeout(timeout, running).await {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(error)) => Err(error.into()),
-                Err(_) => Err(format!("Redis did not answer within {timeout:?}").into()),
+                Err(_) => {
+                    link.forget();
+                    Err(format!("Redis did not answer within {timeout:?}").into())
+                }
             }
         }
     }
 }
 
+impl Link {
+    async fn connect(&self) -> RedisResult<Connection> {
+        match self {
+            Self::Node(manager) => Ok(Connection::Node(manager.clone())),
+            Self::Cluster(cluster) => {
+                let connection = cluster
+                    .connection
+                    .get_or_try_init(|| cluster.client.get_async_connection())
+                    .await?;
+                Ok(Connection::Cluster(connection.clone()))
+            }
+            Self::Sentinel(sentinel) => {
+                let known = sentinel
+                    .primary
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                if let Some(primary) = known {
+                    return Ok(Connection::Sentinel(primary));
+                }
+                let primary = sentinel.client.lock().await.get_async_connection().await?;
+                *sentinel
+                    .primary
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(primary.clone());
+                Ok(Connection::Sentinel(primary))
+            }
+        }
+    }
+
+    /// A command failed: if the connection (not the command) is at fault, a Sentinel-found
+    /// primary is looked up again next time.
+    fn failed(&self, error: &redis::RedisError) {
+        let connection_lost = error.is_io_error()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+            || error.is_timeout()
+            || error.to_string().contains("READONLY");
+        if connection_lost {
+            self.forget();
+        }
+    }
+
+    fn forget(&self) {
+        if let Self::Sentinel(sentinel) = self {
+            *sentinel
+                .primary
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
+        }
+    }
+}
+
+/// `user:password@` (kept, with its `@`) and the rest of a multi-host URL.
+fn split_auth(rest: &str) -> (&str, &str) {
+    match rest.rfind('@') {
+        Some(at) => rest.split_at(at + 1),
+        None => ("", rest),
+    }
+}
+
 impl std::fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reaches = match self.link {
+            Link::Node(_) => "node",
+            Link::Cluster(_) => "cluster",
+            Link::Sentinel(_) => "sentinel",
+        };
         f.debug_struct("RedisConnection")
+            .field("reaches", &reaches)
             .field("command_timeout", &self.timeout)
             .finish_non_exhaustive()
     }

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use http::StatusCode;
-use support::redis::RedisServer;
+use support::redis::{RedisCluster, RedisServer};
 use support::service::SecureService;
 use support::*;
 use tower_zerotrust::nonce::{NonceError, NonceStore, RedisNonceStore};
@@ -775,4 +775,113 @@ async fn a_message_signature_accepted_by_one_replica_is_a_replay_to_the_other() 
         (StatusCode::UNAUTHORIZED, "httpsig.replayed")
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Two replicas of `secure_service` sharing a 3-primary, 3-replica Redis Cluster: a request
+/// accepted by one is a replay to the other, the quota is shared, and nonces land on every
+/// primary (the keys spread over the slots).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_nonces_and_quotas_through_a_redis_cluster() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let url = cluster.url();
+    let env = [
+        ("SERVICE_SECRET", SECRET),
+        ("ALLOWED_CALLERS", "gateway"),
+        ("NONCE_STORE", url.as_str()),
+        ("RATE_LIMIT_STORE", url.as_str()),
+        ("RATE_LIMIT_AVERAGE", "1"),
+        ("RATE_LIMIT_BURST", "40"),
+    ];
+    let (a, b) = (SecureService::start(&env), SecureService::start(&env));
+    let original = formula_request(SECRET, "gateway", "POST", a.addr, "/execute");
+    let replayed = replay(&original, b.addr, "/execute");
+    assert_eq!(send(original).await.status, StatusCode::OK);
+    let reply = send(replayed).await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::UNAUTHORIZED, "hmac.replayed".into())
+    );
+    // 38 more calls by gateway, alternating replicas: within the shared burst of 40 (with the
+    // one above)...
+    for i in 0..38 {
+        let addr = if i % 2 == 0 { a.addr } else { b.addr };
+        let reply = send(formula_request(SECRET, "gateway", "POST", addr, "/execute")).await;
+        assert_eq!(reply.status, StatusCode::OK, "call {i}");
+    }
+    // ...then over it, whichever replica is asked (one token may have come back meanwhile).
+    let mut refused = 0;
+    for addr in [a.addr, b.addr, a.addr, b.addr, a.addr] {
+        let reply = send(formula_request(SECRET, "gateway", "POST", addr, "/execute")).await;
+        refused += usize::from(reply.status == StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert!(refused >= 2, "{refused} refusals");
+    let primaries = cluster.primaries();
+    assert_eq!(primaries.len(), 3);
+    for port in primaries {
+        assert!(
+            cluster.keys_on(port) > 0,
+            "no nonce on the primary at {port}"
+        );
+    }
+}
+
+/// A primary of the cluster dies while a client keeps sending fresh signed requests: each is
+/// either accepted or refused with 503 while its slot has no primary, never anything else;
+/// once the replica is promoted every request succeeds again without a restart, and every
+/// request accepted before the failure is still a replay (it had reached the replica).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_failover_is_503_until_the_replica_takes_over_and_replays_stay_refused() {
+    let Some(mut cluster) = RedisCluster::start() else {
+        return;
+    };
+    let url = cluster.url();
+    let service = SecureService::start(&[
+        ("SERVICE_SECRET", SECRET),
+        ("ALLOWED_CALLERS", "gateway"),
+        ("NONCE_STORE", url.as_str()),
+        ("RATE_LIMIT_AVERAGE", "100000"),
+        ("RATE_LIMIT_BURST", "100000"),
+    ]);
+    let addr = service.addr;
+    let mut accepted = Vec::new();
+    for _ in 0..30 {
+        let request = formula_request(SECRET, "gateway", "POST", addr, "/execute");
+        let copy = replay(&request, addr, "/execute");
+        assert_eq!(send(request).await.status, StatusCode::OK);
+        accepted.push(copy);
+    }
+    let victim = cluster.primaries()[0];
+    cluster.wait_for_replication(victim);
+    cluster.kill(victim);
+    let killed = std::time::Instant::now();
+    let (mut last_refusal, mut refusals, mut streak) = (None, 0, 0);
+    while streak < 60 {
+        assert!(killed.elapsed() < Duration::from_secs(30), "no recovery");
+        let reply = send(formula_request(SECRET, "gateway", "POST", addr, "/execute")).await;
+        match reply.status {
+            StatusCode::OK => streak += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                (last_refusal, refusals, streak) = (Some(killed.elapsed()), refusals + 1, 0);
+            }
+            other => panic!("{other} during the failover: {}", reply.code()),
+        }
+    }
+    eprintln!(
+        "failover: {refusals} requests refused with 503, the last {:?} after the kill",
+        last_refusal
+    );
+    assert!(
+        refusals > 0,
+        "a third of the slots had no primary for a while"
+    );
+    cluster.wait_until_ok();
+    for request in accepted {
+        let reply = send(request).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::UNAUTHORIZED, "hmac.replayed".into())
+        );
+    }
 }

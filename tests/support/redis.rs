@@ -68,3 +68,201 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// A loopback port whose cluster bus port (+10 000) is free too.
+fn cluster_port() -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A Redis Cluster of three primaries and three replicas on loopback (`redis-server
+/// --cluster-enabled yes` × 6, `redis-cli --cluster create`), nodes declared failed after one
+/// second; killed when dropped.
+pub struct RedisCluster {
+    nodes: Vec<(u16, Option<Child>)>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    /// Starts one, or prints why not and returns `None` when `redis-server` or `redis-cli` is
+    /// not installed.
+    pub fn start() -> Option<Self> {
+        let installed = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
+        if !installed("redis-server") || !installed("redis-cli") {
+            eprintln!(
+                "SKIPPED: redis-server and redis-cli are not installed (apt-get install redis-server redis-tools)"
+            );
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "zt-cluster-{}-{}",
+            std::process::id(),
+            cluster_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            let port = cluster_port();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            nodes.push((port, Some(child)));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (port, _) in &nodes {
+            while TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                assert!(Instant::now() < deadline, "redis-server did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|(p, _)| format!("127.0.0.1:{p}"))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .unwrap();
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        let cluster = Self { nodes, dir };
+        cluster.wait_until_ok();
+        Some(cluster)
+    }
+
+    /// Waits (up to 30 s) until every live node reports the cluster healthy.
+    pub fn wait_until_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for port in self.live() {
+            while !cli(port, &["cluster", "info"]).contains("cluster_state:ok") {
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster never became healthy"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn live(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|(_, child)| child.is_some())
+            .map(|(port, _)| *port)
+            .collect()
+    }
+
+    /// `redis-cluster://` with every node as a seed.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|(p, _)| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis-cluster://{}", nodes.join(","))
+    }
+
+    /// The ports of the live primaries.
+    pub fn primaries(&self) -> Vec<u16> {
+        let Some(&any) = self.live().first() else {
+            return Vec::new();
+        };
+        let live = self.live();
+        cli(any, &["cluster", "nodes"])
+            .lines()
+            .filter(|line| line.contains("master") && !line.contains("fail"))
+            .filter_map(|line| {
+                let address = line.split_whitespace().nth(1)?;
+                let port = address.split(['@', ':']).nth(1)?.parse().ok()?;
+                live.contains(&port).then_some(port)
+            })
+            .collect()
+    }
+
+    /// Waits (up to 10 s) until every replica of the primary on `port` has every write it
+    /// acknowledged (their replication offsets equal its own).
+    pub fn wait_for_replication(&self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let info = cli(port, &["info", "replication"]);
+            let own = info
+                .lines()
+                .find_map(|l| l.strip_prefix("master_repl_offset:"))
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned();
+            let replicas: Vec<&str> = info
+                .lines()
+                .filter(|l| l.starts_with("slave"))
+                .filter_map(|l| l.split(',').find_map(|f| f.strip_prefix("offset=")))
+                .collect();
+            if !replicas.is_empty() && replicas.iter().all(|offset| *offset == own) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replicas never caught up: {info}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How many keys the node on `port` holds.
+    pub fn keys_on(&self, port: u16) -> usize {
+        cli(port, &["dbsize"]).trim().parse().unwrap_or(0)
+    }
+
+    /// Kills the node on `port`, as a crash would.
+    pub fn kill(&mut self, port: u16) {
+        for (p, child) in &mut self.nodes {
+            if *p == port
+                && let Some(mut child) = child.take()
+            {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.nodes {
+            if let Some(mut child) = child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
