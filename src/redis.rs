@@ -3,6 +3,14 @@
 //! every command's time, so that a Redis outage turns into prompt errors (which the layers
 //! answer with 503) rather than requests that hang, and ends by itself when Redis returns.
 //!
+//! It reaches one node, a Redis Cluster or a Sentinel-watched primary, with the same
+//! fail-closed guarantee: while a slot has no primary (a cluster failover) or the primary is
+//! gone and not yet replaced (Sentinel), the commands that need it fail and signed requests
+//! get 503; they succeed again by themselves once the new primary is known. Redis replicates
+//! asynchronously, so a nonce a primary acknowledged just before it crashed may be missing on
+//! the promoted replica: [`RedisNonceStore::acknowledged_by`](crate::nonce::RedisNonceStore::acknowledged_by)
+//! makes a nonce count only once a replica has it.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use tower_zerotrust::redis::RedisConnection;
@@ -10,6 +18,8 @@
 //! # #[tokio::main] async fn main() -> Result<(), tower_zerotrust::ConfigError> {
 //! let redis = RedisConnection::open("redis://127.0.0.1:6379/")?
 //!     .command_timeout(Duration::from_millis(250));
+//! let cluster = RedisConnection::open("redis-cluster://10.0.0.1:6379,10.0.0.2:6379")?;
+//! let sentinels = RedisConnection::open("redis-sentinel://10.0.0.5:26379,10.0.0.6:26379/nonces")?;
 //! # Ok(()) }
 //! ```
 
@@ -124,27 +134,12 @@ impl RedisConnection {
     /// [`ConfigError::Invalid`] for a URL Redis cannot use (the message never repeats the URL,
     /// which may hold a password).
     pub fn open(url: &str) -> Result<Self, ConfigError> {
-        if let Some(rest) = url.strip_prefix("redis-cluster://") {
-            let (auth, hosts) = split_auth(rest);
-            let nodes = hosts
-                .split(',')
-                .map(|node| format!("redis://{auth}{node}"))
-                .collect::<Vec<_>>();
-            return Self::cluster(&nodes);
-        }
-        if let Some(rest) = url.strip_prefix("redis-sentinel://") {
-            let (auth, rest) = split_auth(rest);
-            let Some((hosts, service)) = rest.split_once('/').filter(|(_, s)| !s.is_empty()) else {
-                return Err(invalid(
-                    "a Sentinel URL ends with /<service-name>".to_owned(),
-                ));
-            };
-            let sentinels = hosts
-                .split(',')
-                .map(|node| format!("redis://{auth}{node}"))
-                .collect::<Vec<_>>();
-            return Self::sentinel(&sentinels, service);
-        }
+        let url = match Target::of(url)? {
+            Target::Node(url) => url,
+            Target::Cluster(nodes) => return Self::cluster(&nodes),
+            Target::Sentinel(sentinels, service) => return Self::sentinel(&sentinels, &service),
+        };
+        let url = url.as_str();
         let client = redis::Client::open(url).map_err(|e| invalid(format!("{:?}", e.kind())))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(DEFAULT_COMMAND_TIMEOUT))
@@ -170,7 +165,9 @@ impl RedisConnection {
         let nodes: Vec<&str> = nodes.iter().map(AsRef::as_ref).collect();
         let client = ClusterClient::builder(nodes)
             .connection_timeout(DEFAULT_COMMAND_TIMEOUT)
-            .response_timeout(DEFAULT_COMMAND_TIMEOUT)
+            // The command timeout bounds every command; this only ends answers that never come
+            // (a `WAIT` for replicas may take longer than the default command timeout).
+            .response_timeout(Duration::from_secs(10))
             // Fail fast while a slot has no primary; the next command tries again.
             .retries(1)
             .max_retry_wait(100)
@@ -189,19 +186,8 @@ impl RedisConnection {
     ///
     /// [`ConfigError::Invalid`] for unusable URLs, or none.
     pub fn sentinel<U: AsRef<str>>(sentinels: &[U], service: &str) -> Result<Self, ConfigError> {
-        if sentinels.is_empty() {
-            return Err(invalid("no Sentinel given".to_owned()));
-        }
-        let sentinels: Vec<&str> = sentinels.iter().map(AsRef::as_ref).collect();
-        let client = SentinelClient::build(
-            sentinels,
-            service.to_owned(),
-            None,
-            SentinelServerType::Master,
-        )
-        .map_err(|e| invalid(format!("{:?}", e.kind())))?;
         Ok(Self::with(Link::Sentinel(Arc::new(SentinelLink {
-            client: tokio::sync::Mutex::new(client),
+            client: tokio::sync::Mutex::new(sentinel_client(sentinels, service)?),
             primary: Mutex::new(None),
         }))))
     }
@@ -302,6 +288,59 @@ impl Link {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = None;
         }
+    }
+}
+
+/// A client of the primary the Sentinels at `sentinels` name for `service`.
+pub(crate) fn sentinel_client<U: AsRef<str>>(
+    sentinels: &[U],
+    service: &str,
+) -> Result<SentinelClient, ConfigError> {
+    if sentinels.is_empty() {
+        return Err(invalid("no Sentinel given".to_owned()));
+    }
+    let sentinels: Vec<&str> = sentinels.iter().map(AsRef::as_ref).collect();
+    SentinelClient::build(
+        sentinels,
+        service.to_owned(),
+        None,
+        SentinelServerType::Master,
+    )
+    .map_err(|e| invalid(format!("{:?}", e.kind())))
+}
+
+/// What a Redis URL names: one node, a cluster's seed nodes, or Sentinels and a service.
+pub(crate) enum Target {
+    Node(String),
+    Cluster(Vec<String>),
+    Sentinel(Vec<String>, String),
+}
+
+impl Target {
+    /// Reads `redis://`, `rediss://`, `redis-cluster://host:port,...` and
+    /// `redis-sentinel://host:port,.../<service>` URLs (the hosts of the last two as
+    /// `redis://` URLs, with the credentials given).
+    pub(crate) fn of(url: &str) -> Result<Self, ConfigError> {
+        let hosts = |auth: &str, hosts: &str| -> Vec<String> {
+            hosts
+                .split(',')
+                .map(|host| format!("redis://{auth}{host}"))
+                .collect()
+        };
+        if let Some(rest) = url.strip_prefix("redis-cluster://") {
+            let (auth, rest) = split_auth(rest);
+            return Ok(Self::Cluster(hosts(auth, rest)));
+        }
+        if let Some(rest) = url.strip_prefix("redis-sentinel://") {
+            let (auth, rest) = split_auth(rest);
+            let Some((list, service)) = rest.split_once('/').filter(|(_, s)| !s.is_empty()) else {
+                return Err(invalid(
+                    "a Sentinel URL ends with /<service-name>".to_owned(),
+                ));
+            };
+            return Ok(Self::Sentinel(hosts(auth, list), service.to_owned()));
+        }
+        Ok(Self::Node(url.to_owned()))
     }
 }
 

@@ -31,10 +31,20 @@ const DEFAULT_PREFIX: &str = "zerotrust:nonce:";
 /// let layer = VerifyHmacLayer::with_nonce_store(config, RedisNonceStore::new(redis));
 /// # Ok(()) }
 /// ```
+///
+/// # What a failover can lose
+///
+/// Redis replicates asynchronously: a nonce a primary acknowledged, then lost in a crash
+/// before its replica had it, is unknown to the promoted replica, and the same request could
+/// be accepted once more within its window. [`acknowledged_by`](Self::acknowledged_by) closes
+/// that gap: a nonce counts only once `WAIT` reports it on that many replicas (a request whose
+/// nonce is not gets 503, and a client retries with a fresh nonce), at the price of a
+/// replication round trip per request.
 #[derive(Debug, Clone)]
 pub struct RedisNonceStore {
     redis: RedisConnection,
     prefix: String,
+    acknowledged: Option<(u32, Duration)>,
 }
 
 impl RedisNonceStore {
@@ -43,7 +53,17 @@ impl RedisNonceStore {
         Self {
             redis,
             prefix: DEFAULT_PREFIX.to_owned(),
+            acknowledged: None,
         }
+    }
+
+    /// A nonce counts only once `replicas` replicas have it, waited for at most `timeout`
+    /// (`WAIT`); fewer in time is [`NonceError::Unavailable`] (503). Keep `timeout` below the
+    /// connection's [command timeout](RedisConnection::command_timeout).
+    #[must_use]
+    pub fn acknowledged_by(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.acknowledged = Some((replicas, timeout)).filter(|(n, _)| *n > 0);
+        self
     }
 
     /// Keys under `prefix` instead (services sharing one Redis keep apart by prefix).
@@ -60,15 +80,35 @@ impl NonceStore for RedisNonceStore {
     fn check_and_record(&self, caller: &str, nonce: &str, ttl: Duration) -> Self::Future {
         let key = crate::redis::key(&self.prefix, &[caller, nonce]);
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let acknowledged = self.acknowledged;
         let set = self.redis.run(move |mut redis| async move {
-            redis::cmd("SET")
+            let set = redis::cmd("SET")
                 .arg(key)
                 .arg(1)
                 .arg("NX")
                 .arg("PX")
                 .arg(millis)
                 .query_async::<Option<String>>(&mut redis)
-                .await
+                .await?;
+            let Some((replicas, timeout)) = acknowledged.filter(|_| set.is_some()) else {
+                return Ok(set);
+            };
+            // The nonce was recorded on the primary: it counts once the replicas have it.
+            let millis = u64::try_from(timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            let copies = redis::cmd("WAIT")
+                .arg(replicas)
+                .arg(millis)
+                .query_async::<u32>(&mut redis)
+                .await?;
+            if copies < replicas {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "the nonce did not reach enough replicas in time",
+                )));
+            }
+            Ok(set)
         });
         Box::pin(async move {
             match set.await {

@@ -97,7 +97,7 @@ use crate::BoxError;
 use crate::hmac::HmacConfig;
 use crate::nonce::{NonceError, NonceStore};
 use crate::principal::Principal;
-use crate::redis::RedisConnection;
+use crate::redis::{RedisConnection, Target};
 use crate::sign::HmacSigner;
 
 /// The largest envelope a subscriber reads; larger messages are dropped unread.
@@ -266,7 +266,7 @@ pub struct SignedMessage {
 /// A subscription that yields only verified messages, and subscribes again by itself when its
 /// connection drops.
 pub struct SignedSubscription<N> {
-    client: redis::Client,
+    source: Source,
     channel: String,
     messages: redis::aio::PubSubStream,
     verifier: MessageVerifier,
@@ -275,7 +275,10 @@ pub struct SignedSubscription<N> {
 }
 
 impl<N: NonceStore> SignedSubscription<N> {
-    /// Subscribes to `channel` on its own connection to `url`. Messages are checked by
+    /// Subscribes to `channel` on its own connection to `url` (any URL
+    /// [`RedisConnection::open`] takes: on a Redis Cluster, classic `SUBSCRIBE` on one of the
+    /// nodes, since a `PUBLISH` reaches them all; behind Sentinels, the primary they name,
+    /// found again when the subscription is lost). Messages are checked by
     /// `verifier` (an [`HmacConfig`] or a [`JwtConfig`](crate::jwt::JwtConfig)) and their
     /// nonces recorded in `nonces` — a store shared by every subscriber that must not accept a
     /// message twice (a [`RedisNonceStore`](crate::nonce::RedisNonceStore) across replicas).
@@ -289,10 +292,10 @@ impl<N: NonceStore> SignedSubscription<N> {
         verifier: impl Into<MessageVerifier>,
         nonces: N,
     ) -> Result<Self, BoxError> {
-        let client = redis::Client::open(url)?;
-        let messages = connect(&client, channel).await?;
+        let source = Source::of(url)?;
+        let messages = source.connect(channel).await?;
         Ok(Self {
-            client,
+            source,
             channel: channel.to_owned(),
             messages,
             verifier: verifier.into(),
@@ -362,7 +365,7 @@ impl<N: NonceStore> SignedSubscription<N> {
         let mut delay = FIRST_RETRY;
         loop {
             tokio::time::sleep(delay).await;
-            match tokio::time::timeout(RESUBSCRIBE_TIMEOUT, connect(&self.client, &self.channel))
+            match tokio::time::timeout(RESUBSCRIBE_TIMEOUT, self.source.connect(&self.channel))
                 .await
             {
                 Ok(Ok(messages)) => {
@@ -382,13 +385,55 @@ impl<N: NonceStore> SignedSubscription<N> {
     }
 }
 
-async fn connect(
-    client: &redis::Client,
-    channel: &str,
-) -> Result<redis::aio::PubSubStream, redis::RedisError> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(channel).await?;
-    Ok(pubsub.into_on_message())
+/// Where a subscription listens. Classic `SUBSCRIBE`: on a Redis Cluster a `PUBLISH` reaches
+/// every node, so any one node will do (the seeds are tried in turn); behind Sentinels, the
+/// primary they name at each (re)subscription.
+enum Source {
+    Nodes(Vec<redis::Client>),
+    Sentinel(Box<tokio::sync::Mutex<redis::sentinel::SentinelClient>>),
+}
+
+impl Source {
+    fn of(url: &str) -> Result<Self, BoxError> {
+        Ok(match Target::of(url)? {
+            Target::Node(url) => Self::Nodes(vec![redis::Client::open(url)?]),
+            Target::Cluster(nodes) => Self::Nodes(
+                nodes
+                    .into_iter()
+                    .map(redis::Client::open)
+                    .collect::<Result<_, _>>()?,
+            ),
+            Target::Sentinel(sentinels, service) => Self::Sentinel(Box::new(
+                tokio::sync::Mutex::new(crate::redis::sentinel_client(&sentinels, &service)?),
+            )),
+        })
+    }
+
+    async fn connect(&self, channel: &str) -> Result<redis::aio::PubSubStream, redis::RedisError> {
+        let subscribe = |client: redis::Client| async move {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(channel).await?;
+            Ok::<_, redis::RedisError>(pubsub.into_on_message())
+        };
+        match self {
+            Self::Nodes(clients) => {
+                let mut last = None;
+                for client in clients {
+                    match subscribe(client.clone()).await {
+                        Ok(messages) => return Ok(messages),
+                        Err(error) => last = Some(error),
+                    }
+                }
+                Err(last.unwrap_or_else(|| {
+                    redis::RedisError::from((redis::ErrorKind::Client, "no node to subscribe to"))
+                }))
+            }
+            Self::Sentinel(sentinel) => {
+                let client = sentinel.lock().await.async_get_client().await?;
+                subscribe(client).await
+            }
+        }
+    }
 }
 
 impl<N> std::fmt::Debug for SignedSubscription<N> {

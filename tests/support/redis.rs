@@ -93,8 +93,9 @@ fn cli(port: u16, args: &[&str]) -> String {
 }
 
 /// A Redis Cluster of three primaries and three replicas on loopback (`redis-server
-/// --cluster-enabled yes` × 6, `redis-cli --cluster create`), nodes declared failed after one
-/// second; killed when dropped.
+/// --cluster-enabled yes` × 6, `redis-cli --cluster create`), nodes declared failed after five
+/// seconds (shorter, a loaded two-core machine sees nodes fail that did not, and a primary
+/// wrongly replaced loses the writes it took meanwhile); killed when dropped.
 pub struct RedisCluster {
     nodes: Vec<(u16, Option<Child>)>,
     dir: std::path::PathBuf,
@@ -122,7 +123,7 @@ impl RedisCluster {
             let port = cluster_port();
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
                 .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
                 .args(["--save", "", "--appendonly", "no"])
                 .arg("--dir")
@@ -157,6 +158,21 @@ impl RedisCluster {
         );
         let cluster = Self { nodes, dir };
         cluster.wait_until_ok();
+        // Replicas attach after the slots are served: wait for three primaries, each with its
+        // replica in sync.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let primaries = cluster.primaries();
+            let synced = primaries.len() == 3
+                && primaries.iter().all(|port| {
+                    cli(*port, &["info", "replication"]).contains("connected_slaves:1")
+                });
+            if synced {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the replicas never attached");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Some(cluster)
     }
 
@@ -262,6 +278,140 @@ impl Drop for RedisCluster {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A primary, its replica and three Sentinels watching them as `zt` (`redis-server
+/// --sentinel`), on loopback; the primary is declared down after one second.
+pub struct RedisSentinels {
+    primary: Option<Child>,
+    replica: Child,
+    sentinels: Vec<Child>,
+    pub primary_port: u16,
+    pub replica_port: u16,
+    sentinel_ports: Vec<u16>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisSentinels {
+    pub fn start() -> Option<Self> {
+        let installed = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
+        if !installed("redis-server") || !installed("redis-cli") {
+            eprintln!(
+                "SKIPPED: redis-server and redis-cli are not installed (apt-get install redis-server redis-tools)"
+            );
+            return None;
+        }
+        let port = || {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (primary_port, replica_port) = (port(), port());
+        let dir =
+            std::env::temp_dir().join(format!("zt-sentinel-{}-{primary_port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let server = |port: u16, extra: &[&str]| {
+            Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let primary = server(primary_port, &[]);
+        let replica = server(
+            replica_port,
+            &["--replicaof", "127.0.0.1", &primary_port.to_string()],
+        );
+        let mut sentinels = Vec::new();
+        let mut sentinel_ports = Vec::new();
+        for _ in 0..3 {
+            let port = port();
+            let config = dir.join(format!("sentinel-{port}.conf"));
+            std::fs::write(
+                &config,
+                format!(
+                    "port {port}\nbind 127.0.0.1\nsentinel monitor zt 127.0.0.1 {primary_port} 2\n\
+                     sentinel down-after-milliseconds zt 1000\nsentinel failover-timeout zt 3000\n"
+                ),
+            )
+            .unwrap();
+            sentinels.push(
+                Command::new("redis-server")
+                    .arg(&config)
+                    .arg("--sentinel")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+            sentinel_ports.push(port);
+        }
+        let set = Self {
+            primary: Some(primary),
+            replica,
+            sentinels,
+            primary_port,
+            replica_port,
+            sentinel_ports,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cli(primary_port, &["info", "replication"]).contains("connected_slaves:1")
+            || set.sentinel_ports.iter().any(|p| {
+                !cli(*p, &["sentinel", "replicas", "zt"]).contains(&replica_port.to_string())
+            })
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the Sentinels never saw the replica"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(set)
+    }
+
+    /// `redis-sentinel://` with the three Sentinels, service `zt`.
+    pub fn url(&self) -> String {
+        let sentinels: Vec<String> = self
+            .sentinel_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis-sentinel://{}/zt", sentinels.join(","))
+    }
+
+    /// The port of the primary the Sentinels name now.
+    pub fn named_primary(&self) -> Option<u16> {
+        let answer = cli(
+            self.sentinel_ports[0],
+            &["sentinel", "get-master-addr-by-name", "zt"],
+        );
+        answer.lines().nth(1)?.trim().parse().ok()
+    }
+
+    /// Kills the primary, as a crash would.
+    pub fn kill_primary(&mut self) {
+        if let Some(mut child) = self.primary.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisSentinels {
+    fn drop(&mut self) {
+        self.kill_primary();
+        for child in self.sentinels.iter_mut().chain([&mut self.replica]) {
+            let _ = child.kill();
+            let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
