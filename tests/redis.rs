@@ -744,20 +744,22 @@ mod pubsub {
         let Some(cluster) = RedisCluster::start() else {
             return;
         };
-        let connection = RedisConnection::open(&cluster.url()).unwrap();
+        a_message_crosses(&cluster.url()).await;
+    }
+
+    /// A message published through `url` reaches a subscription on `url`, verified.
+    async fn a_message_crosses(url: &str) {
+        let connection = RedisConnection::open(url).unwrap();
         let mut events = SignedSubscription::subscribe(
-            &cluster.url(),
+            url,
             "model-events",
             only_router(),
             RedisNonceStore::new(connection.clone()),
         )
         .await
         .unwrap();
-        let router = SignedPublisher::new(
-            connection.clone(),
-            HmacSigner::new("router", SECRET).unwrap(),
-        );
-        router.publish("model-events", b"ready").await.unwrap();
+        let router = SignedPublisher::new(connection, HmacSigner::new("router", SECRET).unwrap());
+        assert!(router.publish("model-events", b"ready").await.unwrap() >= 1);
         let message = events.next().await;
         assert_eq!(
             (message.sender.id(), message.payload.as_slice()),
@@ -773,22 +775,7 @@ mod pubsub {
         let Some(set) = RedisSentinels::start() else {
             return;
         };
-        let connection = RedisConnection::open(&set.url()).unwrap();
-        let mut events = SignedSubscription::subscribe(
-            &set.url(),
-            "model-events",
-            only_router(),
-            RedisNonceStore::new(connection.clone()),
-        )
-        .await
-        .unwrap();
-        let router = SignedPublisher::new(connection, HmacSigner::new("router", SECRET).unwrap());
-        assert_eq!(router.publish("model-events", b"ready").await.unwrap(), 1);
-        let message = events.next().await;
-        assert_eq!(
-            (message.sender.id(), message.payload.as_slice()),
-            ("router", &b"ready"[..])
-        );
+        a_message_crosses(&set.url()).await;
     }
 }
 
@@ -888,6 +875,41 @@ async fn replicas_share_nonces_and_quotas_through_a_redis_cluster() {
     }
 }
 
+/// `secure_service` keeping its nonces at `url`, with a quota no test reaches.
+fn service_with_nonces_at(url: &str) -> SecureService {
+    SecureService::start(&[
+        ("SERVICE_SECRET", SECRET),
+        ("ALLOWED_CALLERS", "gateway"),
+        ("NONCE_STORE", url),
+        ("RATE_LIMIT_AVERAGE", "100000"),
+        ("RATE_LIMIT_BURST", "100000"),
+    ])
+}
+
+/// Sends fresh signed requests to `addr` until `streak` in a row are accepted (within 40 s):
+/// each must be accepted or refused with 503. How many were refused, and when the last was
+/// (after `since`).
+async fn send_until_served(
+    addr: std::net::SocketAddr,
+    since: std::time::Instant,
+    streak: usize,
+) -> (usize, Option<Duration>) {
+    let (mut refusals, mut last_refusal, mut served) = (0, None, 0);
+    while served < streak {
+        assert!(since.elapsed() < Duration::from_secs(40), "no recovery");
+        let reply = send(formula_request(SECRET, "gateway", "POST", addr, "/execute")).await;
+        match reply.status {
+            StatusCode::OK => served += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                (refusals, last_refusal, served) = (refusals + 1, Some(since.elapsed()), 0);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => panic!("{other} during the failover: {}", reply.code()),
+        }
+    }
+    (refusals, last_refusal)
+}
+
 /// A primary of the cluster dies while a client keeps sending fresh signed requests: each is
 /// either accepted or refused with 503 while its slot has no primary, never anything else;
 /// once the replica is promoted every request succeeds again without a restart, and every
@@ -898,14 +920,7 @@ async fn a_cluster_failover_is_503_until_the_replica_takes_over_and_replays_stay
     let Some(mut cluster) = RedisCluster::start() else {
         return;
     };
-    let url = cluster.url();
-    let service = SecureService::start(&[
-        ("SERVICE_SECRET", SECRET),
-        ("ALLOWED_CALLERS", "gateway"),
-        ("NONCE_STORE", url.as_str()),
-        ("RATE_LIMIT_AVERAGE", "100000"),
-        ("RATE_LIMIT_BURST", "100000"),
-    ]);
+    let service = service_with_nonces_at(&cluster.url());
     let addr = service.addr;
     let mut accepted = Vec::new();
     for _ in 0..30 {
@@ -920,19 +935,7 @@ async fn a_cluster_failover_is_503_until_the_replica_takes_over_and_replays_stay
     }
     let victim = primaries[0];
     cluster.kill(victim);
-    let killed = std::time::Instant::now();
-    let (mut last_refusal, mut refusals, mut streak) = (None, 0, 0);
-    while streak < 60 {
-        assert!(killed.elapsed() < Duration::from_secs(30), "no recovery");
-        let reply = send(formula_request(SECRET, "gateway", "POST", addr, "/execute")).await;
-        match reply.status {
-            StatusCode::OK => streak += 1,
-            StatusCode::SERVICE_UNAVAILABLE => {
-                (last_refusal, refusals, streak) = (Some(killed.elapsed()), refusals + 1, 0);
-            }
-            other => panic!("{other} during the failover: {}", reply.code()),
-        }
-    }
+    let (refusals, last_refusal) = send_until_served(addr, std::time::Instant::now(), 60).await;
     eprintln!(
         "failover: {refusals} requests refused with 503, the last {:?} after the kill",
         last_refusal
@@ -969,14 +972,7 @@ async fn the_service_follows_the_primary_sentinels_promote() {
     let Some(mut set) = RedisSentinels::start() else {
         return;
     };
-    let url = set.url();
-    let service = SecureService::start(&[
-        ("SERVICE_SECRET", SECRET),
-        ("ALLOWED_CALLERS", "gateway"),
-        ("NONCE_STORE", url.as_str()),
-        ("RATE_LIMIT_AVERAGE", "100000"),
-        ("RATE_LIMIT_BURST", "100000"),
-    ]);
+    let service = service_with_nonces_at(&set.url());
     let addr = service.addr;
     let before = formula_request(SECRET, "gateway", "POST", addr, "/execute");
     let replayed = replay(&before, addr, "/execute");
@@ -998,23 +994,9 @@ async fn the_service_follows_the_primary_sentinels_promote() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     set.kill_primary();
-    let killed = std::time::Instant::now();
-    let (mut refusals, mut streak) = (0, 0);
-    while streak < 20 {
-        assert!(killed.elapsed() < Duration::from_secs(40), "no recovery");
-        let reply = send(formula_request(SECRET, "gateway", "POST", addr, "/execute")).await;
-        match reply.status {
-            StatusCode::OK => streak += 1,
-            StatusCode::SERVICE_UNAVAILABLE => (refusals, streak) = (refusals + 1, 0),
-            other => panic!("{other} during the failover: {}", reply.code()),
-        }
-        if reply.status != StatusCode::OK {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    let (refusals, last_refusal) = send_until_served(addr, std::time::Instant::now(), 20).await;
     eprintln!(
-        "sentinel failover: {refusals} requests refused with 503; served again {:?} after the kill",
-        killed.elapsed()
+        "sentinel failover: {refusals} requests refused with 503, the last {last_refusal:?} after the kill"
     );
     assert!(refusals > 0);
     assert_eq!(set.named_primary(), Some(set.replica_port));

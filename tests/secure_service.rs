@@ -801,13 +801,7 @@ async fn secure_service_writes_its_audit_trail_and_flushes_it_on_sigterm() {
         StatusCode::OK
     );
 
-    let term = Command::new("kill")
-        .args(["-TERM", &service.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let status = service.child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
+    service.terminate();
     let text = std::fs::read_to_string(&path).unwrap();
     let events: Vec<serde_json::Value> = text
         .lines()
@@ -996,12 +990,7 @@ async fn secure_service_decides_by_a_rego_policy_and_reloads_it_on_sighup() {
         StatusCode::FORBIDDEN
     );
 
-    let term = Command::new("kill")
-        .args(["-TERM", &service.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    assert!(service.child.wait().unwrap().success());
+    service.terminate();
     let events = events_in(&audit);
     let batch = events
         .iter()
@@ -1078,12 +1067,7 @@ async fn secure_service_shadows_refusals_and_compares_a_candidate_policy() {
         let reply = send(formula_request(SECRET, "gateway", "GET", addr, "/models")).await;
         assert_eq!(reply.status, StatusCode::OK);
     }
-    let term = Command::new("kill")
-        .args(["-TERM", &service.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    assert!(service.child.wait().unwrap().success());
+    service.terminate();
     let events = events_in(&audit);
     assert_eq!(events.len(), 3, "{events:?}");
     let vera = &events[0]["metadata"];

@@ -46,14 +46,7 @@ impl RedisServer {
 
     pub fn restart(&mut self) {
         self.stop();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+        self.child = Some(redis_server(self.port, &[]));
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(addr).is_err() {
@@ -67,6 +60,30 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Whether `redis-server` and `redis-cli` are installed; prints why the test is skipped if not.
+fn tools_installed() -> bool {
+    let installed = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
+    let both = installed("redis-server") && installed("redis-cli");
+    if !both {
+        eprintln!(
+            "SKIPPED: redis-server and redis-cli are not installed (apt-get install redis-server redis-tools)"
+        );
+    }
+    both
+}
+
+/// A `redis-server` on loopback `port`, persisting nothing, with `extra` arguments.
+fn redis_server(port: u16, extra: &[&str]) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// A loopback port whose cluster bus port (+10 000) is free too.
@@ -105,11 +122,7 @@ impl RedisCluster {
     /// Starts one, or prints why not and returns `None` when `redis-server` or `redis-cli` is
     /// not installed.
     pub fn start() -> Option<Self> {
-        let installed = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
-        if !installed("redis-server") || !installed("redis-cli") {
-            eprintln!(
-                "SKIPPED: redis-server and redis-cli are not installed (apt-get install redis-server redis-tools)"
-            );
+        if !tools_installed() {
             return None;
         }
         let dir = std::env::temp_dir().join(format!(
@@ -121,17 +134,20 @@ impl RedisCluster {
         let mut nodes = Vec::new();
         for _ in 0..6 {
             let port = cluster_port();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
-                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(&dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+            let config = format!("nodes-{port}.conf");
+            let child = redis_server(
+                port,
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "5000",
+                    "--cluster-config-file",
+                    &config,
+                    "--dir",
+                    dir.to_str().unwrap(),
+                ],
+            );
             nodes.push((port, Some(child)));
         }
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -297,11 +313,7 @@ pub struct RedisSentinels {
 
 impl RedisSentinels {
     pub fn start() -> Option<Self> {
-        let installed = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
-        if !installed("redis-server") || !installed("redis-cli") {
-            eprintln!(
-                "SKIPPED: redis-server and redis-cli are not installed (apt-get install redis-server redis-tools)"
-            );
+        if !tools_installed() {
             return None;
         }
         let port = || {
@@ -315,18 +327,8 @@ impl RedisSentinels {
         let dir =
             std::env::temp_dir().join(format!("zt-sentinel-{}-{primary_port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let server = |port: u16, extra: &[&str]| {
-            Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        };
-        let primary = server(primary_port, &[]);
-        let replica = server(
+        let primary = redis_server(primary_port, &[]);
+        let replica = redis_server(
             replica_port,
             &["--replicaof", "127.0.0.1", &primary_port.to_string()],
         );

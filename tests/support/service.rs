@@ -97,8 +97,20 @@ impl SecureService {
     /// Sends `SIGHUP`.
     #[allow(dead_code)]
     pub fn hang_up(&self) {
+        self.signal("-HUP");
+    }
+
+    /// Sends `SIGTERM` and waits for a clean exit (every audit event written).
+    #[allow(dead_code)]
+    pub fn terminate(&mut self) {
+        self.signal("-TERM");
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+
+    fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
