@@ -61,7 +61,7 @@ openssl x509 -req -in client/v1.csr -CA ca/cert.pem -CAkey ca/key.pem -CAcreates
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssl_certificates_serve_mtls_and_v1_clients_are_refused() {
     if Command::new("openssl").arg("version").output().is_err() {
-        println!("SKIP: openssl not found; the openssl certificate test did not run");
+        support::missing_tool("openssl", "apt-get install openssl");
         return;
     }
     let dir = std::env::temp_dir().join(format!("zt-openssl-{}", std::process::id()));

@@ -193,7 +193,7 @@ call("health", "GET", "/health", {})
 #[test]
 fn a_python_client_signing_by_the_scheme_talks_to_secure_service_unchanged() {
     if Command::new("python3").arg("--version").output().is_err() {
-        println!("SKIP: python3 not found; the Python interoperability test did not run");
+        missing_tool("python3", "apt-get install python3");
         return;
     }
     let service = vault();
@@ -358,8 +358,9 @@ fn tokens_minted_by_pyjwt_are_accepted_and_its_attacks_refused() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_pyjwt {
-        println!(
-            "SKIP: python3 with PyJWT and cryptography not found (pip install pyjwt cryptography)"
+        missing_tool(
+            "python3 with PyJWT and cryptography",
+            "python3 -m pip install pyjwt cryptography",
         );
         return;
     }

@@ -19,7 +19,7 @@ impl RedisServer {
             .output()
             .is_err()
         {
-            eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
+            missing_tool("redis-server", "apt-get install redis-server");
             return None;
         }
         let port = TcpListener::bind("127.0.0.1:0")
@@ -62,13 +62,25 @@ impl Drop for RedisServer {
     }
 }
 
-/// Whether `redis-server` and `redis-cli` are installed; prints why the test is skipped if not.
+/// A test cannot run for want of `what`: it prints why and is skipped, except in CI (the `CI`
+/// variable set, as `.ci/run` sets it), where every tool is installed and a skip would hide a
+/// test that never ran: there it fails, naming the command that installs the tool.
+pub fn missing_tool(what: &str, install: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} is missing, and CI must run every test: {install}"
+    );
+    eprintln!("SKIPPED: {what} is not installed ({install})");
+}
+
+/// Whether `redis-server` and `redis-cli` are installed (see [`missing_tool`]).
 fn tools_installed() -> bool {
     let installed = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
     let both = installed("redis-server") && installed("redis-cli");
     if !both {
-        eprintln!(
-            "SKIPPED: redis-server and redis-cli are not installed (apt-get install redis-server redis-tools)"
+        missing_tool(
+            "redis-server or redis-cli",
+            "apt-get install redis-server redis-tools",
         );
     }
     both
