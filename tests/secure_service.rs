@@ -253,6 +253,15 @@ fn fixture_path(name: &str) -> String {
 
 const JWT_SECRET: &str = "a-jwt-secret-for-tests-that-is-long-enough";
 
+/// The HMAC secret and a token issuer (`aegis`, audience `aegis-api`) signing with
+/// [`JWT_SECRET`].
+const AEGIS_TOKENS: [(&str, &str); 4] = [
+    ("SERVICE_SECRET", SECRET),
+    ("JWT_SECRET", JWT_SECRET),
+    ("JWT_ISSUER", "aegis"),
+    ("JWT_AUDIENCE", "aegis-api"),
+];
+
 /// `secure_service` with HMAC and bearer tokens (HS256 secret plus a PEM public key).
 fn vault_with_jwt(public_key: &str) -> SecureService {
     SecureService::start(&[
@@ -638,12 +647,7 @@ async fn secure_service_authorizes_models_by_role_and_limits_each_principal() {
     use tower_zerotrust::sign::TokenIssuer;
 
     let issuer = TokenIssuer::hmac(Algorithm::HS256, JWT_SECRET, "aegis", "aegis-api").unwrap();
-    let jwt_env = [
-        ("SERVICE_SECRET", SECRET),
-        ("JWT_SECRET", JWT_SECRET),
-        ("JWT_ISSUER", "aegis"),
-        ("JWT_AUDIENCE", "aegis-api"),
-    ];
+    let jwt_env = AEGIS_TOKENS;
     let as_role = |addr, method: &str, path: &str, role: &str| {
         let mut req = request(method, addr, path);
         let token = issuer.mint(&format!("user-{role}"), &[role]).unwrap();
@@ -908,17 +912,19 @@ async fn secure_service_decides_by_a_rego_policy_and_reloads_it_on_sighup() {
         .to_string(),
     )
     .unwrap();
-    let mut service = SecureService::start(&[
-        ("SERVICE_SECRET", SECRET),
-        ("JWT_SECRET", JWT_SECRET),
-        ("JWT_ISSUER", "aegis"),
-        ("JWT_AUDIENCE", "aegis-api"),
-        ("AUTHZ_REGO_FILE", policy.to_str().unwrap()),
-        ("AUTHZ_REGO_DATA_FILE", data.to_str().unwrap()),
-        ("AUTHZ_REGO_QUERY", "data.zerotrust.authz.decision"),
-        ("AUDIT_LOG", audit.to_str().unwrap()),
-        ("HTTPSIG_KEYS_FILE", keys.to_str().unwrap()),
-    ]);
+    let mut service = SecureService::start(
+        &[
+            AEGIS_TOKENS.as_slice(),
+            &[
+                ("AUTHZ_REGO_FILE", policy.to_str().unwrap()),
+                ("AUTHZ_REGO_DATA_FILE", data.to_str().unwrap()),
+                ("AUTHZ_REGO_QUERY", "data.zerotrust.authz.decision"),
+                ("AUDIT_LOG", audit.to_str().unwrap()),
+                ("HTTPSIG_KEYS_FILE", keys.to_str().unwrap()),
+            ],
+        ]
+        .concat(),
+    );
     let addr = service.addr;
     let hmac = |caller: &str, method: &str, path: &str| {
         send(formula_request(SECRET, caller, method, addr, path))
@@ -1042,17 +1048,19 @@ async fn secure_service_shadows_refusals_and_compares_a_candidate_policy() {
         "package zerotrust.authz\ndefault allow := false\nallow if input.principal.method == \"hmac\"\n",
     )
     .unwrap();
-    let mut service = SecureService::start(&[
-        ("SERVICE_SECRET", SECRET),
-        ("JWT_SECRET", JWT_SECRET),
-        ("JWT_ISSUER", "aegis"),
-        ("JWT_AUDIENCE", "aegis-api"),
-        ("AUTHZ_MODE", "shadow"),
-        ("AUTHZ_SHADOW_REGO_FILE", candidate.to_str().unwrap()),
-        ("RATE_LIMIT_AVERAGE", "1"),
-        ("RATE_LIMIT_BURST", "1"),
-        ("AUDIT_LOG", audit.to_str().unwrap()),
-    ]);
+    let mut service = SecureService::start(
+        &[
+            AEGIS_TOKENS.as_slice(),
+            &[
+                ("AUTHZ_MODE", "shadow"),
+                ("AUTHZ_SHADOW_REGO_FILE", candidate.to_str().unwrap()),
+                ("RATE_LIMIT_AVERAGE", "1"),
+                ("RATE_LIMIT_BURST", "1"),
+                ("AUDIT_LOG", audit.to_str().unwrap()),
+            ],
+        ]
+        .concat(),
+    );
     let addr = service.addr;
     let issuer = TokenIssuer::hmac(Algorithm::HS256, JWT_SECRET, "aegis", "aegis-api").unwrap();
     let viewer = issuer.mint("vera", &["viewer"]).unwrap();

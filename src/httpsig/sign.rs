@@ -139,18 +139,40 @@ mod tests {
         }
     }
 
-    #[test]
-    fn what_the_signer_signs_the_verifier_accepts() {
-        let signer = Signer {
+    /// A signer as `client-key`, label `sig1`.
+    fn client_signer(key: SigningKey, algorithm: &'static str) -> Signer {
+        Signer {
             keyid: "client-key".into(),
-            key: SigningKey::hmac_sha256(&SECRET).unwrap(),
-            algorithm: "hmac-sha256",
+            key,
+            algorithm,
             label: "sig1".into(),
-        };
-        let (method, uri) = (
+        }
+    }
+
+    /// The request every test signs (the Python scripts sign it too).
+    fn models_request() -> (Method, Uri) {
+        (
             Method::POST,
             Uri::from_static("https://api.example/models?x=1"),
-        );
+        )
+    }
+
+    /// Header fields as a script printed them (names in any case).
+    fn header_map(fields: Vec<(String, String)>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in fields {
+            headers.insert(
+                http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn what_the_signer_signs_the_verifier_accepts() {
+        let signer = client_signer(SigningKey::hmac_sha256(&SECRET).unwrap(), "hmac-sha256");
+        let (method, uri) = models_request();
         let mut headers = HeaderMap::new();
         signer
             .sign(&method, &uri, &mut headers, b"{}", now(), "n-1")
@@ -222,16 +244,8 @@ mod tests {
                 ),
             ),
         ] {
-            let signer = Signer {
-                keyid: "client-key".into(),
-                key,
-                algorithm,
-                label: "sig1".into(),
-            };
-            let (method, uri) = (
-                Method::POST,
-                Uri::from_static("https://api.example/models?x=1"),
-            );
+            let signer = client_signer(key, algorithm);
+            let (method, uri) = models_request();
             let mut headers = HeaderMap::new();
             signer
                 .sign(&method, &uri, &mut headers, b"{\"a\":1}", now(), "n-py")
@@ -251,14 +265,7 @@ mod tests {
                 String::from_utf8_lossy(&output.stderr)
             );
             // What Python signed, verified by us.
-            let theirs: Vec<(String, String)> = serde_json::from_slice(&output.stdout).unwrap();
-            let mut headers = HeaderMap::new();
-            for (name, value) in theirs {
-                headers.insert(
-                    http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).unwrap(),
-                    value.parse().unwrap(),
-                );
-            }
+            let headers = header_map(serde_json::from_slice(&output.stdout).unwrap());
             let settings = settings(verifier);
             let verified = verify(&settings, &message(&method, &uri, &headers), true);
             assert!(
@@ -318,22 +325,13 @@ print(json.dumps(out))
         type Signed = (String, String, Vec<(String, String)>);
         let signed: Vec<Signed> = serde_json::from_slice(&output.stdout).unwrap();
         assert_eq!(signed.len(), 4);
-        let (method, uri) = (
-            Method::POST,
-            Uri::from_static("https://api.example/models?x=1"),
-        );
+        let (method, uri) = models_request();
         for (algorithm, pem, fields) in signed {
             use rustls_pki_types::pem::PemObject;
             let spki =
                 rustls_pki_types::SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()).unwrap();
             let key = VerifyingKey::public_key(&algorithm, spki.as_ref()).unwrap();
-            let mut headers = HeaderMap::new();
-            for (name, value) in fields {
-                headers.insert(
-                    http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).unwrap(),
-                    value.parse().unwrap(),
-                );
-            }
+            let headers = header_map(fields);
             let settings = settings(key);
             let verified = verify(&settings, &message(&method, &uri, &headers), true);
             assert!(verified.is_ok(), "{algorithm}: {:?}", verified.err());
