@@ -24,10 +24,10 @@ impl Clock for SystemClock {
     }
 }
 
-#[cfg(any(feature = "hmac", feature = "jwt"))]
+#[cfg(any(feature = "hmac", feature = "jwt", feature = "rate-limit"))]
 pub(crate) use shared::SharedClock;
 
-#[cfg(any(feature = "hmac", feature = "jwt"))]
+#[cfg(any(feature = "hmac", feature = "jwt", feature = "rate-limit"))]
 mod shared {
     use super::{Clock, SystemClock};
 
@@ -56,5 +56,36 @@ mod shared {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("Clock")
         }
+    }
+}
+
+/// A clock that stands still until a test moves it.
+#[cfg(test)]
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ManualClock(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+#[cfg(test)]
+impl ManualClock {
+    pub(crate) fn at(millis: u64) -> Self {
+        let clock = Self::default();
+        clock.set(millis);
+        clock
+    }
+
+    pub(crate) fn set(&self, millis: u64) {
+        self.0.store(millis, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn advance(&self, by: std::time::Duration) {
+        let millis = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.0
+            .fetch_add(millis, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+impl Clock for ManualClock {
+    fn now_millis(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

@@ -164,6 +164,25 @@ pub mod sign;
 
 pub use error::ConfigError;
 
+/// The README's code blocks, compiled by `cargo test --doc` so that the code a user copies from
+/// it builds. Doctest builds only: it is not part of the API.
+#[cfg(all(
+    doctest,
+    feature = "hmac",
+    feature = "httpsig",
+    feature = "jwt",
+    feature = "jwks",
+    feature = "mtls",
+    feature = "axum",
+    feature = "authz",
+    feature = "rego",
+    feature = "rate-limit",
+    feature = "audit",
+    feature = "tonic"
+))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// A boxed error, as `tower` uses them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub use principal::{AuthMethod, Principal};

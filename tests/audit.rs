@@ -4,14 +4,17 @@
 mod support;
 
 use std::io::Write;
-use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
 use http::{Method, StatusCode};
 use serde_json::Value;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 use support::captured::Captured;
-use support::{SECRET, request, send, set};
+
+use support::{SECRET, eventually, request, send, set};
 use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
 use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Policy, Require};
 use tower_zerotrust::decision::Enforcement;
@@ -56,6 +59,8 @@ fn stack_with(sink: JsonLinesSink, enforcement: Enforcement) -> Router {
     let limits = RateLimitConfig::builder()
         .principal_quota("batch", RateQuota::new(1, 1))
         .enforcement(enforcement)
+        // Time stands still: no request comes back while the test runs.
+        .clock(support::ManualClock::at(1_000_000))
         .build()
         .unwrap();
     Router::new()
@@ -193,75 +198,216 @@ async fn every_request_gives_one_event_naming_who_what_and_why() {
     assert!(!text.contains(SECRET));
 }
 
-/// A writer that takes its time, to fill the queue.
-struct Slow(Captured);
+/// A writer stuck in its first write until released, like a stalled disk.
+#[derive(Clone, Default)]
+struct Stalled {
+    lines: Captured,
+    released: Arc<(Mutex<bool>, Condvar)>,
+    stalled: Arc<AtomicBool>,
+}
 
-impl Write for Slow {
+impl Stalled {
+    fn release(&self) {
+        *self.released.0.lock().unwrap() = true;
+        self.released.1.notify_all();
+    }
+}
+
+impl Write for Stalled {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        std::thread::sleep(Duration::from_millis(5));
-        self.0.write(buf)
+        self.stalled.store(true, Ordering::SeqCst);
+        let (released, wake) = &*self.released;
+        drop(wake.wait_while(released.lock().unwrap(), |released| !*released));
+        self.lines.write(buf)
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
 
+/// With the writer stuck, `capacity` events wait to be written; beyond them, `Overflow::Wait`
+/// holds requests until there is room and loses nothing, `Overflow::DropAndCount` answers at
+/// once and counts each event it drops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_waits_or_drops_and_counts_as_configured() {
+    const CAPACITY: usize = 3;
+    // The event being written still counts until it is written.
+    const ROOM: usize = CAPACITY - 1;
     for overflow in [Overflow::Wait, Overflow::DropAndCount] {
-        let lines = Captured::default();
-        let sink = JsonLinesSink::new(Slow(lines.clone()), 2, overflow);
+        let writer = Stalled::default();
+        let sink = JsonLinesSink::new(writer.clone(), CAPACITY, overflow);
         let addr = support::serve(stack(sink.clone())).await;
-        let calls = (0..40).map(|_| tokio::spawn(send(request("GET", addr, "/health"))));
-        for call in calls.collect::<Vec<_>>() {
-            assert_eq!(call.await.unwrap().status, StatusCode::OK);
-        }
-        sink.flush().await;
-        let written = events(&lines).len() as u64;
+        let first = send(request("GET", addr, "/health")).await;
+        assert_eq!(first.status, StatusCode::OK);
+        eventually("the writer stuck writing the first event", || {
+            std::future::ready(writer.stalled.load(Ordering::SeqCst))
+        })
+        .await;
+        let answered = Arc::new(AtomicUsize::new(0));
+        let calls: Vec<_> = (0..20)
+            .map(|_| {
+                let answered = answered.clone();
+                tokio::spawn(async move {
+                    let reply = send(request("GET", addr, "/health")).await;
+                    answered.fetch_add(1, Ordering::SeqCst);
+                    reply
+                })
+            })
+            .collect();
+        let answered_now = |n: usize| {
+            let answered = answered.clone();
+            eventually("requests answered", move || {
+                std::future::ready(answered.load(Ordering::SeqCst) >= n)
+            })
+        };
         match overflow {
             Overflow::Wait => {
-                assert_eq!(written, 40, "waiting loses nothing");
+                answered_now(ROOM).await;
                 assert_eq!(sink.dropped(), 0);
             }
             _ => {
-                assert!(
-                    sink.dropped() > 0,
-                    "nothing was dropped: the test cannot tell"
-                );
-                assert_eq!(
-                    written + sink.dropped(),
-                    40,
-                    "every event written or counted"
-                );
+                answered_now(20).await;
+                assert_eq!(sink.dropped(), (20 - ROOM) as u64);
             }
+        }
+        // Only as many requests as there is room for got their answer.
+        let expected = if overflow == Overflow::Wait { ROOM } else { 20 };
+        assert_eq!(answered.load(Ordering::SeqCst), expected);
+        writer.release();
+        for call in calls {
+            assert_eq!(call.await.unwrap().status, StatusCode::OK);
+        }
+        sink.flush().await;
+        let written = events(&writer.lines).len() as u64;
+        assert_eq!(
+            written + sink.dropped(),
+            21,
+            "every event written or counted"
+        );
+        if overflow == Overflow::Wait {
+            assert_eq!(written, 21, "waiting loses nothing");
         }
     }
 }
 
-/// After a graceful shutdown, a flush leaves every event on disk.
-#[tokio::test]
-async fn events_are_flushed_to_the_file_on_graceful_shutdown() {
-    let path = std::env::temp_dir().join(format!("zt-audit-{}.jsonl", std::process::id()));
-    std::fs::remove_file(&path).ok();
-    let sink = JsonLinesSink::append_to(&path, 64, Overflow::Wait).unwrap();
+/// A server with graceful shutdown on `stop`, auditing to `sink`: `GET /fast` answers at once,
+/// `GET /slow` once `gate` lets it.
+async fn gated_server(
+    sink: JsonLinesSink,
+    gate: Arc<Gate>,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let app = Router::new()
+        .route("/fast", get(|| async { "fast" }))
+        .route(
+            "/slow",
+            get(move || async move {
+                gate.waiting.fetch_add(1, Ordering::SeqCst);
+                gate.open.acquire().await.unwrap().forget();
+                "slow"
+            }),
+        )
+        .layer(AuditLayer::new(sink));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
-        axum::serve(listener, stack(sink.clone()))
+        axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })
             .into_future(),
     );
-    for _ in 0..25 {
-        send(request("GET", addr, "/health")).await;
+    (addr, stop, server)
+}
+
+/// Holds requests in a handler until opened.
+struct Gate {
+    open: tokio::sync::Semaphore,
+    waiting: AtomicUsize,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            open: tokio::sync::Semaphore::new(0),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+}
+
+fn audit_file(name: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("zt-audit-{name}-{}.jsonl", std::process::id()));
+    std::fs::remove_file(&path).ok();
+    path
+}
+
+fn lines_of(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// Requests still running when a graceful shutdown begins are finished and audited: once the
+/// server has stopped, `flush` leaves every event in the file, theirs included.
+#[tokio::test]
+async fn requests_in_flight_at_shutdown_are_in_the_file_after_flush() {
+    let path = audit_file("shutdown");
+    let sink = JsonLinesSink::append_to(&path, 64, Overflow::Wait).unwrap();
+    let gate = Arc::new(Gate::default());
+    let (addr, stop, server) = gated_server(sink.clone(), gate.clone()).await;
+    for _ in 0..20 {
+        assert_eq!(
+            send(request("GET", addr, "/fast")).await.status,
+            StatusCode::OK
+        );
+    }
+    let in_flight: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(send(request("GET", addr, "/slow"))))
+        .collect();
+    // Shutdown begins while all five are held in the handler.
+    eventually("five requests waiting in the handler", || {
+        std::future::ready(gate.waiting.load(Ordering::SeqCst) == 5)
+    })
+    .await;
+    stop.send(()).unwrap();
+    gate.open.add_permits(5);
+    for reply in in_flight {
+        assert_eq!(reply.await.unwrap().status, StatusCode::OK);
+    }
+    server.await.unwrap().unwrap();
+    sink.flush().await;
+    let events = lines_of(&path);
+    assert_eq!(events.len(), 25);
+    let slow = events.iter().filter(|e| e["resource"] == "/slow").count();
+    assert_eq!(slow, 5);
+    std::fs::remove_file(&path).ok();
+}
+
+/// Without `flush`, dropping the last sink (here, with the server that held it) still writes
+/// every event before the writer thread stops.
+#[tokio::test]
+async fn every_event_is_written_once_the_last_sink_is_dropped() {
+    let path = audit_file("dropped");
+    let sink = JsonLinesSink::append_to(&path, 64, Overflow::Wait).unwrap();
+    let (addr, stop, server) = gated_server(sink, Arc::default()).await;
+    for _ in 0..30 {
+        assert_eq!(
+            send(request("GET", addr, "/fast")).await.status,
+            StatusCode::OK
+        );
     }
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
-    sink.flush().await;
-    let written = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(written.lines().count(), 25);
+    eventually("30 events in the file", || {
+        std::future::ready(lines_of(&path).len() == 30)
+    })
+    .await;
     std::fs::remove_file(&path).ok();
 }
 
@@ -368,4 +514,180 @@ async fn shadow_mode_records_exactly_the_refusals_enforce_mode_makes() {
         assert_eq!(explanation["roles"], serde_json::json!([]));
         assert!(events[0]["metadata"].get("explanation").is_none());
     }
+}
+
+/// Every `tracing` event of this test binary at INFO level and above, as JSON lines. One
+/// subscriber for the whole binary, installed by the first test that asks: the JSON-lines
+/// writer logs from a thread of its own, which a subscriber scoped to one test would miss.
+fn traced() -> &'static Captured {
+    static TRACED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    TRACED.get_or_init(|| {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(captured.clone())
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in this test binary");
+        captured
+    })
+}
+
+/// The traced events (`{"level", "target", "fields", ...}`) that `keep` selects, once there
+/// are at least `count` of them: polled for up to 10 s.
+async fn traced_events(count: usize, keep: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let kept: Vec<Value> = traced()
+            .text()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .filter(|line| keep(line))
+            .collect();
+        if kept.len() >= count {
+            return kept;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {count} traced events after 10 s: {kept:?}",
+            kept.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `TracingSink`: one `tracing` event per request, target `audit`, level INFO, the audit
+/// event's JSON in its `event` field with the documented fields, for an accepted request and
+/// a refused one.
+#[tokio::test]
+async fn the_tracing_sink_emits_each_event_with_target_audit_and_the_documented_fields() {
+    use tower_zerotrust::audit::TracingSink;
+
+    traced();
+    const PATH: &str = "/traced-by-the-tracing-sink";
+    let hmac = HmacConfig::builder()
+        .secret(SECRET)
+        .allow_any_caller()
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(PATH, get(|| async { "ok" }))
+        .layer(VerifyHmacLayer::new(hmac))
+        .layer(AuditLayer::new(TracingSink));
+    let addr = support::serve(app).await;
+    let mut accepted = request("GET", addr, PATH);
+    set(&mut accepted, "user-agent", "tracing-sink-test/1");
+    HmacSigner::new("gateway", SECRET)
+        .unwrap()
+        .sign_request(&mut accepted);
+    let signature = accepted.headers()["x-signature"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(send(accepted).await.status, StatusCode::OK);
+    let mut unsigned = request("GET", addr, PATH);
+    set(&mut unsigned, "user-agent", "tracing-sink-test/1");
+    let refused = send(unsigned).await;
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (StatusCode::UNAUTHORIZED, "hmac.missing_headers")
+    );
+
+    let audit_event = |line: &Value| -> Value {
+        serde_json::from_str(line["fields"]["event"].as_str().unwrap_or("null")).unwrap()
+    };
+    let lines = traced_events(2, |line| {
+        line["target"] == "audit" && audit_event(line)["resource"] == PATH
+    })
+    .await;
+    assert_eq!(lines.len(), 2, "one event per request: {lines:?}");
+    for line in &lines {
+        assert_eq!(line["level"], "INFO");
+        assert!(!line.to_string().contains(&signature[7..]), "{line}");
+    }
+    let (ok, refused) = (audit_event(&lines[0]), audit_event(&lines[1]));
+    for event in [&ok, &refused] {
+        for field in [
+            "timestamp",
+            "event_type",
+            "status",
+            "principal",
+            "resource",
+            "action",
+            "source_ip",
+            "user_agent",
+            "trace_id",
+            "metadata",
+        ] {
+            assert!(event.get(field).is_some(), "no `{field}` in {event}");
+        }
+        assert_eq!(event["action"], "GET");
+        assert_eq!(event["user_agent"], "tracing-sink-test/1");
+        assert!(
+            event["timestamp"].as_str().unwrap().ends_with('Z'),
+            "{event}"
+        );
+    }
+    assert_eq!(
+        (&ok["event_type"], &ok["status"], &ok["principal"]),
+        (&"access".into(), &"success".into(), &"gateway".into())
+    );
+    assert_eq!(ok["metadata"]["auth_method"], "hmac");
+    assert_eq!(ok["metadata"]["http_status"], 200);
+    assert_eq!(
+        (
+            &refused["event_type"],
+            &refused["status"],
+            &refused["principal"]
+        ),
+        (&"authentication".into(), &"failure".into(), &Value::Null)
+    );
+    assert_eq!(refused["metadata"]["reason"], "hmac.missing_headers");
+    assert_eq!(refused["metadata"]["layer"], "hmac");
+    assert_eq!(refused["metadata"]["http_status"], 401);
+}
+
+/// A `JsonLinesSink` whose writes fail (a full disk: `/dev/full`) reports it with one
+/// error-level log (target `tower_zerotrust::audit`) and no other signal (`dropped` counts
+/// only events refused for want of room); requests keep being answered, allowed or refused,
+/// well past the sink's capacity, and `flush` still returns.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_json_lines_sink_on_a_full_disk_logs_the_error_and_the_service_keeps_answering() {
+    traced();
+    let sink = JsonLinesSink::append_to("/dev/full", 4, Overflow::Wait).unwrap();
+    let addr = support::serve(stack(sink.clone())).await;
+    let bounded = |req| async move {
+        tokio::time::timeout(Duration::from_secs(10), send(req))
+            .await
+            .expect("a request waited 10 s for the audit sink")
+    };
+    for i in 0..12 {
+        let mut req = request("GET", addr, "/models");
+        HmacSigner::new("gateway", SECRET)
+            .unwrap()
+            .sign_request(&mut req);
+        assert_eq!(bounded(req).await.status, StatusCode::OK, "request {i}");
+    }
+    let refused = bounded(request("GET", addr, "/models")).await;
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (StatusCode::UNAUTHORIZED, "hmac.missing_headers")
+    );
+    tokio::time::timeout(Duration::from_secs(10), sink.flush())
+        .await
+        .expect("flush hung on a failing writer");
+
+    let is_disk_full = |line: &Value| {
+        line["target"] == "tower_zerotrust::audit"
+            && line["fields"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("No space left on device"))
+    };
+    let errors = traced_events(1, is_disk_full).await;
+    assert_eq!(errors.len(), 1, "logged once, not per event: {errors:?}");
+    assert_eq!(errors[0]["level"], "ERROR");
+    assert_eq!(errors[0]["fields"]["message"], "cannot write audit events");
+    assert_eq!(sink.dropped(), 0);
 }

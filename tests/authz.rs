@@ -570,3 +570,130 @@ async fn rego_policies_see_the_envoy_input_and_never_the_credentials() {
         assert!(!input.contains(secret), "{secret} in {input}");
     }
 }
+
+/// Waits up to 10 s for the answer to `call` to have `status`, polling; returns that answer.
+async fn until_status<F>(status: StatusCode, call: impl Fn() -> F) -> support::Reply
+where
+    F: std::future::Future<Output = support::Reply>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = call().await;
+        if reply.status == status {
+            return reply;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {} ({}) after 10 s, expected {status}",
+            reply.status,
+            reply.code()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `SharedPolicy::reload_every`: a roles file changed on disk decides requests after the next
+/// timed reload, with nobody calling `reload`.
+#[tokio::test]
+async fn a_policy_file_is_reloaded_on_a_timer() {
+    let file = std::env::temp_dir().join(format!("zt-roles-timed-{}.yaml", std::process::id()));
+    std::fs::write(
+        &file,
+        "roles:\n  viewer:\n    permissions: [\"models:read\"]\n",
+    )
+    .unwrap();
+    let policy = SharedPolicy::from_yaml_file(&file).unwrap();
+    let reloader = policy.reload_every(Duration::from_millis(50));
+    let addr = serve(example_app(policy.clone())).await;
+    let token = issuer().mint("victor", &["viewer"]).unwrap();
+    let delete = || send(with_token("DELETE", addr, "/models/7", &token));
+    let read = || send(with_token("GET", addr, "/models", &token));
+    let refused = delete().await;
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (StatusCode::FORBIDDEN, "authz.permission_denied")
+    );
+    assert_eq!(read().await.status, StatusCode::OK);
+
+    std::fs::write(
+        &file,
+        "roles:\n  viewer:\n    permissions: [\"models:delete\"]\n",
+    )
+    .unwrap();
+    until_status(StatusCode::OK, delete).await;
+    let refused = read().await;
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (StatusCode::FORBIDDEN, "authz.permission_denied"),
+        "the new file replaced the old one"
+    );
+    reloader.abort();
+    std::fs::remove_file(&file).ok();
+}
+
+/// `RegoPolicy::reload_every`: a `.rego` file (and its data file) changed on disk decides
+/// requests after the next timed reload.
+#[cfg(feature = "rego")]
+#[tokio::test]
+async fn a_rego_policy_file_is_reloaded_on_a_timer() {
+    use tower_zerotrust::authz::RegoPolicy;
+
+    let dir = std::env::temp_dir().join(format!("zt-rego-timed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rego, data) = (dir.join("authz.rego"), dir.join("data.json"));
+    std::fs::write(
+        &rego,
+        "package zerotrust.authz\n\
+         default allow := false\n\
+         allow if input.principal.id in data.callers\n",
+    )
+    .unwrap();
+    std::fs::write(&data, r#"{"callers": ["gateway"]}"#).unwrap();
+    let policy = RegoPolicy::builder()
+        .policy_file(&rego)
+        .data_file(&data)
+        .build()
+        .unwrap();
+    let reloader = policy.reload_every(Duration::from_millis(50));
+    let config = AuthorizeConfig::builder(Policy::default())
+        .otherwise(Require::engine(policy))
+        .build()
+        .unwrap();
+    let hmac = HmacConfig::builder()
+        .secret(SECRET)
+        .allow_any_caller()
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/models", get(|| async { "[]" }))
+        .layer(AuthorizeLayer::new(config))
+        .layer(VerifyHmacLayer::new(hmac));
+    let addr = serve(app).await;
+    let call = |caller: &'static str| {
+        let mut req = request("GET", addr, "/models");
+        HmacSigner::new(caller, SECRET)
+            .unwrap()
+            .sign_request(&mut req);
+        send(req)
+    };
+    assert_eq!(call("gateway").await.status, StatusCode::OK);
+    let refused = call("batch").await;
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (StatusCode::FORBIDDEN, "authz.policy_denied")
+    );
+
+    // The data changes: batch in, gateway out.
+    std::fs::write(&data, r#"{"callers": ["batch"]}"#).unwrap();
+    until_status(StatusCode::OK, || call("batch")).await;
+    let refused = call("gateway").await;
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (StatusCode::FORBIDDEN, "authz.policy_denied")
+    );
+    // The policy changes: everyone in.
+    std::fs::write(&rego, "package zerotrust.authz\nallow := true\n").unwrap();
+    until_status(StatusCode::OK, || call("gateway")).await;
+    reloader.abort();
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -147,13 +147,16 @@ async fn the_jwt_interceptor_admits_good_tokens_only() {
     let with =
         |interceptor: BearerInterceptor| InterceptedService::new(channel.clone(), interceptor);
 
-    let good = with(bearer(issuer(), "router_core", &["route_requests"]));
-    assert_eq!(create(good.clone()).await.unwrap(), "router_core");
-    assert_eq!(
-        create(good).await.unwrap(),
-        "router_core",
-        "the cached token, again"
-    );
+    // A token is minted on first use, then reused by every call (and every clone).
+    let good = bearer(issuer(), "router_core", &["route_requests"]);
+    let attached = |mut interceptor: BearerInterceptor| {
+        let request = interceptor.call(tonic::Request::new(())).unwrap();
+        request.metadata().get("authorization").unwrap().clone()
+    };
+    let first = attached(good.clone());
+    assert_eq!(create(with(good.clone())).await.unwrap(), "router_core");
+    assert_eq!(create(with(good.clone())).await.unwrap(), "router_core");
+    assert_eq!(attached(good), first, "the first token is reused");
 
     let token = issuer().mint("router_core", &["route_requests"]).unwrap();
     let tampered = format!("{}AA", &token[..token.len() - 2]);
@@ -290,11 +293,23 @@ async fn the_certificate_interceptor_reads_tonic_tls_client_certificates() {
     // A certificate from another CA never gets past the handshake.
     let stranger =
         Ca::new("Other CA").issue("router", vec![spiffe("spiffe://prod.example/router")], true);
-    let refused = match tls_endpoint(addr, &ca, Some(&stranger)).connect().await {
-        Ok(channel) => create(channel).await.is_err(),
-        Err(_) => true,
-    };
-    assert!(refused);
+    let refused = handshake_refusal(tls_endpoint(addr, &ca, Some(&stranger))).await;
+    assert!(refused.contains("fatal alert: UnknownCA"), "{refused}");
+}
+
+/// Why a call over `endpoint` failed before any check could run: the TLS handshake's error.
+async fn handshake_refusal(endpoint: Endpoint) -> String {
+    match endpoint.connect().await {
+        Err(error) => format!("{error:?}"),
+        Ok(channel) => {
+            let status = create(channel).await.expect_err("refused");
+            assert!(
+                status.metadata().get(REASON).is_none(),
+                "refused by a check, not by the handshake: {status:?}"
+            );
+            format!("{status:?}")
+        }
+    }
 }
 
 /// Sends the same headers on every call: a captured, replayed request.
@@ -493,11 +508,11 @@ async fn the_builders_talk_with_mtls_only() {
         .unwrap();
     assert_eq!(create(channel).await.unwrap(), "router_core");
     // No client certificate: the handshake itself is refused.
-    let refused = match tls_endpoint(addr, &ca, None).connect().await {
-        Ok(channel) => create(channel).await.is_err(),
-        Err(_) => true,
-    };
-    assert!(refused);
+    let refused = handshake_refusal(tls_endpoint(addr, &ca, None)).await;
+    assert!(
+        refused.contains("fatal alert: CertificateRequired"),
+        "{refused}"
+    );
 }
 
 #[tokio::test]

@@ -38,6 +38,8 @@ async fn tonic_clients_get_the_statuses_they_expect_through_every_layer() {
     .unwrap();
     let limits = RateLimitConfig::builder()
         .principal_quota("batch-job", RateQuota::new(1, 1))
+        // Time stands still: no request comes back while the test runs.
+        .clock(support::ManualClock::at(1_000_000))
         .build()
         .unwrap();
     let trail = Captured::default();

@@ -48,12 +48,17 @@ async fn server(config: JwtConfig) -> (SocketAddr, Arc<AtomicUsize>) {
             move |principal: Option<Principal>, claims: Option<Claims>| {
                 counter.fetch_add(1, Ordering::SeqCst);
                 async move {
-                    axum::Json(json!({
+                    let mut body = json!({
                         "id": principal.as_ref().map(|p| p.id().to_owned()),
                         "method": principal.as_ref().map(|p| p.method().as_str()),
                         "roles": principal.as_ref().map(|p| p.roles().to_vec()),
-                        "email": claims.and_then(|c| c.get::<String>("email")),
-                    }))
+                        "email": claims.as_ref().and_then(|c| c.get::<String>("email")),
+                    });
+                    // Minted tokens carry one; the test tokens do not.
+                    if let Some(jti) = claims.and_then(|c| c.get::<String>("jti")) {
+                        body["jti"] = jti.into();
+                    }
+                    axum::Json(body)
                 }
             },
         )
@@ -342,15 +347,24 @@ async fn a_remembered_token_still_expires_and_its_forgeries_are_not_remembered()
 
 #[tokio::test]
 async fn the_cache_can_be_turned_off() {
-    let config = builder(hs256()).cache_capacity(0).build().unwrap();
-    let (addr, hits) = server(config).await;
     let token = hs(&claims(json!({})));
-    for _ in 0..2 {
+    // On (the default): the token is verified once and remembered, however often it comes.
+    let remembering = builder(hs256()).build().unwrap();
+    let (addr, _) = server(remembering.clone()).await;
+    for _ in 0..3 {
+        assert_eq!(bearer(addr, &token).await.status, StatusCode::OK);
+    }
+    assert_eq!(remembering.remembered_tokens(), 1);
+    // Off: nothing is remembered, so every request is verified again, and still accepted.
+    let forgetting = builder(hs256()).cache_capacity(0).build().unwrap();
+    let (addr, hits) = server(forgetting.clone()).await;
+    for _ in 0..3 {
         let reply = bearer(addr, &token).await;
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(reply.json()["id"], "router_core");
     }
-    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    assert_eq!(forgetting.remembered_tokens(), 0);
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]
@@ -509,6 +523,8 @@ async fn the_client_layer_mints_caches_and_attaches_tokens() {
             ["route_requests"],
         )))
         .service(client());
+    // One token minted (a fresh `jti` each time one is), then reused for every call.
+    let mut seen = std::collections::HashSet::new();
     for _ in 0..3 {
         let response = minted
             .ready()
@@ -518,7 +534,16 @@ async fn the_client_layer_mints_caches_and_attaches_tokens() {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
+        let body = Reply::read(response).await.json();
+        assert_eq!(body["id"], "router_core");
+        seen.insert(
+            body["jti"]
+                .as_str()
+                .expect("a minted token has a jti")
+                .to_owned(),
+        );
     }
+    assert_eq!(seen.len(), 1, "{seen:?}");
     // Any async source.
     let token = hs(&claims(json!({"sub": "from-vault"})));
     let mut from_fn = ServiceBuilder::new()

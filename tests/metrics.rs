@@ -151,3 +151,104 @@ async fn requests_are_counted_by_outcome_and_reason_and_gauges_reported() {
             .any(|(key, _, _, _)| key.key().name() == "zerotrust_request_duration_seconds")
     );
 }
+
+/// `zerotrust_certificate_expiry_seconds` is the time left on the certificate the server
+/// presents, read from the certificate a real TLS client receives, and follows a reload to the
+/// new certificate.
+#[cfg(feature = "mtls")]
+#[tokio::test]
+async fn the_certificate_expiry_gauge_is_the_time_left_on_the_served_certificate() {
+    use support::certs::{Ca, Leaf};
+    use tower_zerotrust::mtls::{PeerIdentity, ReloadingServerConfig, TlsConfig, serve_tls};
+
+    /// The `notAfter` (Unix seconds) of the certificate the server presents to a new client.
+    async fn served_not_after(addr: std::net::SocketAddr, ca: &Ca, client: &Leaf) -> i64 {
+        let config = client.client_config(ca);
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let leaf = &tls.get_ref().1.peer_certificates().unwrap()[0];
+        PeerIdentity::from_der(leaf).unwrap().not_after()
+    }
+    /// The gauge as `Gauges::report` sets it, read from a recorder of this thread's own.
+    fn reported(gauges: &Gauges) -> f64 {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || gauges.report());
+        let values: Vec<f64> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, _, _, _)| key.key().name() == "zerotrust_certificate_expiry_seconds")
+            .map(|(_, _, _, value)| match value {
+                DebugValue::Gauge(value) => value.into_inner(),
+                other => panic!("not a gauge: {other:?}"),
+            })
+            .collect();
+        assert_eq!(values.len(), 1, "one gauge: {values:?}");
+        values[0]
+    }
+    fn unix_now() -> i64 {
+        support::now() as i64
+    }
+
+    let ca = Ca::new("Test CA");
+    let expiring = |year| {
+        ca.issue_with(
+            "secure-service",
+            vec![rcgen::SanType::DnsName("localhost".try_into().unwrap())],
+            false,
+            |params| params.not_after = rcgen::date_time_ymd(year, 1, 1),
+        )
+    };
+    let dir = std::env::temp_dir().join(format!("zt-expiry-gauge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key, ca_file) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
+    );
+    let install = |leaf: &Leaf| {
+        std::fs::write(&cert, &leaf.cert).unwrap();
+        std::fs::write(&key, &leaf.key).unwrap();
+    };
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    install(&expiring(2090));
+    let tls = ReloadingServerConfig::new(TlsConfig::builder(&cert, &key, &ca_file)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().route("/", get(|| async { "ok" }));
+    tokio::spawn(serve_tls(
+        listener,
+        tls.clone(),
+        app,
+        std::future::pending(),
+    ));
+    let client = ca.issue("model-registry", vec![], true);
+    let gauges = Gauges::new().certificate(tls.clone());
+
+    // The gauge lies between the time left after and before it was read (whole seconds).
+    let check = |not_after: i64, before: i64, gauge: f64, after: i64| {
+        assert!(
+            ((not_after - after) as f64..=(not_after - before) as f64).contains(&gauge),
+            "gauge {gauge}, certificate ends at {not_after}, read between {before} and {after}"
+        );
+    };
+    let first = served_not_after(addr, &ca, &client).await;
+    let before = unix_now();
+    let gauge = reported(&gauges);
+    check(first, before, gauge, unix_now());
+    assert!(gauge > 50.0 * 365.0 * 86_400.0, "{gauge}");
+
+    install(&expiring(2080));
+    tls.reload().unwrap();
+    let second = served_not_after(addr, &ca, &client).await;
+    assert!(second < first, "the server presents the new certificate");
+    let before = unix_now();
+    let gauge = reported(&gauges);
+    check(second, before, gauge, unix_now());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -8,9 +8,13 @@ use http::StatusCode;
 use rcgen::SanType;
 use serde_json::json;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use support::certs::{
-    Ca, Leaf, https_get, https_get_with, no_certificate_config, pem_to_der, serve_whoami, spiffe,
+    Ca, Leaf, assert_alert, https_get, https_get_with, no_certificate_config, pem_to_der,
+    serve_whoami, spiffe,
 };
+use support::eventually;
 use tower_zerotrust::mtls::{
     IdentityRule, MtlsPrincipalConfig, PeerIdentity, TlsConfig, TlsConfigBuilder, serve_tls,
 };
@@ -56,7 +60,13 @@ async fn certificates_from_another_ca_even_with_the_same_name_are_refused_at_the
     let addr = start(&ca, cn_config()).await;
     let rogue = Ca::new("Test CA");
     let impostor = rogue.issue("model-registry", vec![], true);
-    assert!(https_get(addr, &ca, &impostor).await.is_err());
+    // The issuer's name matches, its key does not: the signature fails to verify.
+    assert_alert(https_get(addr, &ca, &impostor).await, "DecryptError");
+    let genuine = ca.issue("model-registry", vec![], true);
+    assert_eq!(
+        https_get(addr, &ca, &genuine).await.unwrap().0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -67,7 +77,12 @@ async fn an_expired_client_certificate_is_refused() {
         p.not_before = rcgen::date_time_ymd(2020, 1, 1);
         p.not_after = rcgen::date_time_ymd(2021, 1, 1);
     });
-    assert!(https_get(addr, &ca, &expired).await.is_err());
+    assert_alert(https_get(addr, &ca, &expired).await, "CertificateExpired");
+    let current = ca.issue("model-registry", vec![], true);
+    assert_eq!(
+        https_get(addr, &ca, &current).await.unwrap().0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -79,7 +94,7 @@ async fn a_revoked_client_certificate_is_refused_and_others_still_get_in() {
         .unwrap();
     let addr = serve_whoami(tls.server_config().unwrap(), cn_config()).await;
     let revoked = ca.issue_serial("model-registry", 9);
-    assert!(https_get(addr, &ca, &revoked).await.is_err());
+    assert_alert(https_get(addr, &ca, &revoked).await, "CertificateRevoked");
     let good = ca.issue_serial("model-registry", 8);
     assert_eq!(https_get(addr, &ca, &good).await.unwrap().0, StatusCode::OK);
 
@@ -96,7 +111,7 @@ async fn a_revoked_client_certificate_is_refused_and_others_still_get_in() {
     .unwrap();
     let addr = serve_whoami(both.server_config().unwrap(), cn_config()).await;
     let unknown = second.issue_serial("model-registry", 8);
-    assert!(https_get(addr, &ca, &unknown).await.is_err());
+    assert_alert(https_get(addr, &ca, &unknown).await, "UnknownCA");
     assert_eq!(https_get(addr, &ca, &good).await.unwrap().0, StatusCode::OK);
 
     let no_crl = server_tls(&ca).crl_pem(b"not a crl").build();
@@ -246,7 +261,15 @@ async fn get_without_certificate(addr: SocketAddr, ca: &Ca) -> Result<StatusCode
 async fn a_client_without_a_certificate_is_refused_at_the_handshake() {
     let ca = Ca::new("Test CA");
     let addr = start(&ca, cn_config()).await;
-    assert!(get_without_certificate(addr, &ca).await.is_err());
+    assert_alert(
+        get_without_certificate(addr, &ca).await,
+        "CertificateRequired",
+    );
+    let client = ca.issue("model-registry", vec![], true);
+    assert_eq!(
+        https_get(addr, &ca, &client).await.unwrap().0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -264,7 +287,7 @@ async fn with_optional_client_certificates_the_layer_decides() {
     );
     // A certificate from another CA is still refused at the handshake.
     let rogue = Ca::new("Test CA").issue("model-registry", vec![], true);
-    assert!(https_get(addr, &ca, &rogue).await.is_err());
+    assert_alert(https_get(addr, &ca, &rogue).await, "DecryptError");
 }
 
 /// The serial of the certificate the server presents to a new connection.
@@ -312,28 +335,39 @@ async fn certificates_rotate_under_load_without_a_single_failed_request() {
     let client = ca.issue("model-registry", vec![], true);
     let before = served_serial(addr, &ca, &client).await;
 
-    // Continuous load: 300 requests, each on a new connection (so a new handshake).
-    let load = {
-        let ca_pem = ca.pem.clone();
-        let client = Leaf {
-            cert: client.cert.clone(),
-            key: client.key.clone(),
-        };
-        tokio::spawn(async move {
-            let ca = Ca::from_pem_only(ca_pem);
-            let mut failures = 0;
-            for _ in 0..300 {
-                match https_get(addr, &ca, &client).await {
-                    Ok((StatusCode::OK, _)) => {}
-                    _ => failures += 1,
+    // Continuous load from four clients, each request on a new connection (a new handshake),
+    // until told to stop.
+    let (served, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (ca, client) = (Ca::from_pem_only(ca.pem.clone()), client.clone());
+            let (served, failed, stop) = (served.clone(), failed.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    match https_get(addr, &ca, &client).await {
+                        Ok((StatusCode::OK, _)) => served.fetch_add(1, Ordering::SeqCst),
+                        _ => failed.fetch_add(1, Ordering::SeqCst),
+                    };
                 }
-            }
-            failures
+            })
         })
+        .collect();
+    // Each step happens while requests keep coming: 50 more are served between steps.
+    let fifty_more = || {
+        let target = served.load(Ordering::SeqCst) + 50;
+        let served = served.clone();
+        async move {
+            eventually("50 more requests served", || {
+                std::future::ready(served.load(Ordering::SeqCst) >= target)
+            })
+            .await
+        }
     };
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    fifty_more().await;
     install(&ca.server());
     tls.reload().unwrap();
+    fifty_more().await;
     // A broken file is refused and changes nothing.
     std::fs::write(
         &cert,
@@ -341,7 +375,16 @@ async fn certificates_rotate_under_load_without_a_single_failed_request() {
     )
     .unwrap();
     assert!(tls.reload().is_err());
-    assert_eq!(load.await.unwrap(), 0, "requests failed during rotation");
+    fifty_more().await;
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.await.unwrap();
+    }
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "requests failed during rotation"
+    );
     let after = served_serial(addr, &ca, &client).await;
     assert_ne!(before, after, "new handshakes use the new certificate");
     std::fs::remove_dir_all(&dir).ok();
@@ -461,7 +504,7 @@ async fn a_v1_client_certificate_with_trailing_bytes_is_refused() {
         base64::engine::general_purpose::STANDARD.encode(&der)
     );
     let refused = https_get_with(client_config_presenting(&padded, &key, &ca.pem), addr).await;
-    assert!(refused.is_err(), "{refused:?}");
+    assert_alert(refused, "BadCertificate");
 }
 
 #[test]
@@ -486,7 +529,7 @@ async fn an_outdated_revocation_list_is_not_trusted() {
         .unwrap();
     let addr = serve_whoami(strict.server_config().unwrap(), cn_config()).await;
     // Refused at the handshake (the client only sees the alert).
-    assert!(https_get(addr, &ca, &good).await.is_err());
+    assert_alert(https_get(addr, &ca, &good).await, "UnknownCA");
 
     let relaxed = server_tls(&ca)
         .crl_pem(outdated.as_bytes())
@@ -496,7 +539,7 @@ async fn an_outdated_revocation_list_is_not_trusted() {
     let addr = serve_whoami(relaxed.server_config().unwrap(), cn_config()).await;
     assert_eq!(https_get(addr, &ca, &good).await.unwrap().0, StatusCode::OK);
     let revoked = ca.issue_serial("model-registry", 9);
-    assert!(https_get(addr, &ca, &revoked).await.is_err());
+    assert_alert(https_get(addr, &ca, &revoked).await, "CertificateRevoked");
 
     // A fresh list: accepted without any relaxation.
     let fresh = server_tls(&ca)
@@ -527,7 +570,7 @@ async fn unknown_revocation_status_is_refused_unless_allowed() {
         cn_config(),
     )
     .await;
-    assert!(https_get(addr, &ca, &unknown).await.is_err());
+    assert_alert(https_get(addr, &ca, &unknown).await, "UnknownCA");
     let relaxed = config().allow_unknown_revocation_status().build().unwrap();
     let addr = serve_whoami(relaxed.server_config().unwrap(), cn_config()).await;
     assert_eq!(
@@ -643,4 +686,262 @@ async fn certificate_identities_get_their_roles_from_the_policy() {
     let (status, body) = https_get(addr, &ca, &unassigned).await.unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["code"], "authz.permission_denied");
+}
+
+/// `IdentityRule::FirstDnsName`: the principal is the certificate's first DNS SAN (not its CN,
+/// not its URI SAN). A certificate with only a DNS SAN (no subject CN) is a principal under
+/// this rule and none under the CN rule; one without a DNS SAN is the reverse.
+#[tokio::test]
+async fn the_dns_san_rule_takes_the_first_dns_name_and_refuses_certificates_without_one() {
+    let ca = Ca::new("Test CA");
+    let by_dns = start(
+        &ca,
+        MtlsPrincipalConfig::builder()
+            .rule(IdentityRule::FirstDnsName)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let by_cn = start(&ca, cn_config()).await;
+    let dns = |name: &str| SanType::DnsName(name.try_into().unwrap());
+
+    let named = ca.issue(
+        "registry-cn",
+        vec![
+            spiffe("spiffe://prod.example/registry"),
+            dns("registry.internal"),
+            dns("registry"),
+        ],
+        true,
+    );
+    let (status, body) = https_get(by_dns, &ca, &named).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"id": "registry.internal", "method": "mtls", "roles": []})
+    );
+
+    let only_dns = ca.issue_with("unused", vec![dns("batch.internal")], true, |params| {
+        params.distinguished_name = rcgen::DistinguishedName::new();
+    });
+    assert_eq!(
+        PeerIdentity::from_der(&pem_to_der(&only_dns.cert))
+            .unwrap()
+            .common_name(),
+        None,
+        "the certificate has no subject CN"
+    );
+    let (status, body) = https_get(by_dns, &ca, &only_dns).await.unwrap();
+    assert_eq!(
+        (status, &body["id"]),
+        (StatusCode::OK, &json!("batch.internal"))
+    );
+    let (status, body) = https_get(by_cn, &ca, &only_dns).await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["code"], "mtls.no_identity");
+
+    let cn_only = ca.issue("model-registry", vec![], true);
+    let (status, body) = https_get(by_dns, &ca, &cn_only).await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["code"], "mtls.no_identity");
+    let (status, body) = https_get(by_cn, &ca, &cn_only).await.unwrap();
+    assert_eq!(
+        (status, &body["id"]),
+        (StatusCode::OK, &json!("model-registry"))
+    );
+}
+
+/// `ReloadingServerConfig::reload_every`: certificate files replaced on disk reach new
+/// handshakes by the timer alone (nobody calls `reload`), and a broken file read by a timed
+/// reload changes nothing.
+#[tokio::test]
+async fn a_timed_reload_serves_the_new_certificate_and_ignores_a_broken_file() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+    use tower_zerotrust::mtls::ReloadingServerConfig;
+
+    /// Waits up to 10 s for `condition`, polling.
+    async fn until<F: std::future::Future<Output = bool>>(what: &str, condition: impl Fn() -> F) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !condition().await {
+            assert!(Instant::now() < deadline, "{what}: not within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    let ca = Ca::new("Test CA");
+    let dir = std::env::temp_dir().join(format!("zt-timed-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key, ca_file) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
+    );
+    let install = |leaf: &Leaf| {
+        std::fs::write(&cert, &leaf.cert).unwrap();
+        std::fs::write(&key, &leaf.key).unwrap();
+    };
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let first = ca.server();
+    install(&first);
+    // The files as `ReloadingServerConfig::new` reads them, counting the loads that finished.
+    let loads = Arc::new(AtomicUsize::new(0));
+    let tls = {
+        let (cert, key, ca_file, loads) =
+            (cert.clone(), key.clone(), ca_file.clone(), loads.clone());
+        ReloadingServerConfig::from_loader(move || {
+            let built = TlsConfig::builder(&cert, &key, &ca_file).build();
+            loads.fetch_add(1, Ordering::SeqCst);
+            built
+        })
+        .unwrap()
+    };
+    let addr = serve_whoami(tls.clone(), cn_config()).await;
+    let client = ca.issue("model-registry", vec![], true);
+    let serial = |leaf: &Leaf| {
+        PeerIdentity::from_der(&pem_to_der(&leaf.cert))
+            .unwrap()
+            .serial()
+            .to_owned()
+    };
+    assert_eq!(served_serial(addr, &ca, &client).await, serial(&first));
+
+    let reloader = tls.reload_every(Duration::from_millis(50));
+    let second = ca.server();
+    install(&second);
+    until("the new certificate served", || async {
+        served_serial(addr, &ca, &client).await == serial(&second)
+    })
+    .await;
+
+    std::fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    // Two more loads: the second of them started after the first ended, so after the write.
+    let seen = loads.load(Ordering::SeqCst);
+    until("two timed reloads", || async {
+        loads.load(Ordering::SeqCst) >= seen + 2
+    })
+    .await;
+    assert_eq!(
+        served_serial(addr, &ca, &client).await,
+        serial(&second),
+        "a broken file changes nothing"
+    );
+    assert!(tls.reload().is_err(), "the file on disk is the broken one");
+    let (status, body) = https_get(addr, &ca, &client).await.unwrap();
+    assert_eq!(
+        (status, &body["id"]),
+        (StatusCode::OK, &json!("model-registry"))
+    );
+    reloader.abort();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// HTTP/2 over mutual TLS: `serve_tls` offers `h2` by ALPN, and a real HTTP/2 client presenting
+/// a certificate gets its principal over HTTP/2; without a certificate (the server leaves the
+/// decision to the layer) it gets the layer's 401 over HTTP/2; a client that offers only
+/// HTTP/1.1 is still served.
+#[tokio::test]
+async fn http2_clients_are_served_over_mtls_by_alpn_and_http1_clients_still_are() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tower_zerotrust::Principal;
+    use tower_zerotrust::mtls::MtlsPrincipalLayer;
+
+    /// One request on a new connection: the protocol ALPN chose, and the answer.
+    async fn whoami(
+        config: rustls::ClientConfig,
+        addr: SocketAddr,
+    ) -> (
+        Option<Vec<u8>>,
+        StatusCode,
+        http::Version,
+        serde_json::Value,
+    ) {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        let io = TokioIo::new(tls);
+        let uri = format!("https://localhost:{}/whoami", addr.port());
+        let response = if alpn.as_deref() == Some(b"h2") {
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            let request = http::Request::get(uri)
+                .body(Full::<Bytes>::default())
+                .unwrap();
+            sender.send_request(request).await.unwrap()
+        } else {
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(connection);
+            let request = http::Request::get("/whoami")
+                .header("host", format!("localhost:{}", addr.port()))
+                .body(Full::<Bytes>::default())
+                .unwrap();
+            sender.send_request(request).await.unwrap()
+        };
+        let (status, version) = (response.status(), response.version());
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            alpn,
+            status,
+            version,
+            serde_json::from_slice(&body).unwrap_or_default(),
+        )
+    }
+
+    let ca = Ca::new("Test CA");
+    let app = Router::new()
+        .fallback(|version: http::Version, p: Principal| async move {
+            axum::Json(json!({"id": p.id(), "version": format!("{version:?}")}))
+        })
+        .layer(MtlsPrincipalLayer::new(cn_config()));
+    let tls = server_tls(&ca)
+        .client_certificates_optional()
+        .build()
+        .unwrap()
+        .server_config()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
+    let client = ca.issue("model-registry", vec![], true);
+
+    // Offering h2 and http/1.1, as the crate's client configuration does: h2.
+    let both = (*client.client_config(&ca)).clone();
+    assert_eq!(both.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+    let (alpn, status, version, body) = whoami(both, addr).await;
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    assert_eq!((status, version), (StatusCode::OK, http::Version::HTTP_2));
+    assert_eq!(body, json!({"id": "model-registry", "version": "HTTP/2.0"}));
+
+    // HTTP/2 without a certificate: the layer's refusal, over HTTP/2.
+    let mut anonymous = no_certificate_config(&ca);
+    anonymous.alpn_protocols = vec![b"h2".to_vec()];
+    let (alpn, status, version, body) = whoami(anonymous, addr).await;
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    assert_eq!(
+        (status, version),
+        (StatusCode::UNAUTHORIZED, http::Version::HTTP_2)
+    );
+    assert_eq!(body["code"], "mtls.missing_certificate");
+
+    // Offering only HTTP/1.1: HTTP/1.1, same principal.
+    let mut http1 = (*client.client_config(&ca)).clone();
+    http1.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let (alpn, status, version, body) = whoami(http1, addr).await;
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    assert_eq!((status, version), (StatusCode::OK, http::Version::HTTP_11));
+    assert_eq!(body, json!({"id": "model-registry", "version": "HTTP/1.1"}));
 }

@@ -4,13 +4,12 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::routing::get;
 use http::StatusCode;
-use support::{Reply, SECRET, request, send, set};
+use support::{ManualClock, Reply, SECRET, request, send, set};
 use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
 use tower_zerotrust::rate_limit::{
     RateLimitConfig, RateLimitConfigBuilder, RateLimitLayer, RateQuota,
@@ -18,9 +17,12 @@ use tower_zerotrust::rate_limit::{
 use tower_zerotrust::sign::HmacSigner;
 
 /// Serves `/` behind HMAC (optional: unsigned requests are counted by address) and the rate
-/// limit, with axum's connection info so the address is known.
-async fn start(limits: RateLimitConfigBuilder) -> SocketAddr {
+/// limit, with axum's connection info so the address is known. The quotas' time stands still
+/// unless the test moves the clock returned.
+async fn start(limits: RateLimitConfigBuilder) -> (SocketAddr, ManualClock) {
+    let clock = ManualClock::at(1_000_000);
     let limits = limits
+        .clock(clock.clone())
         .peer_addr(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
         .build()
         .unwrap();
@@ -44,7 +46,7 @@ async fn start(limits: RateLimitConfigBuilder) -> SocketAddr {
         .await
         .unwrap()
     });
-    addr
+    (addr, clock)
 }
 
 async fn call_as(addr: SocketAddr, caller: Option<&str>) -> Reply {
@@ -63,7 +65,7 @@ fn header(reply: &Reply, name: &str) -> String {
 
 #[tokio::test]
 async fn a_burst_then_429_then_recovery() {
-    let addr = start(RateLimitConfig::builder().quota(RateQuota::new(2, 3))).await;
+    let (addr, clock) = start(RateLimitConfig::builder().quota(RateQuota::new(2, 3))).await;
     for remaining in ["2", "1", "0"] {
         let reply = call_as(addr, Some("gateway")).await;
         assert_eq!(reply.status, StatusCode::OK);
@@ -80,7 +82,12 @@ async fn a_burst_then_429_then_recovery() {
     );
     assert_eq!(header(&refused, "ratelimit-remaining"), "0");
     // One request comes back every 500 ms.
-    tokio::time::sleep(Duration::from_millis(550)).await;
+    clock.advance(499);
+    assert_eq!(
+        call_as(addr, Some("gateway")).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    clock.advance(1);
     assert_eq!(call_as(addr, Some("gateway")).await.status, StatusCode::OK);
     assert_eq!(
         call_as(addr, Some("gateway")).await.status,
@@ -90,11 +97,10 @@ async fn a_burst_then_429_then_recovery() {
 
 #[tokio::test]
 async fn one_principals_flood_does_not_limit_another() {
-    let addr = start(
+    let (addr, _) = start(
         RateLimitConfig::builder()
             .quota(RateQuota::new(1, 5))
-            .principal_quota("heartbeat", RateQuota::new(1, 20))
-            .role_quota("unused-role", RateQuota::new(1, 1)),
+            .principal_quota("heartbeat", RateQuota::new(1, 20)),
     )
     .await;
     let mut accepted = 0;
@@ -131,7 +137,7 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
         set(&mut req, "x-forwarded-for", client);
         send(req)
     };
-    let proxied = start(anonymous(true)).await;
+    let (proxied, _) = start(anonymous(true)).await;
     for client in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
         for _ in 0..2 {
             assert_eq!(
@@ -145,7 +151,7 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
             StatusCode::TOO_MANY_REQUESTS
         );
     }
-    let direct = start(anonymous(false)).await;
+    let (direct, _) = start(anonymous(false)).await;
     assert_eq!(
         forwarded(direct, "203.0.113.1").await.status,
         StatusCode::OK
@@ -172,7 +178,8 @@ async fn client_addresses_are_read_as_proxies_write_them() {
         send(req)
     };
     // The proxy (this test, at 127.0.0.1) configured in its IPv4-mapped IPv6 form.
-    let proxied = start(one_each().trusted_proxies(["::ffff:127.0.0.1".parse().unwrap()])).await;
+    let (proxied, _) =
+        start(one_each().trusted_proxies(["::ffff:127.0.0.1".parse().unwrap()])).await;
     for client in ["203.0.113.7:5678", "[2001:db8::1]:443", "198.51.100.9"] {
         let first = via(proxied, "x-forwarded-for", client).await;
         assert_eq!(first.status, StatusCode::OK, "{client}");
@@ -185,7 +192,7 @@ async fn client_addresses_are_read_as_proxies_write_them() {
     let other = via(proxied, "x-forwarded-for", "2001:db8:0:1::1").await;
     assert_eq!(other.status, StatusCode::OK);
 
-    let rfc7239 = start(
+    let (rfc7239, _) = start(
         one_each()
             .trusted_proxies(["127.0.0.1".parse().unwrap()])
             .forwarded_header(ForwardedHeader::Forwarded),
@@ -216,7 +223,7 @@ async fn client_addresses_are_read_as_proxies_write_them() {
 /// every new client.
 #[tokio::test]
 async fn a_full_key_table_refuses_nobody_for_want_of_room() {
-    let flooded = start(
+    let (flooded, _) = start(
         RateLimitConfig::builder()
             .quota(RateQuota::new(1, 1))
             .trusted_proxies(["127.0.0.1".parse().unwrap()])
@@ -250,4 +257,62 @@ fn quotas_must_be_positive() {
             .is_err()
     );
     assert!(RateLimitConfig::builder().max_keys(0).build().is_err());
+}
+
+/// `role_quota`: a principal whose token carries the role gets the role's quota (the most
+/// generous of its roles' quotas), one without it gets the default; over real HTTP, roles from
+/// the token's `roles` claim. Time stands still: each principal is refused right after its
+/// own burst.
+#[cfg(feature = "jwt")]
+#[tokio::test]
+async fn a_role_quota_applies_to_principals_holding_the_role_and_the_default_to_others() {
+    use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey, RequireJwtLayer};
+    use tower_zerotrust::sign::TokenIssuer;
+
+    const JWT_SECRET: &str = "a-jwt-secret-of-at-least-32-bytes!!";
+    let limits = RateLimitConfig::builder()
+        .quota(RateQuota::new(1, 2))
+        .role_quota("batch", RateQuota::new(1, 3))
+        .role_quota("admin", RateQuota::new(1, 5))
+        .clock(ManualClock::at(1_000_000))
+        .build()
+        .unwrap();
+    let jwt = JwtConfig::builder()
+        .key(JwtKey::hmac(Algorithm::HS256, JWT_SECRET).unwrap())
+        .issuer("aegis")
+        .audience("aegis-api")
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(RateLimitLayer::new(limits))
+        .layer(RequireJwtLayer::new(jwt));
+    let addr = support::serve(app).await;
+    let issuer = TokenIssuer::hmac(Algorithm::HS256, JWT_SECRET, "aegis", "aegis-api").unwrap();
+    let call = |token: String| {
+        let mut req = request("GET", addr, "/");
+        set(&mut req, "authorization", &format!("Bearer {token}"));
+        send(req)
+    };
+    // Each principal: its burst is accepted, each answer naming the quota applied; the next
+    // call is refused, naming the same quota.
+    for (subject, roles, burst) in [
+        ("alice", &["admin"][..], "5"),
+        ("bob", &["viewer"][..], "2"),
+        ("carol", &[][..], "2"),
+        ("dave", &["batch", "admin"][..], "5"),
+        ("erin", &["batch"][..], "3"),
+    ] {
+        let token = issuer.mint(subject, roles).unwrap();
+        let burst_size: usize = burst.parse().unwrap();
+        for i in 0..burst_size {
+            let reply = call(token.clone()).await;
+            assert_eq!(reply.status, StatusCode::OK, "{subject}, call {i}");
+            assert_eq!(header(&reply, "ratelimit-limit"), burst, "{subject}");
+        }
+        let refused = call(token.clone()).await;
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{subject}");
+        assert_eq!(refused.code(), "rate_limit.exceeded", "{subject}");
+        assert_eq!(header(&refused, "ratelimit-limit"), burst, "{subject}");
+    }
 }

@@ -68,12 +68,26 @@ async fn nonces_expire_with_their_ttl_and_prefixes_keep_services_apart() {
         return;
     };
     let store = store(&redis);
+    let replayed = |result: Result<(), NonceError>| matches!(result, Err(NonceError::Replayed));
+    assert!(store.check_and_record("gateway", "n", TTL).await.is_ok());
+    assert!(replayed(store.check_and_record("gateway", "n", TTL).await));
+    // The one key Redis holds expires with the nonce's TTL.
+    let keys = redis.cli(&["keys", "*"]);
+    let key = keys.trim();
+    assert!(!key.is_empty() && !key.contains('\n'), "{keys:?}");
+    let pttl: i64 = redis.cli(&["pttl", key]).trim().parse().unwrap();
+    assert!(0 < pttl && pttl <= 60_000, "{pttl}");
+    // A nonce with a short TTL is accepted again once Redis has expired it.
     let short = Duration::from_millis(100);
-    assert!(store.check_and_record("gateway", "n", short).await.is_ok());
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    assert!(store.check_and_record("gateway", "n", short).await.is_ok());
+    assert!(store.check_and_record("gateway", "m", short).await.is_ok());
+    eventually("the nonce expired", || async {
+        store.check_and_record("gateway", "m", short).await.is_ok()
+    })
+    .await;
+    // Another prefix is another service: the same nonce is new there, still a replay here.
     let other = store.clone().prefix("other-service:nonce:");
     assert!(other.check_and_record("gateway", "n", TTL).await.is_ok());
+    assert!(replayed(store.check_and_record("gateway", "n", TTL).await));
 }
 
 #[tokio::test]

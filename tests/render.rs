@@ -43,6 +43,8 @@ async fn refusals_follow_the_service_contract_and_keep_their_metadata() {
         .unwrap();
     let limits = RateLimitConfig::builder()
         .principal_quota("batch", RateQuota::new(1, 1))
+        // Time stands still: no request comes back while the test runs.
+        .clock(support::ManualClock::at(1_000_000))
         .build()
         .unwrap();
     let app = Router::new()

@@ -65,6 +65,10 @@ impl TokenCache {
     pub(crate) fn insert(&self, key: [u8; 32], verified: Verified) {
         self.0.insert(key, Arc::new(verified));
     }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 impl std::fmt::Debug for TokenCache {

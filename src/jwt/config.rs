@@ -78,6 +78,13 @@ impl JwtConfig {
     pub fn builder() -> JwtConfigBuilder {
         JwtConfigBuilder::default()
     }
+
+    /// How many verified tokens are remembered now, by every layer built from this
+    /// configuration (at most its [`cache_capacity`](JwtConfigBuilder::cache_capacity); each
+    /// entry holds a token's hash, its principal and its claims, not the token).
+    pub fn remembered_tokens(&self) -> usize {
+        self.inner.cache.as_ref().map_or(0, TokenCache::len)
+    }
 }
 
 /// Builds a [`JwtConfig`]; [`build`](Self::build) checks it.

@@ -9,9 +9,10 @@ use http::{Extensions, HeaderMap};
 
 #[cfg(feature = "redis")]
 use super::limiter::PendingDecision;
-use super::limiter::{Bucket, Decision, RateQuota};
+use super::limiter::{Bucket, Decision, LimiterClock, RateQuota};
 #[cfg(feature = "redis")]
 use super::shared::RedisRateLimits;
+use crate::clock::{Clock, SharedClock};
 use crate::decision::Enforcement;
 use crate::env::Env;
 use crate::error::{ConfigError, FirstError};
@@ -68,6 +69,7 @@ pub struct RateLimitConfigBuilder {
     #[cfg(feature = "redis")]
     shared: Option<RedisRateLimits>,
     enforcement: Enforcement,
+    clock: LimiterClock,
     error: FirstError,
 }
 
@@ -88,6 +90,7 @@ impl RateLimitConfig {
             #[cfg(feature = "redis")]
             shared: None,
             enforcement: Enforcement::Enforce,
+            clock: LimiterClock::default(),
             error: FirstError::default(),
         }
     }
@@ -258,6 +261,13 @@ impl RateLimitConfigBuilder {
         self
     }
 
+    /// The clock quotas are measured with: a monotonic clock by default. Give one (read to the
+    /// millisecond) to move time in tests and simulations instead of waiting for it.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = LimiterClock::Given(SharedClock::new(clock));
+        self
+    }
+
     /// Checks the quotas.
     ///
     /// # Errors
@@ -279,21 +289,20 @@ impl RateLimitConfigBuilder {
             return Err(invalid("max_keys must be at least 1".into()));
         }
         fn bucket<K: std::hash::Hash + Eq + Clone>(
-            name: &str,
-            label: &str,
-            quota: RateQuota,
-            max_keys: usize,
+            (name, label, quota): (&str, &str, RateQuota),
+            (max_keys, clock): (usize, &LimiterClock),
         ) -> Result<Bucket<K>, ConfigError> {
-            Bucket::new(quota, label, max_keys).ok_or_else(|| ConfigError::Invalid {
+            Bucket::new(quota, label, max_keys, clock.clone()).ok_or_else(|| ConfigError::Invalid {
                 what: "rate limit",
                 reason: format!("{name}: average and burst must both be at least 1"),
             })
         }
+        let keys = (self.max_keys, &self.clock);
         let mut principals = HashMap::new();
         for (id, quota) in &self.principals {
             principals.insert(
                 id.clone().into_boxed_str(),
-                bucket(id, "principal", *quota, self.max_keys)?,
+                bucket((id, "principal", *quota), keys)?,
             );
         }
         let mut roles = Vec::new();
@@ -301,19 +310,21 @@ impl RateLimitConfigBuilder {
             roles.push((
                 role.clone().into_boxed_str(),
                 *quota,
-                bucket(role, &format!("role:{role}"), *quota, self.max_keys)?,
+                bucket((role, &format!("role:{role}"), *quota), keys)?,
             ));
         }
         Ok(RateLimitConfig {
             inner: Arc::new(Limits {
-                default: bucket("quota", "default", self.default, self.max_keys)?,
+                default: bucket(("quota", "default", self.default), keys)?,
                 principals,
                 roles,
                 anonymous: bucket(
-                    "anonymous quota",
-                    "anonymous",
-                    self.anonymous.unwrap_or(self.default),
-                    self.max_keys,
+                    (
+                        "anonymous quota",
+                        "anonymous",
+                        self.anonymous.unwrap_or(self.default),
+                    ),
+                    keys,
                 )?,
                 trusted_proxies: self.trusted_proxies.into_iter().map(canonical).collect(),
                 forwarded_header: self.forwarded_header,

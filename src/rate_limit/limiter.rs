@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::{Clock as _, QuantaClock, QuantaInstant, Reference};
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
 use governor::state::StateStore;
 use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::{Quota, RateLimiter};
 
+use crate::clock::SharedClock;
 use crate::reject::{Origin, Rejection, RejectionKind};
 
 /// A quota: `average` requests per second sustained, up to `burst` at once (Traefik's
@@ -94,7 +95,7 @@ impl Decision {
     }
 }
 
-type Keyed<K> = RateLimiter<K, Table<K>, DefaultClock, StateInformationMiddleware>;
+type Keyed<K> = RateLimiter<K, Table<K>, LimiterClock, StateInformationMiddleware>;
 
 /// How often (in checks) the bucket looks at its size.
 const MAINTAIN_EVERY: u64 = 1024;
@@ -131,9 +132,48 @@ impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for Table<K> {
     }
 }
 
+/// The time quotas are measured in: a monotonic clock, or one given to the builder (so that
+/// tests and simulations move time instead of waiting for it).
+#[derive(Clone)]
+pub(crate) enum LimiterClock {
+    Monotonic {
+        clock: QuantaClock,
+        origin: QuantaInstant,
+    },
+    Given(SharedClock),
+}
+
+impl Default for LimiterClock {
+    fn default() -> Self {
+        let clock = QuantaClock::default();
+        let origin = clock.now();
+        Self::Monotonic { clock, origin }
+    }
+}
+
+impl governor::clock::Clock for LimiterClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        match self {
+            Self::Monotonic { clock, origin } => clock.now().duration_since(*origin),
+            Self::Given(clock) => Nanos::new(clock.now_millis().saturating_mul(1_000_000)),
+        }
+    }
+}
+
+impl std::fmt::Debug for LimiterClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Monotonic { .. } => "Monotonic",
+            Self::Given(_) => "Given",
+        })
+    }
+}
+
 pub(crate) struct Bucket<K: Hash + Eq + Clone> {
     limiter: Keyed<K>,
-    clock: DefaultClock,
+    clock: LimiterClock,
     quota: RateQuota,
     /// Which quota this is (`default`, `principal`, `role:<name>`, `anonymous`): the shared
     /// store keeps each quota's keys apart by it.
@@ -145,8 +185,12 @@ pub(crate) struct Bucket<K: Hash + Eq + Clone> {
 }
 
 impl<K: Hash + Eq + Clone> Bucket<K> {
-    pub(crate) fn new(quota: RateQuota, label: &str, max_keys: usize) -> Option<Self> {
-        let clock = DefaultClock::default();
+    pub(crate) fn new(
+        quota: RateQuota,
+        label: &str,
+        max_keys: usize,
+        clock: LimiterClock,
+    ) -> Option<Self> {
         let table = Arc::new(DashMapStateStore::default());
         let limiter = RateLimiter::<K, _, _, governor::middleware::NoOpMiddleware<_>>::new(
             quota.governor()?,
@@ -217,10 +261,13 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
 
     #[test]
     fn burst_then_refusal_then_recovery() {
-        let bucket: Bucket<u32> = Bucket::new(RateQuota::new(100, 3), "default", 10).unwrap();
+        let clock = ManualClock::at(1_000);
+        let bucket: Bucket<u32> =
+            Bucket::new(RateQuota::new(100, 3), "default", 10, given(&clock)).unwrap();
         for remaining in [2, 1, 0] {
             assert_eq!(
                 bucket.check(&1),
@@ -230,18 +277,34 @@ mod tests {
                 }
             );
         }
-        let Decision::Deny { retry_after, .. } = bucket.check(&1) else {
-            panic!("the fourth request in a burst of three passed");
-        };
-        assert!(retry_after <= Duration::from_millis(10), "{retry_after:?}");
+        // 100 per second: the next one is due in 10 ms.
+        assert_eq!(
+            bucket.check(&1),
+            Decision::Deny {
+                limit: 3,
+                retry_after: Duration::from_millis(10)
+            }
+        );
         assert!(
             matches!(bucket.check(&2), Decision::Allow { .. }),
             "other keys are untouched"
         );
-        std::thread::sleep(Duration::from_millis(15));
-        assert!(matches!(bucket.check(&1), Decision::Allow { .. }));
+        clock.advance(Duration::from_millis(9));
+        assert!(matches!(bucket.check(&1), Decision::Deny { .. }));
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(
+            bucket.check(&1),
+            Decision::Allow {
+                limit: 3,
+                remaining: 0
+            }
+        );
         assert!(RateQuota::new(0, 1).governor().is_none());
         assert!(RateQuota::new(1, 0).governor().is_none());
+    }
+
+    fn given(clock: &ManualClock) -> LimiterClock {
+        LimiterClock::Given(SharedClock::new(clock.clone()))
     }
 
     /// A flood of distinct keys: memory stays bounded. Keys idle long enough to be fresh again
@@ -249,12 +312,17 @@ mod tests {
     #[test]
     fn a_million_distinct_keys_stay_within_the_bound() {
         let max_keys = 10_000;
+        let clock = ManualClock::at(1_000);
         let bucket: Bucket<u64> =
-            Bucket::new(RateQuota::new(1000, 1), "default", max_keys).unwrap();
+            Bucket::new(RateQuota::new(1000, 1), "default", max_keys, given(&clock)).unwrap();
         let mut allowed = 0;
         for key in 0..1_000_000u64 {
             if matches!(bucket.check(&key), Decision::Allow { .. }) {
                 allowed += 1;
+            }
+            // A thousand new keys a millisecond: each is idle again a millisecond later.
+            if key % 1000 == 999 {
+                clock.advance(Duration::from_millis(1));
             }
             if key % 4096 == 0 {
                 assert!(
@@ -265,11 +333,13 @@ mod tests {
             }
         }
         assert!(bucket.len() <= max_keys + 2 * MAINTAIN_EVERY as usize);
-        assert!(allowed > 0);
+        assert_eq!(allowed, 1_000_000, "each key's first request is allowed");
 
-        // Keys that stay busy (1 per second) cannot be purged as idle: past the bound the
-        // table starts afresh, so memory stays bounded and nobody is refused for want of room.
-        let slow: Bucket<u64> = Bucket::new(RateQuota::new(1, 1), "default", 1000).unwrap();
+        // Keys that stay busy (1 per second, and time stands still) cannot be purged as idle:
+        // past the bound the table starts afresh, so memory stays bounded and nobody is
+        // refused for want of room.
+        let slow: Bucket<u64> =
+            Bucket::new(RateQuota::new(1, 1), "default", 1000, given(&clock)).unwrap();
         let refused = (0..20_000u64)
             .filter(|key| !matches!(slow.check(key), Decision::Allow { .. }))
             .count();

@@ -401,32 +401,21 @@ fn bearer(token: &str) -> Result<HeaderValue, http::header::InvalidHeaderValue> 
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU64, Ordering};
-
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct ManualClock(Arc<AtomicU64>);
-
-    impl Clock for ManualClock {
-        fn now_millis(&self) -> u64 {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
+    use crate::clock::ManualClock;
 
     #[test]
     fn minted_tokens_are_reused_until_80_percent_of_their_life() {
-        let clock = ManualClock::default();
-        clock.0.store(1_000_000_000, Ordering::SeqCst);
+        let clock = ManualClock::at(1_000_000_000);
         let issuer = TokenIssuer::hmac(Algorithm::HS256, &"k".repeat(32), "i", "a")
             .unwrap()
             .with_lifetime(Duration::from_secs(100))
             .with_clock(clock.clone());
         let source = MintedToken::new(issuer, "svc", ["r"]);
         let first = source.current().unwrap();
-        clock.0.fetch_add(79_000, Ordering::SeqCst);
+        clock.advance(Duration::from_secs(79));
         assert_eq!(source.current().unwrap(), first);
-        clock.0.fetch_add(1_000, Ordering::SeqCst);
+        clock.advance(Duration::from_secs(1));
         let second = source.current().unwrap();
         assert_ne!(second, first);
         assert!(second.is_sensitive());

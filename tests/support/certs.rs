@@ -26,6 +26,7 @@ pub struct Ca {
 }
 
 /// A certificate and its key, in PEM.
+#[derive(Clone)]
 pub struct Leaf {
     pub cert: String,
     pub key: String,
@@ -278,6 +279,20 @@ pub async fn https_get_with(
     addr: SocketAddr,
 ) -> Result<(StatusCode, serde_json::Value), String> {
     https_get_with_headers(config, addr, &[]).await
+}
+
+/// Asserts that the server refused the connection during the TLS handshake with `alert` (the
+/// alert's name as rustls reports it), rather than answering.
+#[cfg(feature = "mtls")]
+#[track_caller]
+pub fn assert_alert<T: std::fmt::Debug>(result: Result<T, String>, alert: &str) {
+    match result {
+        Ok(answer) => panic!("answered instead of refusing with {alert}: {answer:?}"),
+        Err(error) => assert!(
+            error.contains(&format!("AlertReceived({alert})")),
+            "expected the alert {alert}: {error}"
+        ),
+    }
 }
 
 /// The same with extra request headers.

@@ -74,14 +74,43 @@ impl Reply {
 }
 
 pub async fn send(request: Request<Body>) -> Reply {
-    let response = client().request(request).await.expect("request failed");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        headers,
-        body,
+    Reply::read(client().request(request).await.expect("request failed")).await
+}
+
+impl Reply {
+    /// Reads a response whole.
+    pub async fn read<B>(response: http::Response<B>) -> Self
+    where
+        B: http_body::Body,
+        B::Error: std::fmt::Debug,
+    {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// How long a test waits for an effect it polls for: generous, so that a loaded CI machine
+/// is slow rather than wrong.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Waits until `check` holds, asking every 20 ms, or panics naming `what` after [`PATIENCE`].
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {PATIENCE:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

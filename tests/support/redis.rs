@@ -36,6 +36,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// Runs a `redis-cli` command against it: what it printed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        cli(self.port, args)
+    }
+
     /// Stops the server (as an outage would); `restart` brings it back on the same port.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
