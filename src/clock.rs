@@ -24,10 +24,29 @@ impl Clock for SystemClock {
     }
 }
 
-#[cfg(any(feature = "hmac", feature = "jwt", feature = "rate-limit"))]
+#[cfg(any(
+    feature = "hmac",
+    feature = "jwt",
+    feature = "rate-limit",
+    feature = "authz"
+))]
 pub(crate) use shared::SharedClock;
 
-#[cfg(any(feature = "hmac", feature = "jwt", feature = "rate-limit"))]
+/// Milliseconds on a monotonic clock, from an arbitrary origin: for durations that a wall
+/// clock set back must not stretch.
+#[cfg(feature = "authz")]
+pub(crate) fn monotonic_millis() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let elapsed = ORIGIN.get_or_init(std::time::Instant::now).elapsed();
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(any(
+    feature = "hmac",
+    feature = "jwt",
+    feature = "rate-limit",
+    feature = "authz"
+))]
 mod shared {
     use super::{Clock, SystemClock};
 

@@ -535,26 +535,18 @@ fn traced() -> &'static Captured {
 }
 
 /// The traced events (`{"level", "target", "fields", ...}`) that `keep` selects, once there
-/// are at least `count` of them: polled for up to 10 s.
+/// are at least `count` of them: polled.
 async fn traced_events(count: usize, keep: impl Fn(&Value) -> bool) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    support::eventually_some(&format!("{count} traced events"), || {
         let kept: Vec<Value> = traced()
             .text()
             .lines()
             .map(|line| serde_json::from_str(line).unwrap())
             .filter(|line| keep(line))
             .collect();
-        if kept.len() >= count {
-            return kept;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} of {count} traced events after 10 s: {kept:?}",
-            kept.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        std::future::ready((kept.len() >= count).then_some(kept))
+    })
+    .await
 }
 
 /// `TracingSink`: one `tracing` event per request, target `audit`, level INFO, the audit

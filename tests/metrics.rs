@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use support::{SECRET, request, send};
+use support::{SECRET, eventually, request, send};
 use tower_zerotrust::audit::{AuditLayer, TracingSink};
 use tower_zerotrust::authz::{
     AuthorizeConfig, AuthorizeLayer, DecisionRequest, Engine, EngineDecision, Policy, PolicyEngine,
@@ -75,11 +75,6 @@ async fn requests_are_counted_by_outcome_and_reason_and_gauges_reported() {
         .unwrap()
         .sign_request(&mut outsider);
     send(outsider).await;
-    let gauges = Gauges::new().nonce_store(nonces.clone());
-    let reporter = gauges.spawn(Duration::from_secs(3600));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    reporter.abort();
-
     let snapshot = snapshotter.snapshot().into_vec();
     let counter = |outcome: &str, reason: &str| {
         snapshot
@@ -139,12 +134,25 @@ async fn requests_are_counted_by_outcome_and_reason_and_gauges_reported() {
         ),
         Some(&DebugValue::Counter(1))
     );
-    let gauge = snapshot
-        .iter()
-        .find(|(key, _, _, _)| key.key().name() == "zerotrust_nonce_store_entries")
-        .map(|(_, _, _, value)| value);
+    // The reporter's first round comes at once (the next in an hour).
+    let reporter = Gauges::new()
+        .nonce_store(nonces.clone())
+        .spawn(Duration::from_secs(3600));
+    let reported = std::cell::Cell::new(None);
+    eventually("the gauges reported", || {
+        let snapshot = snapshotter.snapshot().into_vec();
+        reported.set(snapshot.iter().find_map(|(key, _, _, value)| {
+            match (key.key().name(), value) {
+                ("zerotrust_nonce_store_entries", DebugValue::Gauge(entries)) => Some(entries.0),
+                _ => None,
+            }
+        }));
+        std::future::ready(reported.get().is_some())
+    })
+    .await;
+    reporter.abort();
     // The nonces of the three accepted calls and of the shadowed one.
-    assert_eq!(gauge, Some(&DebugValue::Gauge(4.0.into())));
+    assert_eq!(reported.get(), Some(4.0));
     assert!(
         snapshot
             .iter()

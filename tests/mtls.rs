@@ -756,19 +756,8 @@ async fn the_dns_san_rule_takes_the_first_dns_name_and_refuses_certificates_with
 /// reload changes nothing.
 #[tokio::test]
 async fn a_timed_reload_serves_the_new_certificate_and_ignores_a_broken_file() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     use tower_zerotrust::mtls::ReloadingServerConfig;
-
-    /// Waits up to 10 s for `condition`, polling.
-    async fn until<F: std::future::Future<Output = bool>>(what: &str, condition: impl Fn() -> F) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !condition().await {
-            assert!(Instant::now() < deadline, "{what}: not within 10 s");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
 
     let ca = Ca::new("Test CA");
     let dir = std::env::temp_dir().join(format!("zt-timed-reload-{}", std::process::id()));
@@ -810,7 +799,7 @@ async fn a_timed_reload_serves_the_new_certificate_and_ignores_a_broken_file() {
     let reloader = tls.reload_every(Duration::from_millis(50));
     let second = ca.server();
     install(&second);
-    until("the new certificate served", || async {
+    eventually("the new certificate served", || async {
         served_serial(addr, &ca, &client).await == serial(&second)
     })
     .await;
@@ -822,7 +811,7 @@ async fn a_timed_reload_serves_the_new_certificate_and_ignores_a_broken_file() {
     .unwrap();
     // Two more loads: the second of them started after the first ended, so after the write.
     let seen = loads.load(Ordering::SeqCst);
-    until("two timed reloads", || async {
+    eventually("two timed reloads", || async {
         loads.load(Ordering::SeqCst) >= seen + 2
     })
     .await;

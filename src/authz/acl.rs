@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
 use crate::BoxError;
+use crate::clock::{Clock, SharedClock, monotonic_millis};
 use crate::error::ConfigError;
 
 /// The source of truth for `(principal, resource, permission)` decisions: a controller, a
@@ -69,13 +70,19 @@ struct Inner {
     ttl: Duration,
     negative_ttl: Duration,
     capacity: usize,
+    /// `None`: the monotonic clock.
+    clock: Option<SharedClock>,
     entries: Mutex<HashMap<Box<str>, Entry>>,
 }
 
 type Flight = Arc<OnceCell<Result<bool, AclError>>>;
 
 enum Entry {
-    Ready { allowed: bool, expires: Instant },
+    /// `expires` in the cache's clock's milliseconds.
+    Ready {
+        allowed: bool,
+        expires: u64,
+    },
     Loading(Flight),
 }
 
@@ -86,6 +93,7 @@ pub struct AclCacheBuilder {
     ttl: Duration,
     negative_ttl: Duration,
     capacity: usize,
+    clock: Option<SharedClock>,
 }
 
 impl AclCache {
@@ -96,6 +104,7 @@ impl AclCache {
             ttl: Duration::from_secs(300),
             negative_ttl: Duration::from_secs(30),
             capacity: 100_000,
+            clock: None,
         }
     }
 
@@ -115,7 +124,7 @@ impl AclCache {
         let flight = {
             let mut entries = self.inner.lock();
             match entries.get(&*key) {
-                Some(Entry::Ready { allowed, expires }) if *expires > Instant::now() => {
+                Some(Entry::Ready { allowed, expires }) if *expires > self.inner.now() => {
                     return Ok(*allowed);
                 }
                 Some(Entry::Loading(flight)) => flight.clone(),
@@ -158,6 +167,12 @@ impl AclCache {
 }
 
 impl Inner {
+    fn now(&self) -> u64 {
+        self.clock
+            .as_ref()
+            .map_or_else(monotonic_millis, SharedClock::now_millis)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Entry>> {
         // A panic while holding the lock leaves a map that is still consistent.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
@@ -181,7 +196,7 @@ impl Inner {
                     key,
                     Entry::Ready {
                         allowed: *allowed,
-                        expires: Instant::now() + ttl,
+                        expires: self.now().saturating_add(millis(ttl)),
                     },
                 );
             }
@@ -197,7 +212,7 @@ impl Inner {
         if entries.len() < self.capacity {
             return;
         }
-        let now = Instant::now();
+        let now = self.now();
         entries.retain(|_, e| !matches!(e, Entry::Ready { expires, .. } if *expires <= now));
         let target = self.capacity - self.capacity / 8;
         if entries.len() > target {
@@ -213,6 +228,10 @@ impl Inner {
             }
         }
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// One string for the three parts; the lengths in front keep `("a:b", "c")` and `("a", "b:c")`
@@ -245,6 +264,13 @@ impl AclCacheBuilder {
         self
     }
 
+    /// The clock answers expire by: a monotonic clock by default. Give one to move time in
+    /// tests instead of waiting for it.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(SharedClock::new(clock));
+        self
+    }
+
     /// Checks the bounds.
     ///
     /// # Errors
@@ -263,6 +289,7 @@ impl AclCacheBuilder {
                 ttl: self.ttl,
                 negative_ttl: self.negative_ttl,
                 capacity: self.capacity,
+                clock: self.clock,
                 entries: Mutex::new(HashMap::new()),
             }),
         })

@@ -192,6 +192,11 @@ impl RateLimitConfigBuilder {
     }
 
     /// Principals holding `role` get `quota` (the most generous, when they hold several).
+    ///
+    /// The roles are those the credential carries (a token's roles claim): the limit runs
+    /// before authorization, so roles a [`Policy`](crate::authz::Policy) assigns to a service
+    /// by name are not seen here; give such a service its quota with
+    /// [`principal_quota`](Self::principal_quota).
     pub fn role_quota(mut self, role: impl Into<String>, quota: RateQuota) -> Self {
         self.roles.push((role.into(), quota));
         self

@@ -104,8 +104,24 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(
     what: &str,
     mut check: impl FnMut() -> F,
 ) {
+    eventually_some(what, || {
+        let holds = check();
+        async move { holds.await.then_some(()) }
+    })
+    .await;
+}
+
+/// Waits until `check` gives a value, asking every 20 ms, or panics naming `what` after
+/// [`PATIENCE`].
+pub async fn eventually_some<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !check().await {
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
             "not within {PATIENCE:?}: {what}"

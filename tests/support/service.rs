@@ -80,10 +80,11 @@ impl SecureService {
         Self { child, addr, log }
     }
 
-    /// Waits (up to 10 s) until the service has logged a line containing `text`.
+    /// Waits (up to [`PATIENCE`](super::PATIENCE)) until the service has logged a line
+    /// containing `text`.
     #[allow(dead_code)]
     pub fn wait_for_log(&self, text: &str) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + super::PATIENCE;
         while !self.log.lock().unwrap().contains(text) {
             assert!(
                 std::time::Instant::now() < deadline,
