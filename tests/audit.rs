@@ -600,18 +600,7 @@ async fn the_tracing_sink_emits_each_event_with_target_audit_and_the_documented_
     }
     let (ok, refused) = (audit_event(&lines[0]), audit_event(&lines[1]));
     for event in [&ok, &refused] {
-        for field in [
-            "timestamp",
-            "event_type",
-            "status",
-            "principal",
-            "resource",
-            "action",
-            "source_ip",
-            "user_agent",
-            "trace_id",
-            "metadata",
-        ] {
+        for field in support::AUDIT_FIELDS {
             assert!(event.get(field).is_some(), "no `{field}` in {event}");
         }
         assert_eq!(event["action"], "GET");

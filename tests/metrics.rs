@@ -166,20 +166,12 @@ async fn requests_are_counted_by_outcome_and_reason_and_gauges_reported() {
 #[cfg(feature = "mtls")]
 #[tokio::test]
 async fn the_certificate_expiry_gauge_is_the_time_left_on_the_served_certificate() {
-    use support::certs::{Ca, Leaf};
-    use tower_zerotrust::mtls::{PeerIdentity, ReloadingServerConfig, TlsConfig, serve_tls};
+    use support::certs::{Ca, Leaf, ServerFiles, serve_https, served_certificate};
+    use tower_zerotrust::mtls::ReloadingServerConfig;
 
     /// The `notAfter` (Unix seconds) of the certificate the server presents to a new client.
     async fn served_not_after(addr: std::net::SocketAddr, ca: &Ca, client: &Leaf) -> i64 {
-        let config = client.client_config(ca);
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .unwrap();
-        let leaf = &tls.get_ref().1.peer_certificates().unwrap()[0];
-        PeerIdentity::from_der(leaf).unwrap().not_after()
+        served_certificate(addr, ca, client).await.not_after()
     }
     /// The gauge as `Gauges::report` sets it, read from a recorder of this thread's own.
     fn reported(gauges: &Gauges) -> f64 {
@@ -212,29 +204,13 @@ async fn the_certificate_expiry_gauge_is_the_time_left_on_the_served_certificate
             |params| params.not_after = rcgen::date_time_ymd(year, 1, 1),
         )
     };
-    let dir = std::env::temp_dir().join(format!("zt-expiry-gauge-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key, ca_file) = (
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-        dir.join("ca.pem"),
-    );
-    let install = |leaf: &Leaf| {
-        std::fs::write(&cert, &leaf.cert).unwrap();
-        std::fs::write(&key, &leaf.key).unwrap();
-    };
-    std::fs::write(&ca_file, &ca.pem).unwrap();
-    install(&expiring(2090));
-    let tls = ReloadingServerConfig::new(TlsConfig::builder(&cert, &key, &ca_file)).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = Router::new().route("/", get(|| async { "ok" }));
-    tokio::spawn(serve_tls(
-        listener,
+    let files = ServerFiles::new("expiry-gauge", &ca, &expiring(2090));
+    let tls = ReloadingServerConfig::new(files.builder()).unwrap();
+    let addr = serve_https(
         tls.clone(),
-        app,
-        std::future::pending(),
-    ));
+        Router::new().route("/", get(|| async { "ok" })),
+    )
+    .await;
     let client = ca.issue("model-registry", vec![], true);
     let gauges = Gauges::new().certificate(tls.clone());
 
@@ -251,12 +227,11 @@ async fn the_certificate_expiry_gauge_is_the_time_left_on_the_served_certificate
     check(first, before, gauge, unix_now());
     assert!(gauge > 50.0 * 365.0 * 86_400.0, "{gauge}");
 
-    install(&expiring(2080));
+    files.install(&expiring(2080));
     tls.reload().unwrap();
     let second = served_not_after(addr, &ca, &client).await;
     assert!(second < first, "the server presents the new certificate");
     let before = unix_now();
     let gauge = reported(&gauges);
     check(second, before, gauge, unix_now());
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -11,12 +11,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use support::certs::{
-    Ca, Leaf, assert_alert, https_get, https_get_with, no_certificate_config, pem_to_der,
-    serve_whoami, spiffe,
+    Ca, Leaf, ServerFiles, assert_alert, https_get, https_get_with, no_certificate_config,
+    pem_to_der, serve_https, serve_whoami, served_certificate, spiffe,
 };
 use support::eventually;
 use tower_zerotrust::mtls::{
-    IdentityRule, MtlsPrincipalConfig, PeerIdentity, TlsConfig, TlsConfigBuilder, serve_tls,
+    IdentityRule, MtlsPrincipalConfig, PeerIdentity, TlsConfig, TlsConfigBuilder,
 };
 
 /// The server's TLS material: a `localhost` certificate from `ca`.
@@ -139,10 +139,7 @@ async fn the_client_refuses_a_server_whose_name_does_not_match() {
     .unwrap()
     .server_config()
     .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = Router::new().fallback(|| async { "hello" });
-    tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
+    let addr = serve_https(tls, Router::new().fallback(|| async { "hello" })).await;
     let client = ca.issue("model-registry", vec![], true);
     let error = https_get(addr, &ca, &client).await.unwrap_err();
     assert!(
@@ -250,6 +247,16 @@ fn tls_config_errors_are_clear() {
     );
 }
 
+/// The server's TLS configuration with client certificates optional: the layers decide.
+fn optional_certificates(ca: &Ca) -> std::sync::Arc<rustls::ServerConfig> {
+    server_tls(ca)
+        .client_certificates_optional()
+        .build()
+        .unwrap()
+        .server_config()
+        .unwrap()
+}
+
 /// GET /whoami over HTTPS without a client certificate.
 async fn get_without_certificate(addr: SocketAddr, ca: &Ca) -> Result<StatusCode, String> {
     https_get_with(no_certificate_config(ca), addr)
@@ -275,11 +282,7 @@ async fn a_client_without_a_certificate_is_refused_at_the_handshake() {
 #[tokio::test]
 async fn with_optional_client_certificates_the_layer_decides() {
     let ca = Ca::new("Test CA");
-    let tls = server_tls(&ca)
-        .client_certificates_optional()
-        .build()
-        .unwrap();
-    let addr = serve_whoami(tls.server_config().unwrap(), cn_config()).await;
+    let addr = serve_whoami(optional_certificates(&ca), cn_config()).await;
     // No certificate: the handshake succeeds, the layer answers 401.
     assert_eq!(
         get_without_certificate(addr, &ca).await.unwrap(),
@@ -292,22 +295,10 @@ async fn with_optional_client_certificates_the_layer_decides() {
 
 /// The serial of the certificate the server presents to a new connection.
 async fn served_serial(addr: SocketAddr, ca: &Ca, client: &Leaf) -> String {
-    let config = TlsConfig::from_pem(
-        client.cert.as_bytes(),
-        client.key.as_bytes(),
-        ca.pem.as_bytes(),
-    )
-    .unwrap()
-    .client_config()
-    .unwrap();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
+    served_certificate(addr, ca, client)
         .await
-        .unwrap();
-    let leaf = &tls.get_ref().1.peer_certificates().unwrap()[0];
-    PeerIdentity::from_der(leaf).unwrap().serial().to_owned()
+        .serial()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,20 +306,8 @@ async fn certificates_rotate_under_load_without_a_single_failed_request() {
     use tower_zerotrust::mtls::ReloadingServerConfig;
 
     let ca = Ca::new("Test CA");
-    let dir = std::env::temp_dir().join(format!("zt-rotate-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key, ca_file) = (
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-        dir.join("ca.pem"),
-    );
-    let install = |leaf: &Leaf| {
-        std::fs::write(&cert, &leaf.cert).unwrap();
-        std::fs::write(&key, &leaf.key).unwrap();
-    };
-    std::fs::write(&ca_file, &ca.pem).unwrap();
-    install(&ca.server());
-    let tls = ReloadingServerConfig::new(TlsConfig::builder(&cert, &key, &ca_file)).unwrap();
+    let files = ServerFiles::new("rotate", &ca, &ca.server());
+    let tls = ReloadingServerConfig::new(files.builder()).unwrap();
     assert!(tls.time_to_expiry().unwrap() > std::time::Duration::from_secs(86_400));
 
     let addr = serve_whoami(tls.clone(), cn_config()).await;
@@ -365,12 +344,12 @@ async fn certificates_rotate_under_load_without_a_single_failed_request() {
         }
     };
     fifty_more().await;
-    install(&ca.server());
+    files.install(&ca.server());
     tls.reload().unwrap();
     fifty_more().await;
     // A broken file is refused and changes nothing.
     std::fs::write(
-        &cert,
+        &files.cert,
         "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
@@ -387,7 +366,6 @@ async fn certificates_rotate_under_load_without_a_single_failed_request() {
     );
     let after = served_serial(addr, &ca, &client).await;
     assert_ne!(before, after, "new handshakes use the new certificate");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// RFC 8705: a token bound to one certificate is refused on a connection that presents another
@@ -412,15 +390,7 @@ async fn a_certificate_bound_token_works_only_with_its_certificate() {
             axum::Json(json!({"id": p.id(), "method": p.method().as_str()}))
         })
         .layer(RequireJwtLayer::new(jwt));
-    let tls = server_tls(&ca)
-        .client_certificates_optional()
-        .build()
-        .unwrap()
-        .server_config()
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
+    let addr = serve_https(optional_certificates(&ca), app).await;
 
     let issuer = TokenIssuer::hmac(
         Algorithm::HS256,
@@ -588,10 +558,6 @@ async fn a_401_names_every_scheme_the_service_accepts() {
     use tower_zerotrust::mtls::MtlsPrincipalLayer;
 
     let ca = Ca::new("Test CA");
-    let tls = server_tls(&ca)
-        .client_certificates_optional()
-        .build()
-        .unwrap();
     let jwt = JwtConfig::builder()
         .key(JwtKey::hmac(Algorithm::HS256, "a-jwt-secret-of-at-least-32-bytes!!").unwrap())
         .issuer("idp")
@@ -608,14 +574,7 @@ async fn a_401_names_every_scheme_the_service_accepts() {
                 ))
                 .layer(RequireJwtLayer::new(jwt)),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_tls(
-        listener,
-        tls.server_config().unwrap(),
-        app,
-        std::future::pending(),
-    ));
+    let addr = serve_https(optional_certificates(&ca), app).await;
     let (status, headers, _) = support::certs::https_whoami(no_certificate_config(&ca), addr, &[])
         .await
         .unwrap();
@@ -671,10 +630,8 @@ async fn certificate_identities_get_their_roles_from_the_policy() {
                 .layer(MtlsPrincipalLayer::new(cn_config()))
                 .layer(AuthorizeLayer::new(rules)),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let tls = server_tls(&ca).build().unwrap().server_config().unwrap();
-    tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
+    let addr = serve_https(tls, app).await;
 
     let assigned = ca.issue("model-registry", vec![], true);
     let (status, body) = https_get(addr, &ca, &assigned).await.unwrap();
@@ -760,27 +717,14 @@ async fn a_timed_reload_serves_the_new_certificate_and_ignores_a_broken_file() {
     use tower_zerotrust::mtls::ReloadingServerConfig;
 
     let ca = Ca::new("Test CA");
-    let dir = std::env::temp_dir().join(format!("zt-timed-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key, ca_file) = (
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-        dir.join("ca.pem"),
-    );
-    let install = |leaf: &Leaf| {
-        std::fs::write(&cert, &leaf.cert).unwrap();
-        std::fs::write(&key, &leaf.key).unwrap();
-    };
-    std::fs::write(&ca_file, &ca.pem).unwrap();
     let first = ca.server();
-    install(&first);
+    let files = Arc::new(ServerFiles::new("timed-reload", &ca, &first));
     // The files as `ReloadingServerConfig::new` reads them, counting the loads that finished.
     let loads = Arc::new(AtomicUsize::new(0));
     let tls = {
-        let (cert, key, ca_file, loads) =
-            (cert.clone(), key.clone(), ca_file.clone(), loads.clone());
+        let (files, loads) = (files.clone(), loads.clone());
         ReloadingServerConfig::from_loader(move || {
-            let built = TlsConfig::builder(&cert, &key, &ca_file).build();
+            let built = files.builder().build();
             loads.fetch_add(1, Ordering::SeqCst);
             built
         })
@@ -798,14 +742,14 @@ async fn a_timed_reload_serves_the_new_certificate_and_ignores_a_broken_file() {
 
     let reloader = tls.reload_every(Duration::from_millis(50));
     let second = ca.server();
-    install(&second);
+    files.install(&second);
     eventually("the new certificate served", || async {
         served_serial(addr, &ca, &client).await == serial(&second)
     })
     .await;
 
     std::fs::write(
-        &cert,
+        &files.cert,
         "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
@@ -827,7 +771,6 @@ async fn a_timed_reload_serves_the_new_certificate_and_ignores_a_broken_file() {
         (StatusCode::OK, &json!("model-registry"))
     );
     reloader.abort();
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// HTTP/2 over mutual TLS: `serve_tls` offers `h2` by ALPN, and a real HTTP/2 client presenting
@@ -896,15 +839,7 @@ async fn http2_clients_are_served_over_mtls_by_alpn_and_http1_clients_still_are(
             axum::Json(json!({"id": p.id(), "version": format!("{version:?}")}))
         })
         .layer(MtlsPrincipalLayer::new(cn_config()));
-    let tls = server_tls(&ca)
-        .client_certificates_optional()
-        .build()
-        .unwrap()
-        .server_config()
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
+    let addr = serve_https(optional_certificates(&ca), app).await;
     let client = ca.issue("model-registry", vec![], true);
 
     // Offering h2 and http/1.1, as the crate's client configuration does: h2.

@@ -12,14 +12,14 @@ use axum::Router;
 use http::StatusCode;
 use serde_json::{Value, json};
 use support::captured::Captured;
-use support::certs::{Ca, https_get_with_headers};
+use support::certs::{Ca, https_get_with_headers, serve_https};
 use support::{SECRET, formula_headers, now};
 use tower::ServiceBuilder;
 use tower_zerotrust::Principal;
 use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
 use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
 use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey, RequireJwtLayer};
-use tower_zerotrust::mtls::{MtlsPrincipalConfig, MtlsPrincipalLayer, serve_tls};
+use tower_zerotrust::mtls::{MtlsPrincipalConfig, MtlsPrincipalLayer};
 use tower_zerotrust::sign::TokenIssuer;
 
 const JWT_SECRET: &str = "a-jwt-secret-of-at-least-32-bytes!!";
@@ -69,9 +69,7 @@ impl Server {
             whoami.layer(ServiceBuilder::new().layer(hmac).layer(jwt).layer(mtls))
         }
         .layer(AuditLayer::new(audit.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
+        let addr = serve_https(tls, app).await;
         Self {
             addr,
             ca,

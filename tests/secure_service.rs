@@ -806,18 +806,7 @@ async fn secure_service_writes_its_audit_trail_and_flushes_it_on_sigterm() {
         .keys()
         .map(String::as_str)
         .collect();
-    for key in [
-        "timestamp",
-        "event_type",
-        "status",
-        "principal",
-        "resource",
-        "action",
-        "source_ip",
-        "user_agent",
-        "trace_id",
-        "metadata",
-    ] {
+    for key in support::AUDIT_FIELDS {
         assert!(keys.contains(&key), "{key} missing from {}", events[0]);
     }
     assert_eq!(events[0]["principal"], "gateway");

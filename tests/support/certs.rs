@@ -169,6 +169,68 @@ pub fn tls_files(ca: &Ca, dir: &std::path::Path) -> [(&'static str, String); 3] 
     ]
 }
 
+/// The certificate the server at `addr` presents to a new connection from `client`.
+#[cfg(feature = "mtls")]
+pub async fn served_certificate(
+    addr: std::net::SocketAddr,
+    ca: &Ca,
+    client: &Leaf,
+) -> tower_zerotrust::mtls::PeerIdentity {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(client.client_config(ca))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let leaf = &tls.get_ref().1.peer_certificates().unwrap()[0];
+    tower_zerotrust::mtls::PeerIdentity::from_der(leaf).unwrap()
+}
+
+/// A server's certificate, key and CA in files of a directory of their own, the certificate
+/// and key replaced by [`install`](Self::install) as a rotation would; removed when dropped.
+pub struct ServerFiles {
+    pub dir: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub ca: std::path::PathBuf,
+}
+
+impl ServerFiles {
+    /// `ca`'s certificate and the server certificate `leaf`, under a directory named after
+    /// `name`.
+    pub fn new(name: &str, ca: &Ca, leaf: &Leaf) -> Self {
+        let dir = std::env::temp_dir().join(format!("zt-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = Self {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+            ca: dir.join("ca.pem"),
+            dir,
+        };
+        std::fs::write(&files.ca, &ca.pem).unwrap();
+        files.install(leaf);
+        files
+    }
+
+    /// Replaces the certificate and key with `leaf`'s.
+    pub fn install(&self, leaf: &Leaf) {
+        std::fs::write(&self.cert, &leaf.cert).unwrap();
+        std::fs::write(&self.key, &leaf.key).unwrap();
+    }
+
+    /// A configuration builder reading these files.
+    #[cfg(feature = "mtls")]
+    pub fn builder(&self) -> tower_zerotrust::mtls::TlsConfigBuilder {
+        tower_zerotrust::mtls::TlsConfig::builder(&self.cert, &self.key, &self.ca)
+    }
+}
+
+impl Drop for ServerFiles {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
 impl Leaf {
     /// A client configuration presenting this certificate and trusting `ca`'s servers.
     #[cfg(feature = "mtls")]
@@ -346,7 +408,7 @@ pub async fn serve_whoami(
     config: tower_zerotrust::mtls::MtlsPrincipalConfig,
 ) -> SocketAddr {
     use tower_zerotrust::Principal;
-    use tower_zerotrust::mtls::{MtlsPrincipalLayer, serve_tls};
+    use tower_zerotrust::mtls::MtlsPrincipalLayer;
     let app = axum::Router::new()
         .fallback(|p: Principal| async move {
             axum::Json(serde_json::json!({
@@ -354,8 +416,23 @@ pub async fn serve_whoami(
             }))
         })
         .layer(MtlsPrincipalLayer::new(config));
+    serve_https(tls, app).await
+}
+
+/// Serves `app` over TLS (`serve_tls`) on a random loopback port, for as long as the test's
+/// runtime lives.
+#[cfg(feature = "mtls")]
+pub async fn serve_https(
+    tls: impl tower_zerotrust::mtls::ServerConfigSource,
+    app: axum::Router,
+) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_tls(listener, tls, app, std::future::pending()));
+    tokio::spawn(tower_zerotrust::mtls::serve_tls(
+        listener,
+        tls,
+        app,
+        std::future::pending(),
+    ));
     addr
 }

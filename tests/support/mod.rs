@@ -95,6 +95,20 @@ impl Reply {
     }
 }
 
+/// The fields of every audit event, as the JSON-lines and tracing sinks write them.
+pub const AUDIT_FIELDS: [&str; 10] = [
+    "timestamp",
+    "event_type",
+    "status",
+    "principal",
+    "resource",
+    "action",
+    "source_ip",
+    "user_agent",
+    "trace_id",
+    "metadata",
+];
+
 /// How long a test waits for an effect it polls for: generous, so that a loaded CI machine
 /// is slow rather than wrong.
 pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
