@@ -212,8 +212,17 @@ fn peer_identity_reads_every_name() {
 fn tls_config_errors_are_clear() {
     let ca = Ca::new("Test CA");
     let leaf = ca.server();
-    assert!(TlsConfig::from_pem(b"", leaf.key.as_bytes(), ca.pem.as_bytes()).is_err());
-    assert!(TlsConfig::from_pem(leaf.cert.as_bytes(), b"", ca.pem.as_bytes()).is_err());
+    let no_certificate = TlsConfig::from_pem(b"", leaf.key.as_bytes(), ca.pem.as_bytes())
+        .unwrap_err()
+        .to_string();
+    let no_key = TlsConfig::from_pem(leaf.cert.as_bytes(), b"", ca.pem.as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        no_certificate.contains("no certificate found"),
+        "{no_certificate}"
+    );
+    assert!(no_key.contains("no usable private key"), "{no_key}");
     // A leaf is not a CA.
     let err = TlsConfig::from_pem(
         leaf.cert.as_bytes(),
