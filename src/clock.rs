@@ -78,12 +78,15 @@ mod shared {
     }
 }
 
-/// A clock that stands still until a test moves it.
+/// A clock that stands still until a test moves it (unused by the feature sets whose tests
+/// need no time).
 #[cfg(test)]
+#[allow(dead_code)]
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ManualClock(std::sync::Arc<std::sync::atomic::AtomicU64>);
 
 #[cfg(test)]
+#[allow(dead_code)]
 impl ManualClock {
     pub(crate) fn at(millis: u64) -> Self {
         let clock = Self::default();
