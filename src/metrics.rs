@@ -9,6 +9,8 @@
 //! | `zerotrust_shadow_disagreements_total` | counter | `layer`, `enforced`, `candidate`: decisions a candidate policy would have made differently |
 //! | `zerotrust_nonce_store_entries` | gauge | |
 //! | `zerotrust_certificate_expiry_seconds` | gauge | time left on the served certificate |
+//! | `zerotrust_audit_events_dropped` | gauge | audit events a `JsonLinesSink` dropped, its queue full |
+//! | `zerotrust_audit_events_unwritten` | gauge | audit events a `JsonLinesSink` could not write |
 //!
 //! Requests are counted by [`MetricsSink`], an [`AuditSink`]: give it
 //! to the [`AuditLayer`](crate::audit::AuditLayer), alone or paired with another sink
@@ -82,6 +84,7 @@ pub struct Gauges {
     nonce_store: Option<crate::nonce::MemoryNonceStore>,
     #[cfg(feature = "mtls")]
     certificate: Option<crate::mtls::ReloadingServerConfig>,
+    audit_file: Option<crate::audit::JsonLinesSink>,
 }
 
 impl Gauges {
@@ -104,8 +107,20 @@ impl Gauges {
         self
     }
 
+    /// Reports the audit events a [`JsonLinesSink`](crate::audit::JsonLinesSink) dropped
+    /// (its queue full, `Overflow::DropAndCount`) and could not write (its writer failing): an
+    /// audit trail with gaps, worth an alert.
+    pub fn audit_file(mut self, sink: crate::audit::JsonLinesSink) -> Self {
+        self.audit_file = Some(sink);
+        self
+    }
+
     /// Sets every gauge now.
     pub fn report(&self) {
+        if let Some(sink) = &self.audit_file {
+            ::metrics::gauge!("zerotrust_audit_events_dropped").set(sink.dropped() as f64);
+            ::metrics::gauge!("zerotrust_audit_events_unwritten").set(sink.unwritten() as f64);
+        }
         #[cfg(feature = "hmac")]
         if let Some(store) = &self.nonce_store {
             ::metrics::gauge!("zerotrust_nonce_store_entries").set(store.len() as f64);

@@ -671,4 +671,5 @@ async fn a_json_lines_sink_on_a_full_disk_logs_the_error_and_the_service_keeps_a
     assert_eq!(errors[0]["level"], "ERROR");
     assert_eq!(errors[0]["fields"]["message"], "cannot write audit events");
     assert_eq!(sink.dropped(), 0);
+    assert_eq!(sink.unwritten(), 13, "every event lost is counted");
 }

@@ -175,21 +175,7 @@ async fn the_certificate_expiry_gauge_is_the_time_left_on_the_served_certificate
     }
     /// The gauge as `Gauges::report` sets it, read from a recorder of this thread's own.
     fn reported(gauges: &Gauges) -> f64 {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        metrics::with_local_recorder(&recorder, || gauges.report());
-        let values: Vec<f64> = snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .filter(|(key, _, _, _)| key.key().name() == "zerotrust_certificate_expiry_seconds")
-            .map(|(_, _, _, value)| match value {
-                DebugValue::Gauge(value) => value.into_inner(),
-                other => panic!("not a gauge: {other:?}"),
-            })
-            .collect();
-        assert_eq!(values.len(), 1, "one gauge: {values:?}");
-        values[0]
+        gauge(gauges, "zerotrust_certificate_expiry_seconds")
     }
     fn unix_now() -> i64 {
         support::now() as i64
@@ -234,4 +220,57 @@ async fn the_certificate_expiry_gauge_is_the_time_left_on_the_served_certificate
     let before = unix_now();
     let gauge = reported(&gauges);
     check(second, before, gauge, unix_now());
+}
+
+/// The gauge `name` as `gauges` report it now (to a recorder of this thread only).
+fn gauge(gauges: &Gauges, name: &str) -> f64 {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || gauges.report());
+    let values: Vec<f64> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, _, _, _)| key.key().name() == name)
+        .map(|(_, _, _, value)| match value {
+            DebugValue::Gauge(value) => value.into_inner(),
+            other => panic!("not a gauge: {other:?}"),
+        })
+        .collect();
+    assert_eq!(values.len(), 1, "one gauge {name}: {values:?}");
+    values[0]
+}
+
+/// The audit gauges: the events a `JsonLinesSink` could not write because its writer fails,
+/// and the events it dropped.
+#[tokio::test]
+async fn the_audit_gauges_count_the_events_a_json_lines_sink_lost() {
+    use tower_zerotrust::audit::{JsonLinesSink, Overflow};
+
+    struct FullDisk;
+    impl std::io::Write for FullDisk {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::StorageFull.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let sink = JsonLinesSink::new(FullDisk, 8, Overflow::Wait);
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(AuditLayer::new(sink.clone()));
+    let addr = support::serve(app).await;
+    let gauges = Gauges::new().audit_file(sink.clone());
+    assert_eq!(gauge(&gauges, "zerotrust_audit_events_unwritten"), 0.0);
+    for _ in 0..5 {
+        assert_eq!(
+            send(request("GET", addr, "/")).await.status,
+            http::StatusCode::OK
+        );
+    }
+    sink.flush().await;
+    assert_eq!(gauge(&gauges, "zerotrust_audit_events_unwritten"), 5.0);
+    assert_eq!(gauge(&gauges, "zerotrust_audit_events_dropped"), 0.0);
 }

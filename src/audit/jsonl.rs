@@ -59,6 +59,8 @@ struct Shared {
     capacity: usize,
     overflow: Overflow,
     dropped: AtomicU64,
+    /// Events the writer took but could not write.
+    unwritten: AtomicU64,
     writer: OnceLock<std::thread::Thread>,
     /// The writer took events: there is room again.
     drained: Notify,
@@ -92,6 +94,7 @@ impl JsonLinesSink {
             capacity,
             overflow,
             dropped: AtomicU64::new(0),
+            unwritten: AtomicU64::new(0),
             writer: OnceLock::new(),
             drained: Notify::new(),
             flushes_asked: AtomicU64::new(0),
@@ -131,6 +134,13 @@ impl JsonLinesSink {
     /// How many events were dropped because `capacity` events were waiting.
     pub fn dropped(&self) -> u64 {
         self.shared().dropped.load(Ordering::Relaxed)
+    }
+
+    /// How many events could not be written because the writer failed (a full disk, a closed
+    /// pipe). The first failure is logged at error level, and the recovery once writes
+    /// succeed again; an event of a failed write may be partly in the file.
+    pub fn unwritten(&self) -> u64 {
+        self.shared().unwritten.load(Ordering::Relaxed)
     }
 
     /// Waits until every event recorded so far is written and the writer flushed.
@@ -230,14 +240,22 @@ const GATHER: Duration = Duration::from_millis(5);
 /// waiting (then it goes on at once, so that senders do not find it full).
 fn write_lines(mut out: impl Write, shared: &Shared) {
     let mut spare = Vec::with_capacity(64 * 1024);
-    let mut failed = false;
-    let mut report = |result: std::io::Result<()>| {
-        if let Err(error) = result
-            && !failed
-        {
-            failed = true;
-            tracing::error!(target: "tower_zerotrust::audit", %error, "cannot write audit events");
+    // Logged when writes start failing and when they succeed again, not on every failure.
+    let mut failing = false;
+    let mut report = |result: std::io::Result<()>, events: usize| match result {
+        Err(error) => {
+            shared.unwritten.fetch_add(events as u64, Ordering::Relaxed);
+            if !failing {
+                failing = true;
+                tracing::error!(target: "tower_zerotrust::audit", %error, "cannot write audit events");
+            }
         }
+        Ok(()) if failing && events > 0 => {
+            failing = false;
+            let unwritten = shared.unwritten.load(Ordering::Relaxed);
+            tracing::warn!(target: "tower_zerotrust::audit", unwritten, "audit events are written again");
+        }
+        Ok(()) => {}
     };
     loop {
         let asked = shared.flushes_asked.load(Ordering::Acquire);
@@ -248,13 +266,13 @@ fn write_lines(mut out: impl Write, shared: &Shared) {
             std::mem::take(&mut buffer.events)
         };
         if taken > 0 {
-            report(out.write_all(&spare));
+            report(out.write_all(&spare), taken);
             spare.clear();
             shared.pending.fetch_sub(taken, Ordering::AcqRel);
             shared.drained.notify_waiters();
         }
         if taken > 0 || asked > *shared.flushed.borrow() || closed {
-            report(out.flush());
+            report(out.flush(), 0);
             shared.flushed.send_replace(asked);
         }
         if closed && shared.pending.load(Ordering::Acquire) == 0 {
@@ -382,6 +400,48 @@ mod tests {
                 explanation: None,
             },
         }
+    }
+
+    /// A disk that is full until `recovered` is set.
+    #[derive(Clone, Default)]
+    struct FullDisk {
+        written: Written,
+        recovered: Arc<AtomicBool>,
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if !self.recovered.load(Ordering::SeqCst) {
+                return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
+            }
+            self.written.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Events a failing writer could not write are counted, nothing waits on them, and the
+    /// events after the disk recovers are written.
+    #[tokio::test]
+    async fn events_a_failing_writer_loses_are_counted() {
+        let disk = FullDisk::default();
+        let sink = JsonLinesSink::new(disk.clone(), 4, Overflow::Wait);
+        for i in 0..10 {
+            sink.record(event(format!("/lost/{i}"))).await;
+        }
+        sink.flush().await;
+        assert_eq!(sink.unwritten(), 10);
+        assert_eq!(sink.dropped(), 0);
+        disk.recovered.store(true, Ordering::SeqCst);
+        for i in 0..3 {
+            sink.record(event(format!("/kept/{i}"))).await;
+        }
+        sink.flush().await;
+        assert_eq!(sink.unwritten(), 10);
+        let written = String::from_utf8(disk.written.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(written.lines().count(), 3, "{written}");
+        assert!(!written.contains("/lost/"));
     }
 
     /// An idle writer sleeps, whatever the capacity (a capacity below 4 once kept it spinning).
