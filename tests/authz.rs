@@ -401,26 +401,36 @@ async fn roles_assigned_to_services_by_name() {
         .build()
         .unwrap();
     let config = AuthorizeConfig::require(policy, Require::role("read_models")).unwrap();
+    let addr = models_behind_hmac(config).await;
+    for (caller, expected) in [
+        ("model_registry", StatusCode::OK),
+        ("router_core", StatusCode::FORBIDDEN),
+    ] {
+        assert_eq!(signed_get(addr, caller).await.status, expected, "{caller}");
+    }
+}
+
+/// `GET /models` behind any HMAC caller and `authorize`.
+async fn models_behind_hmac(authorize: AuthorizeConfig) -> std::net::SocketAddr {
     let hmac = HmacConfig::builder()
         .secret(SECRET)
         .allow_any_caller()
         .build()
         .unwrap();
     let app = Router::new()
-        .route("/models", get(|| async { "ok" }))
-        .layer(AuthorizeLayer::new(config))
+        .route("/models", get(|| async { "[]" }))
+        .layer(AuthorizeLayer::new(authorize))
         .layer(VerifyHmacLayer::new(hmac));
-    let addr = serve(app).await;
-    for (caller, expected) in [
-        ("model_registry", StatusCode::OK),
-        ("router_core", StatusCode::FORBIDDEN),
-    ] {
-        let mut req = request("GET", addr, "/models");
-        HmacSigner::new(caller, SECRET)
-            .unwrap()
-            .sign_request(&mut req);
-        assert_eq!(send(req).await.status, expected, "{caller}");
-    }
+    serve(app).await
+}
+
+/// `GET /models`, signed by `caller`.
+async fn signed_get(addr: std::net::SocketAddr, caller: &str) -> support::Reply {
+    let mut req = request("GET", addr, "/models");
+    HmacSigner::new(caller, SECRET)
+        .unwrap()
+        .sign_request(&mut req);
+    send(req).await
 }
 
 /// axum answers `HEAD` with the `GET` handler, so a `GET` rule must hold for `HEAD` too: a
@@ -626,23 +636,8 @@ async fn a_rego_policy_file_is_reloaded_on_a_timer() {
         .otherwise(Require::engine(policy))
         .build()
         .unwrap();
-    let hmac = HmacConfig::builder()
-        .secret(SECRET)
-        .allow_any_caller()
-        .build()
-        .unwrap();
-    let app = Router::new()
-        .route("/models", get(|| async { "[]" }))
-        .layer(AuthorizeLayer::new(config))
-        .layer(VerifyHmacLayer::new(hmac));
-    let addr = serve(app).await;
-    let call = |caller: &'static str| {
-        let mut req = request("GET", addr, "/models");
-        HmacSigner::new(caller, SECRET)
-            .unwrap()
-            .sign_request(&mut req);
-        send(req)
-    };
+    let addr = models_behind_hmac(config).await;
+    let call = |caller: &'static str| signed_get(addr, caller);
     assert_eq!(call("gateway").await.status, StatusCode::OK);
     let refused = call("batch").await;
     assert_eq!(
