@@ -109,7 +109,8 @@ impl Gauges {
 
     /// Reports the audit events a [`JsonLinesSink`](crate::audit::JsonLinesSink) dropped
     /// (its queue full, `Overflow::DropAndCount`) and could not write (its writer failing): an
-    /// audit trail with gaps, worth an alert.
+    /// audit trail with gaps, worth an alert. The gauges hold a clone of the sink: its writer
+    /// stays open while they do.
     pub fn audit_file(mut self, sink: crate::audit::JsonLinesSink) -> Self {
         self.audit_file = Some(sink);
         self

@@ -353,6 +353,11 @@ fn lines_of(path: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
+/// Whether a new connection to `addr` is refused: the server stopped listening.
+async fn stopped_listening(addr: std::net::SocketAddr) -> bool {
+    tokio::net::TcpStream::connect(addr).await.is_err()
+}
+
 /// Requests still running when a graceful shutdown begins are finished and audited: once the
 /// server has stopped, `flush` leaves every event in the file, theirs included.
 #[tokio::test]
@@ -376,6 +381,7 @@ async fn requests_in_flight_at_shutdown_are_in_the_file_after_flush() {
     })
     .await;
     stop.send(()).unwrap();
+    eventually("the server stopped listening", || stopped_listening(addr)).await;
     gate.open.add_permits(5);
     for reply in in_flight {
         assert_eq!(reply.await.unwrap().status, StatusCode::OK);
@@ -389,12 +395,12 @@ async fn requests_in_flight_at_shutdown_are_in_the_file_after_flush() {
     std::fs::remove_file(&path).ok();
 }
 
-/// Without `flush`, dropping the last sink (here, with the server that held it) still writes
-/// every event before the writer thread stops.
+/// Without `flush`, dropping the last sink (here, with the server that held it) while events
+/// still wait to be written: the writer writes every one of them, then stops.
 #[tokio::test]
 async fn every_event_is_written_once_the_last_sink_is_dropped() {
-    let path = audit_file("dropped");
-    let sink = JsonLinesSink::append_to(&path, 64, Overflow::Wait).unwrap();
+    let writer = Stalled::default();
+    let sink = JsonLinesSink::new(writer.clone(), 64, Overflow::Wait);
     let (addr, stop, server) = gated_server(sink, Arc::default()).await;
     for _ in 0..30 {
         assert_eq!(
@@ -404,11 +410,15 @@ async fn every_event_is_written_once_the_last_sink_is_dropped() {
     }
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
-    eventually("30 events in the file", || {
-        std::future::ready(lines_of(&path).len() == 30)
+    // Every sink is gone; the writer is still stuck: nothing written yet.
+    assert_eq!(events(&writer.lines).len(), 0);
+    writer.release();
+    // The writer thread drops its writer when it stops: only the test's clone is left.
+    eventually("the writer thread stopped", || {
+        std::future::ready(Arc::strong_count(&writer.stalled) == 1)
     })
     .await;
-    std::fs::remove_file(&path).ok();
+    assert_eq!(events(&writer.lines).len(), 30);
 }
 
 /// A caller that proves itself and is then refused (a valid signature from a caller outside the
@@ -630,9 +640,9 @@ async fn the_tracing_sink_emits_each_event_with_target_audit_and_the_documented_
 }
 
 /// A `JsonLinesSink` whose writes fail (a full disk: `/dev/full`) reports it with one
-/// error-level log (target `tower_zerotrust::audit`) and no other signal (`dropped` counts
-/// only events refused for want of room); requests keep being answered, allowed or refused,
-/// well past the sink's capacity, and `flush` still returns.
+/// error-level log (target `tower_zerotrust::audit`) and counts every event lost in
+/// `unwritten` (`dropped` counts only events refused for want of room); requests keep being
+/// answered, allowed or refused, well past the sink's capacity, and `flush` still returns.
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn a_json_lines_sink_on_a_full_disk_logs_the_error_and_the_service_keeps_answering() {

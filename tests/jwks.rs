@@ -549,7 +549,7 @@ async fn requests_that_give_up_waiting_are_counted_out() {
         .build()
         .unwrap();
     source.refresh().await.unwrap();
-    let service = in_process(source, &idp.issuer());
+    let service = in_process(source.clone(), &idp.issuer());
     idp.hanging.store(true, Ordering::SeqCst);
     let quitters: Vec<_> = (0..1100)
         .map(|i| {
@@ -563,14 +563,20 @@ async fn requests_that_give_up_waiting_are_counted_out() {
     for quitter in quitters {
         quitter.await.unwrap();
     }
-    // The provider recovers with a new key; the hung fetch times out.
+    // Waits for the hung fetch to time out (500 ms); a waiter too many would return at once,
+    // with the last outcome, the first fetch's success.
+    let hung = source.refresh().await;
+    assert!(hung.is_err(), "{hung:?}");
+    // The provider recovers with a new key.
     idp.set_keys(vec![k1.jwk.clone(), k2.jwk.clone()]);
     idp.hanging.store(false, Ordering::SeqCst);
-    eventually("a new key accepted once its fetch is made", || {
-        let call = refusal(service.clone(), k2.token(&idp.issuer()));
-        async move { call.await.0.is_none() }
-    })
-    .await;
+    // The first request for the new key waits for the fetch it starts: had the quitters not
+    // been counted out, it would be refused at once, as one too many waiting.
+    let (code, _) = refusal(service, k2.token(&idp.issuer())).await;
+    assert_eq!(
+        code, None,
+        "a new key was refused without waiting for its fetch"
+    );
 }
 
 /// A fetch whose task dies with its runtime does not leave the source waiting forever: the

@@ -242,7 +242,7 @@ fn gauge(gauges: &Gauges, name: &str) -> f64 {
 }
 
 /// The audit gauges: the events a `JsonLinesSink` could not write because its writer fails,
-/// and the events it dropped.
+/// and the events it dropped because its queue was full.
 #[tokio::test]
 async fn the_audit_gauges_count_the_events_a_json_lines_sink_lost() {
     use tower_zerotrust::audit::{JsonLinesSink, Overflow};
@@ -273,4 +273,33 @@ async fn the_audit_gauges_count_the_events_a_json_lines_sink_lost() {
     sink.flush().await;
     assert_eq!(gauge(&gauges, "zerotrust_audit_events_unwritten"), 5.0);
     assert_eq!(gauge(&gauges, "zerotrust_audit_events_dropped"), 0.0);
+
+    // A writer that never finishes its first write, room for one event, drops and counts:
+    // the first event waits, the four after it are dropped.
+    struct Stuck;
+    impl std::io::Write for Stuck {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            loop {
+                std::thread::park();
+            }
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let stuck = JsonLinesSink::new(Stuck, 1, Overflow::DropAndCount);
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(AuditLayer::new(stuck.clone()));
+    let addr = support::serve(app).await;
+    for _ in 0..5 {
+        assert_eq!(
+            send(request("GET", addr, "/")).await.status,
+            http::StatusCode::OK
+        );
+    }
+    let gauges = Gauges::new().audit_file(stuck.clone());
+    assert_eq!(stuck.dropped(), 4);
+    assert_eq!(gauge(&gauges, "zerotrust_audit_events_dropped"), 4.0);
+    assert_eq!(gauge(&gauges, "zerotrust_audit_events_unwritten"), 0.0);
 }

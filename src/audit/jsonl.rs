@@ -137,8 +137,9 @@ impl JsonLinesSink {
     }
 
     /// How many events could not be written because the writer failed (a full disk, a closed
-    /// pipe). The first failure is logged at error level, and the recovery once writes
-    /// succeed again; an event of a failed write may be partly in the file.
+    /// pipe), its write or its flush. The first failure is logged at error level, and the
+    /// recovery once writes succeed again. An upper bound: a write that failed midway may have
+    /// left some of its events in the file, whole or in part.
     pub fn unwritten(&self) -> u64 {
         self.shared().unwritten.load(Ordering::Relaxed)
     }
@@ -240,22 +241,10 @@ const GATHER: Duration = Duration::from_millis(5);
 /// waiting (then it goes on at once, so that senders do not find it full).
 fn write_lines(mut out: impl Write, shared: &Shared) {
     let mut spare = Vec::with_capacity(64 * 1024);
-    // Logged when writes start failing and when they succeed again, not on every failure.
-    let mut failing = false;
-    let mut report = |result: std::io::Result<()>, events: usize| match result {
-        Err(error) => {
-            shared.unwritten.fetch_add(events as u64, Ordering::Relaxed);
-            if !failing {
-                failing = true;
-                tracing::error!(target: "tower_zerotrust::audit", %error, "cannot write audit events");
-            }
-        }
-        Ok(()) if failing && events > 0 => {
-            failing = false;
-            let unwritten = shared.unwritten.load(Ordering::Relaxed);
-            tracing::warn!(target: "tower_zerotrust::audit", unwritten, "audit events are written again");
-        }
-        Ok(()) => {}
+    let mut health = Health {
+        unwritten: &shared.unwritten,
+        failing: false,
+        unflushed: 0,
     };
     loop {
         let asked = shared.flushes_asked.load(Ordering::Acquire);
@@ -266,13 +255,13 @@ fn write_lines(mut out: impl Write, shared: &Shared) {
             std::mem::take(&mut buffer.events)
         };
         if taken > 0 {
-            report(out.write_all(&spare), taken);
+            health.wrote(out.write_all(&spare), taken);
             spare.clear();
             shared.pending.fetch_sub(taken, Ordering::AcqRel);
             shared.drained.notify_waiters();
         }
         if taken > 0 || asked > *shared.flushed.borrow() || closed {
-            report(out.flush(), 0);
+            health.flushed(out.flush());
             shared.flushed.send_replace(asked);
         }
         if closed && shared.pending.load(Ordering::Acquire) == 0 {
@@ -288,6 +277,47 @@ fn write_lines(mut out: impl Write, shared: &Shared) {
             Next::Go => {}
             Next::Gather => std::thread::sleep(GATHER),
             Next::Park => std::thread::park(),
+        }
+    }
+}
+
+/// What the writer knows of its writes: every event a failed write or flush lost is counted;
+/// the first failure is logged at error level and the recovery at warn level, not each
+/// failure.
+struct Health<'a> {
+    unwritten: &'a AtomicU64,
+    failing: bool,
+    /// Events written since the last flush: a buffering writer (a `BufWriter`) loses them if
+    /// the flush fails.
+    unflushed: usize,
+}
+
+impl Health<'_> {
+    fn wrote(&mut self, result: std::io::Result<()>, events: usize) {
+        match result {
+            Ok(()) => self.unflushed += events,
+            Err(error) => self.lost(events, &error),
+        }
+    }
+
+    fn flushed(&mut self, result: std::io::Result<()>) {
+        let events = std::mem::take(&mut self.unflushed);
+        match result {
+            Err(error) => self.lost(events, &error),
+            Ok(()) if self.failing && events > 0 => {
+                self.failing = false;
+                let unwritten = self.unwritten.load(Ordering::Relaxed);
+                tracing::warn!(target: "tower_zerotrust::audit", unwritten, "audit events are written again");
+            }
+            Ok(()) => {}
+        }
+    }
+
+    fn lost(&mut self, events: usize, error: &std::io::Error) {
+        self.unwritten.fetch_add(events as u64, Ordering::Relaxed);
+        if !self.failing {
+            self.failing = true;
+            tracing::error!(target: "tower_zerotrust::audit", %error, "cannot write audit events");
         }
     }
 }
@@ -442,6 +472,51 @@ mod tests {
         let written = String::from_utf8(disk.written.0.lock().unwrap().clone()).unwrap();
         assert_eq!(written.lines().count(), 3, "{written}");
         assert!(!written.contains("/lost/"));
+    }
+
+    /// A buffering writer (a `BufWriter` over a full disk): writes are accepted, then lost
+    /// when the flush fails, until `recovered` is set.
+    #[derive(Clone, Default)]
+    struct FlushFails {
+        written: Written,
+        recovered: Arc<AtomicBool>,
+    }
+
+    impl Write for FlushFails {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.recovered.load(Ordering::SeqCst) {
+                self.written.write(buf)
+            } else {
+                Ok(buf.len())
+            }
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            if self.recovered.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err(std::io::Error::from(std::io::ErrorKind::StorageFull))
+            }
+        }
+    }
+
+    /// Events a buffering writer accepted and then lost at a failed flush are counted too.
+    #[tokio::test]
+    async fn events_a_failing_flush_loses_are_counted() {
+        let disk = FlushFails::default();
+        let sink = JsonLinesSink::new(disk.clone(), 4, Overflow::Wait);
+        for i in 0..6 {
+            sink.record(event(format!("/lost/{i}"))).await;
+        }
+        sink.flush().await;
+        assert_eq!(sink.unwritten(), 6);
+        disk.recovered.store(true, Ordering::SeqCst);
+        for i in 0..2 {
+            sink.record(event(format!("/kept/{i}"))).await;
+        }
+        sink.flush().await;
+        assert_eq!(sink.unwritten(), 6);
+        let written = String::from_utf8(disk.written.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(written.lines().count(), 2, "{written}");
     }
 
     /// An idle writer sleeps, whatever the capacity (a capacity below 4 once kept it spinning).

@@ -265,7 +265,8 @@ impl AclCacheBuilder {
     }
 
     /// The clock answers expire by: a monotonic clock by default. Give one to move time in
-    /// tests instead of waiting for it.
+    /// tests instead of waiting for it; it must not go back (a wall clock set back would keep
+    /// cached grants past their TTL).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(SharedClock::new(clock));
         self

@@ -267,7 +267,8 @@ impl RateLimitConfigBuilder {
     }
 
     /// The clock quotas are measured with: a monotonic clock by default. Give one (read to the
-    /// millisecond) to move time in tests and simulations instead of waiting for it.
+    /// millisecond) to move time in tests and simulations instead of waiting for it; it must
+    /// not go back, and a wall clock stepped forward refills every bucket at once.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = LimiterClock::Given(SharedClock::new(clock));
         self

@@ -79,7 +79,7 @@ pub fn missing_tool(what: &str, install: &str) {
 }
 
 /// Whether `redis-server` and `redis-cli` are installed (see [`missing_tool`]).
-fn tools_installed() -> bool {
+pub fn tools_installed() -> bool {
     let installed = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
     let both = installed("redis-server") && installed("redis-cli");
     if !both {
@@ -352,10 +352,17 @@ impl RedisSentinels {
         let dir =
             std::env::temp_dir().join(format!("zt-sentinel-{}-{primary_port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let primary = redis_server(primary_port, &[]);
+        // The replica's full sync writes an RDB file: into the scratch directory, not the
+        // current one.
+        let scratch = ["--dir", dir.to_str().unwrap()];
+        let primary = redis_server(primary_port, &scratch);
         let replica = redis_server(
             replica_port,
-            &["--replicaof", "127.0.0.1", &primary_port.to_string()],
+            &[
+                &scratch[..],
+                &["--replicaof", "127.0.0.1", &primary_port.to_string()],
+            ]
+            .concat(),
         );
         let mut sentinels = Vec::new();
         let mut sentinel_ports = Vec::new();
