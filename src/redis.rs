@@ -38,6 +38,10 @@ use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use crate::{BoxError, ConfigError};
 
 const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a connection waits for an answer: the command timeout bounds every command, so
+/// this only ends answers that never come. Not shorter: a `WAIT` for replicas may rightly take
+/// longer than the default command timeout.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A shared, self-healing Redis connection with a time bound on every command. Cheap to
 /// clone: clones share the connection (commands are pipelined on it).
@@ -143,7 +147,7 @@ impl RedisConnection {
         let client = redis::Client::open(url).map_err(|e| invalid(format!("{:?}", e.kind())))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(DEFAULT_COMMAND_TIMEOUT))
-            .set_response_timeout(Some(DEFAULT_COMMAND_TIMEOUT))
+            .set_response_timeout(Some(ANSWER_TIMEOUT))
             // Fail fast while Redis is away; the next command tries again.
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(100));
@@ -165,9 +169,7 @@ impl RedisConnection {
         let nodes: Vec<&str> = nodes.iter().map(AsRef::as_ref).collect();
         let client = ClusterClient::builder(nodes)
             .connection_timeout(DEFAULT_COMMAND_TIMEOUT)
-            // The command timeout bounds every command; this only ends answers that never come
-            // (a `WAIT` for replicas may take longer than the default command timeout).
-            .response_timeout(Duration::from_secs(10))
+            .response_timeout(ANSWER_TIMEOUT)
             // Fail fast while a slot has no primary; the next command tries again.
             .retries(1)
             .max_retry_wait(100)
@@ -258,7 +260,15 @@ impl Link {
                 if let Some(primary) = known {
                     return Ok(Connection::Sentinel(primary));
                 }
-                let primary = sentinel.client.lock().await.get_async_connection().await?;
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(DEFAULT_COMMAND_TIMEOUT))
+                    .set_response_timeout(Some(ANSWER_TIMEOUT));
+                let primary = sentinel
+                    .client
+                    .lock()
+                    .await
+                    .get_async_connection_with_config(&config)
+                    .await?;
                 *sentinel
                     .primary
                     .lock()

@@ -353,8 +353,14 @@ impl RedisSentinels {
             std::env::temp_dir().join(format!("zt-sentinel-{}-{primary_port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         // The replica's full sync writes an RDB file: into the scratch directory, not the
-        // current one.
-        let scratch = ["--dir", dir.to_str().unwrap()];
+        // current one. The sync starts at once, not after the default 5 s wait for more
+        // replicas.
+        let scratch = [
+            "--dir",
+            dir.to_str().unwrap(),
+            "--repl-diskless-sync-delay",
+            "0",
+        ];
         let primary = redis_server(primary_port, &scratch);
         let replica = redis_server(
             replica_port,
@@ -397,8 +403,9 @@ impl RedisSentinels {
             sentinel_ports,
             dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !cli(primary_port, &["info", "replication"]).contains("connected_slaves:1")
+        // The replica in sync (its link up, not just connected), and every Sentinel aware of it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cli(replica_port, &["info", "replication"]).contains("master_link_status:up")
             || set.sentinel_ports.iter().any(|p| {
                 !cli(*p, &["sentinel", "replicas", "zt"]).contains(&replica_port.to_string())
             })
