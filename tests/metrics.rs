@@ -257,19 +257,24 @@ async fn the_audit_gauges_count_the_events_a_json_lines_sink_lost() {
         }
     }
 
+    /// Five requests answered by a service audited to `sink`.
+    async fn five_requests(sink: &JsonLinesSink) {
+        let app = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(AuditLayer::new(sink.clone()));
+        let addr = support::serve(app).await;
+        for _ in 0..5 {
+            assert_eq!(
+                send(request("GET", addr, "/")).await.status,
+                http::StatusCode::OK
+            );
+        }
+    }
+
     let sink = JsonLinesSink::new(FullDisk, 8, Overflow::Wait);
-    let app = Router::new()
-        .route("/", get(|| async { "ok" }))
-        .layer(AuditLayer::new(sink.clone()));
-    let addr = support::serve(app).await;
     let gauges = Gauges::new().audit_file(sink.clone());
     assert_eq!(gauge(&gauges, "zerotrust_audit_events_unwritten"), 0.0);
-    for _ in 0..5 {
-        assert_eq!(
-            send(request("GET", addr, "/")).await.status,
-            http::StatusCode::OK
-        );
-    }
+    five_requests(&sink).await;
     sink.flush().await;
     assert_eq!(gauge(&gauges, "zerotrust_audit_events_unwritten"), 5.0);
     assert_eq!(gauge(&gauges, "zerotrust_audit_events_dropped"), 0.0);
@@ -288,16 +293,7 @@ async fn the_audit_gauges_count_the_events_a_json_lines_sink_lost() {
         }
     }
     let stuck = JsonLinesSink::new(Stuck, 1, Overflow::DropAndCount);
-    let app = Router::new()
-        .route("/", get(|| async { "ok" }))
-        .layer(AuditLayer::new(stuck.clone()));
-    let addr = support::serve(app).await;
-    for _ in 0..5 {
-        assert_eq!(
-            send(request("GET", addr, "/")).await.status,
-            http::StatusCode::OK
-        );
-    }
+    five_requests(&stuck).await;
     let gauges = Gauges::new().audit_file(stuck.clone());
     assert_eq!(stuck.dropped(), 4);
     assert_eq!(gauge(&gauges, "zerotrust_audit_events_dropped"), 4.0);

@@ -432,91 +432,64 @@ mod tests {
         }
     }
 
-    /// A disk that is full until `recovered` is set.
-    #[derive(Clone, Default)]
+    /// A full disk until `recovered` is set: its writes fail, or (a `BufWriter`) its writes
+    /// are accepted and lost when the flush fails.
+    #[derive(Clone)]
     struct FullDisk {
         written: Written,
         recovered: Arc<AtomicBool>,
+        buffered: bool,
+    }
+
+    impl FullDisk {
+        fn full() -> std::io::Error {
+            std::io::Error::from(std::io::ErrorKind::StorageFull)
+        }
     }
 
     impl Write for FullDisk {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            if !self.recovered.load(Ordering::SeqCst) {
-                return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
+            match (self.recovered.load(Ordering::SeqCst), self.buffered) {
+                (true, _) => self.written.write(buf),
+                (false, true) => Ok(buf.len()),
+                (false, false) => Err(Self::full()),
             }
-            self.written.write(buf)
         }
         fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
+            match (self.recovered.load(Ordering::SeqCst), self.buffered) {
+                (false, true) => Err(Self::full()),
+                _ => Ok(()),
+            }
         }
     }
 
-    /// Events a failing writer could not write are counted, nothing waits on them, and the
-    /// events after the disk recovers are written.
+    /// Events a failing writer loses, at the write or at the flush, are counted, nothing
+    /// waits on them, and the events after the disk recovers are written.
     #[tokio::test]
     async fn events_a_failing_writer_loses_are_counted() {
-        let disk = FullDisk::default();
-        let sink = JsonLinesSink::new(disk.clone(), 4, Overflow::Wait);
-        for i in 0..10 {
-            sink.record(event(format!("/lost/{i}"))).await;
-        }
-        sink.flush().await;
-        assert_eq!(sink.unwritten(), 10);
-        assert_eq!(sink.dropped(), 0);
-        disk.recovered.store(true, Ordering::SeqCst);
-        for i in 0..3 {
-            sink.record(event(format!("/kept/{i}"))).await;
-        }
-        sink.flush().await;
-        assert_eq!(sink.unwritten(), 10);
-        let written = String::from_utf8(disk.written.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(written.lines().count(), 3, "{written}");
-        assert!(!written.contains("/lost/"));
-    }
-
-    /// A buffering writer (a `BufWriter` over a full disk): writes are accepted, then lost
-    /// when the flush fails, until `recovered` is set.
-    #[derive(Clone, Default)]
-    struct FlushFails {
-        written: Written,
-        recovered: Arc<AtomicBool>,
-    }
-
-    impl Write for FlushFails {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            if self.recovered.load(Ordering::SeqCst) {
-                self.written.write(buf)
-            } else {
-                Ok(buf.len())
+        for buffered in [false, true] {
+            let disk = FullDisk {
+                written: Written::default(),
+                recovered: Arc::default(),
+                buffered,
+            };
+            let sink = JsonLinesSink::new(disk.clone(), 4, Overflow::Wait);
+            for i in 0..10 {
+                sink.record(event(format!("/lost/{i}"))).await;
             }
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            if self.recovered.load(Ordering::SeqCst) {
-                Ok(())
-            } else {
-                Err(std::io::Error::from(std::io::ErrorKind::StorageFull))
+            sink.flush().await;
+            assert_eq!(sink.unwritten(), 10, "buffered: {buffered}");
+            assert_eq!(sink.dropped(), 0);
+            disk.recovered.store(true, Ordering::SeqCst);
+            for i in 0..3 {
+                sink.record(event(format!("/kept/{i}"))).await;
             }
+            sink.flush().await;
+            assert_eq!(sink.unwritten(), 10, "buffered: {buffered}");
+            let written = String::from_utf8(disk.written.0.lock().unwrap().clone()).unwrap();
+            assert_eq!(written.lines().count(), 3, "{written}");
+            assert!(!written.contains("/lost/"));
         }
-    }
-
-    /// Events a buffering writer accepted and then lost at a failed flush are counted too.
-    #[tokio::test]
-    async fn events_a_failing_flush_loses_are_counted() {
-        let disk = FlushFails::default();
-        let sink = JsonLinesSink::new(disk.clone(), 4, Overflow::Wait);
-        for i in 0..6 {
-            sink.record(event(format!("/lost/{i}"))).await;
-        }
-        sink.flush().await;
-        assert_eq!(sink.unwritten(), 6);
-        disk.recovered.store(true, Ordering::SeqCst);
-        for i in 0..2 {
-            sink.record(event(format!("/kept/{i}"))).await;
-        }
-        sink.flush().await;
-        assert_eq!(sink.unwritten(), 6);
-        let written = String::from_utf8(disk.written.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(written.lines().count(), 2, "{written}");
     }
 
     /// An idle writer sleeps, whatever the capacity (a capacity below 4 once kept it spinning).
