@@ -48,7 +48,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// It reaches a single node ([`open`](Self::open) with `redis://`), a Redis Cluster
 /// ([`cluster`](Self::cluster), or `redis-cluster://host:port,host:port`: the slot map is
-/// discovered from the seed nodes and followed through `MOVED`, `ASK` and resharding), or the
+/// discovered from the nodes given and followed through `MOVED`, `ASK` and resharding), or the
 /// primary a set of Sentinels names ([`sentinel`](Self::sentinel), or
 /// `redis-sentinel://host:port,host:port/<service>`: asked again whenever the primary stops
 /// answering, so a promoted replica is found without a restart). Every command the crate sends
@@ -130,7 +130,7 @@ impl RedisConnection {
     ///
     /// * `redis://host:port/db` (`rediss://` for TLS, `user:password@` when Redis requires
     ///   it): one node;
-    /// * `redis-cluster://host:port,host:port,...`: a Redis Cluster, from seed nodes;
+    /// * `redis-cluster://host:port,host:port,...`: a Redis Cluster, from some of its nodes;
     /// * `redis-sentinel://host:port,host:port/<service-name>`: the primary the Sentinels name.
     ///
     /// # Errors
@@ -164,7 +164,7 @@ impl RedisConnection {
     /// [`ConfigError::Invalid`] for unusable URLs, or none.
     pub fn cluster<U: AsRef<str>>(nodes: &[U]) -> Result<Self, ConfigError> {
         if nodes.is_empty() {
-            return Err(invalid("a cluster needs at least one seed node".to_owned()));
+            return Err(invalid("a cluster needs at least one node".to_owned()));
         }
         let nodes: Vec<&str> = nodes.iter().map(AsRef::as_ref).collect();
         let client = ClusterClient::builder(nodes)
@@ -319,7 +319,7 @@ pub(crate) fn sentinel_client<U: AsRef<str>>(
     .map_err(|e| invalid(format!("{:?}", e.kind())))
 }
 
-/// What a Redis URL names: one node, a cluster's seed nodes, or Sentinels and a service.
+/// What a Redis URL names: one node, some of a cluster's nodes, or Sentinels and a service.
 pub(crate) enum Target {
     Node(String),
     Cluster(Vec<String>),

@@ -750,8 +750,8 @@ mod pubsub {
     }
 
     /// On a Redis Cluster: classic `PUBLISH` reaches every node, so a subscriber on the
-    /// cluster's seeds receives a message published through any node, verified and recorded
-    /// in the cluster-backed nonce store; the replayed envelope is dropped.
+    /// cluster (its nodes given in the URL) receives a message published through any node,
+    /// verified and recorded in the cluster-backed nonce store; the replayed envelope is dropped.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn signed_messages_cross_a_redis_cluster() {
         let _one_at_a_time = PROCESS_HEAVY.lock().await;

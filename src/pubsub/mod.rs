@@ -386,7 +386,7 @@ impl<N: NonceStore> SignedSubscription<N> {
 }
 
 /// Where a subscription listens. Classic `SUBSCRIBE`: on a Redis Cluster a `PUBLISH` reaches
-/// every node, so any one node will do (the seeds are tried in turn); behind Sentinels, the
+/// every node, so any one node will do (the nodes given are tried in turn); behind Sentinels, the
 /// primary they name at each (re)subscription.
 enum Source {
     Nodes(Vec<redis::Client>),

@@ -239,7 +239,7 @@ impl RedisCluster {
             .collect()
     }
 
-    /// `redis-cluster://` with every node as a seed.
+    /// `redis-cluster://` naming every node.
     pub fn url(&self) -> String {
         let nodes: Vec<String> = self
             .nodes
