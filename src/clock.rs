@@ -1,6 +1,11 @@
 //! Wall-clock time, injectable so that expiry can be tested without sleeping.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// `duration` in whole milliseconds, saturating (a duration past `u64::MAX` ms is forever).
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// A source of the current Unix time in milliseconds.
 ///
@@ -20,7 +25,7 @@ impl Clock for SystemClock {
         // (every timestamp then looks far in the future and is refused).
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .map_or(0, millis)
     }
 }
 
@@ -37,8 +42,7 @@ pub(crate) use shared::SharedClock;
 #[cfg(feature = "authz")]
 pub(crate) fn monotonic_millis() -> u64 {
     static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    let elapsed = ORIGIN.get_or_init(std::time::Instant::now).elapsed();
-    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+    millis(ORIGIN.get_or_init(std::time::Instant::now).elapsed())
 }
 
 #[cfg(any(
@@ -99,9 +103,8 @@ impl ManualClock {
     }
 
     pub(crate) fn advance(&self, by: std::time::Duration) {
-        let millis = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
         self.0
-            .fetch_add(millis, std::sync::atomic::Ordering::SeqCst);
+            .fetch_add(millis(by), std::sync::atomic::Ordering::SeqCst);
     }
 }
 

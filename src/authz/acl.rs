@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use crate::BoxError;
-use crate::clock::{Clock, SharedClock, monotonic_millis};
+use crate::clock::{Clock, SharedClock, millis, monotonic_millis};
 use crate::error::ConfigError;
 
 /// The source of truth for `(principal, resource, permission)` decisions: a controller, a
@@ -228,10 +228,6 @@ impl Inner {
             }
         }
     }
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// One string for the three parts; the lengths in front keep `("a:b", "c")` and `("a", "b:c")`

@@ -253,7 +253,7 @@ impl HmacConfigBuilder {
             inner: Arc::new(Settings {
                 keys: self.keys,
                 allowed_callers,
-                window_millis: u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX),
+                window_millis: crate::clock::millis(self.window),
                 nonce_ttl: self.nonce_ttl + self.max_clock_skew,
                 public_paths: self.public_paths,
                 optional: self.optional,

@@ -110,7 +110,7 @@ impl MemoryNonceStore {
         // Bits 32.. pick the shard; the table indexes by the low bits, so they stay independent.
         let shard = &inner.shards[(key >> 32) as usize & (inner.shards.len() - 1)];
         let now = inner.clock.now_millis();
-        let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let ttl = crate::clock::millis(ttl);
 
         let mut shard = lock(shard);
         shard.rotate(now, ttl);

@@ -79,7 +79,7 @@ impl NonceStore for RedisNonceStore {
 
     fn check_and_record(&self, caller: &str, nonce: &str, ttl: Duration) -> Self::Future {
         let key = crate::redis::key(&self.prefix, &[caller, nonce]);
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let millis = crate::clock::millis(ttl).max(1);
         let acknowledged = self.acknowledged;
         let set = self.redis.run(move |mut redis| async move {
             let set = redis::cmd("SET")
@@ -94,9 +94,7 @@ impl NonceStore for RedisNonceStore {
                 return Ok(set);
             };
             // The nonce was recorded on the primary: it counts once the replicas have it.
-            let millis = u64::try_from(timeout.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1);
+            let millis = crate::clock::millis(timeout).max(1);
             let copies = redis::cmd("WAIT")
                 .arg(replicas)
                 .arg(millis)
