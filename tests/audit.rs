@@ -568,11 +568,7 @@ async fn the_tracing_sink_emits_each_event_with_target_audit_and_the_documented_
 
     traced();
     const PATH: &str = "/traced-by-the-tracing-sink";
-    let hmac = HmacConfig::builder()
-        .secret(SECRET)
-        .allow_any_caller()
-        .build()
-        .unwrap();
+    let hmac = support::any_caller();
     let app = Router::new()
         .route(PATH, get(|| async { "ok" }))
         .layer(VerifyHmacLayer::new(hmac))

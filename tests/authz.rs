@@ -15,7 +15,7 @@ use tower_zerotrust::authz::{
     AclCache, AclSource, AuthorizeConfig, AuthorizeLayer, Authorizer, Policy, Require,
     SharedPolicy, TrustMatrix,
 };
-use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
+use tower_zerotrust::hmac::VerifyHmacLayer;
 use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey, RequireJwtLayer};
 use tower_zerotrust::sign::{HmacSigner, TokenIssuer};
 use tower_zerotrust::{BoxError, Principal};
@@ -179,11 +179,7 @@ async fn a_trust_matrix_exactly() {
             .otherwise(Require::Authenticated)
             .build()
             .unwrap();
-        let hmac = HmacConfig::builder()
-            .secret(SECRET)
-            .allow_any_caller()
-            .build()
-            .unwrap();
+        let hmac = support::any_caller();
         let app = Router::new()
             .route(
                 "/execute",
@@ -356,11 +352,7 @@ async fn handlers_check_resources_through_the_authorizer() {
         authz.check_acl(&caller, &topic, "write").await?;
         Ok("produced")
     }
-    let hmac = HmacConfig::builder()
-        .secret(SECRET)
-        .allow_any_caller()
-        .build()
-        .unwrap();
+    let hmac = support::any_caller();
     let app = Router::new()
         .route("/topics/{topic}", post(produce))
         .with_state(authorizer)
@@ -412,11 +404,7 @@ async fn roles_assigned_to_services_by_name() {
 
 /// `GET /models` behind any HMAC caller and `authorize`.
 async fn models_behind_hmac(authorize: AuthorizeConfig) -> std::net::SocketAddr {
-    let hmac = HmacConfig::builder()
-        .secret(SECRET)
-        .allow_any_caller()
-        .build()
-        .unwrap();
+    let hmac = support::any_caller();
     let app = Router::new()
         .route("/models", get(|| async { "[]" }))
         .layer(AuthorizeLayer::new(authorize))
@@ -501,11 +489,7 @@ async fn rego_policies_see_the_envoy_input_and_never_the_credentials() {
         )
         .build()
         .unwrap();
-    let hmac = HmacConfig::builder()
-        .secret(SECRET)
-        .allow_any_caller()
-        .build()
-        .unwrap();
+    let hmac = support::any_caller();
     let app = |policy: RegoPolicy| {
         let config = AuthorizeConfig::builder(Policy::example_roles())
             .otherwise(Require::engine(policy))

@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use support::SECRET;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_zerotrust::authz::Policy;
-use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
+use tower_zerotrust::hmac::VerifyHmacLayer;
 use tower_zerotrust::jwt::{Algorithm, JwtConfig, JwtKey, RequireJwtLayer};
 use tower_zerotrust::mtls::{PeerIdentity, TlsConfig};
 use tower_zerotrust::sign::{HmacSigner, TokenIssuer};
@@ -103,13 +103,7 @@ fn mutate(text: &str, at: usize, with: char) -> String {
 }
 
 fn hmac_layer() -> VerifyHmacLayer {
-    VerifyHmacLayer::new(
-        HmacConfig::builder()
-            .secret(SECRET)
-            .allow_any_caller()
-            .build()
-            .unwrap(),
-    )
+    VerifyHmacLayer::new(support::any_caller())
 }
 
 fn jwt_layer() -> RequireJwtLayer {
@@ -272,7 +266,7 @@ mod grpc_metadata {
                 .audience("api")
                 .build()
                 .unwrap();
-            let hmac = HmacConfig::builder().secret(SECRET).allow_any_caller().build().unwrap();
+            let hmac = support::any_caller();
             let names = ["authorization", "x-service-id", "x-timestamp", "x-nonce", "x-signature"];
             let request = || {
                 let mut request = tonic::Request::new(());

@@ -307,7 +307,7 @@ async fn a_quota_that_fails_open_lets_requests_through_while_redis_is_away() {
     use axum::Router;
     use axum::routing::get;
     use tower_zerotrust::Principal;
-    use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
+    use tower_zerotrust::hmac::VerifyHmacLayer;
     use tower_zerotrust::nonce::MemoryNonceStore;
     use tower_zerotrust::rate_limit::{
         RateLimitConfig, RateLimitLayer, RateQuota, RedisRateLimits, WhenUnavailable,
@@ -325,11 +325,7 @@ async fn a_quota_that_fails_open_lets_requests_through_while_redis_is_away() {
             .shared(RedisRateLimits::new(connection, policy).prefix("fail-open-test:"))
             .build()
             .unwrap();
-        let hmac = HmacConfig::builder()
-            .secret(SECRET)
-            .allow_any_caller()
-            .build()
-            .unwrap();
+        let hmac = support::any_caller();
         Router::new()
             .route("/", get(|p: Principal| async move { p.id().to_owned() }))
             .layer(RateLimitLayer::new(limits))
@@ -400,11 +396,7 @@ mod pubsub {
         let mut spy = SignedSubscription::subscribe(
             &redis.url(),
             "spy",
-            HmacConfig::builder()
-                .secret(SECRET)
-                .allow_any_caller()
-                .build()
-                .unwrap(),
+            support::any_caller(),
             tower_zerotrust::nonce::MemoryNonceStore::default(),
         )
         .await

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use support::{SECRET, request, send, set};
 use tower_zerotrust::Rejection;
-use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
+use tower_zerotrust::hmac::VerifyHmacLayer;
 use tower_zerotrust::rate_limit::{RateLimitConfig, RateLimitLayer, RateQuota};
 use tower_zerotrust::reject::{Render, RenderRejectionsLayer};
 use tower_zerotrust::sign::HmacSigner;
@@ -36,11 +36,7 @@ impl Render for ApiErrors {
 
 #[tokio::test]
 async fn refusals_follow_the_service_contract_and_keep_their_metadata() {
-    let hmac = HmacConfig::builder()
-        .secret(SECRET)
-        .allow_any_caller()
-        .build()
-        .unwrap();
+    let hmac = support::any_caller();
     let limits = RateLimitConfig::builder()
         .principal_quota("batch", RateQuota::new(1, 1))
         // Time stands still: no request comes back while the test runs.

@@ -9,15 +9,11 @@ use http_body_util::BodyExt;
 use support::*;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_zerotrust::Principal;
-use tower_zerotrust::hmac::{HmacConfig, VerifyHmacLayer};
+use tower_zerotrust::hmac::VerifyHmacLayer;
 use tower_zerotrust::sign::{HmacSigner, SignHmacLayer};
 
 async fn server() -> std::net::SocketAddr {
-    let config = HmacConfig::builder()
-        .secret(SECRET)
-        .allow_any_caller()
-        .build()
-        .unwrap();
+    let config = support::any_caller();
     let app = Router::new()
         .route(
             "/{*path}",

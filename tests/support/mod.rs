@@ -34,6 +34,16 @@ pub const OTHER_SECRET: &str = "000000000000000000000000000000000000000000000000
 
 pub type Body = Full<Bytes>;
 
+/// The HMAC verifier most tests put in front: [`SECRET`], any caller.
+#[cfg(feature = "hmac")]
+pub fn any_caller() -> tower_zerotrust::hmac::HmacConfig {
+    tower_zerotrust::hmac::HmacConfig::builder()
+        .secret(SECRET)
+        .allow_any_caller()
+        .build()
+        .unwrap()
+}
+
 /// Serves `app` on a random loopback port; the server lives as long as the test's runtime.
 pub async fn serve(app: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
