@@ -127,7 +127,10 @@ impl TraceId {
             static RNG: std::cell::RefCell<rand::rngs::SmallRng> =
                 std::cell::RefCell::new(rand::make_rng());
         }
-        Self(RNG.with(|rng| rng.borrow_mut().random()))
+        // One 128-bit draw is two 64-bit steps of the generator; an array of bytes would be
+        // sixteen.
+        let draw: u128 = RNG.with(|rng| rng.borrow_mut().random());
+        Self(draw.to_le_bytes())
     }
 
     /// Its bytes.

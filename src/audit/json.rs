@@ -2,6 +2,7 @@
 //! of an [`AuditEvent`](super::AuditEvent) (a test holds them equal), at a fraction of the cost,
 //! since the audit writer formats one event per request.
 
+use std::cell::Cell;
 use std::io::Write;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -143,8 +144,16 @@ fn optional_string(out: &mut Vec<u8>, value: Option<&str>) {
 
 /// A JSON string: quotes, backslashes and control characters escaped as `serde_json` does.
 fn string(out: &mut Vec<u8>, value: &str) {
-    out.push(b'"');
     let bytes = value.as_bytes();
+    // Ids, paths and role names rarely hold a character to escape: copy them whole.
+    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    out.push(b'"');
     let mut start = 0;
     for (i, &byte) in bytes.iter().enumerate() {
         let escape: &[u8] = match byte {
@@ -187,25 +196,44 @@ pub(crate) fn hex<const N: usize, const M: usize>(bytes: &[u8; N]) -> [u8; M] {
 
 /// `2024-01-15T10:30:00.123Z`: RFC 3339, UTC, milliseconds.
 pub(crate) fn rfc3339(time: SystemTime) -> [u8; 24] {
+    // Events come many to a second: each thread works the date and time out once a second.
+    thread_local! {
+        static LAST: Cell<Option<(u64, [u8; 24])>> = const { Cell::new(None) };
+    }
     let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     let secs = since.as_secs();
+    let mut out = LAST.with(|last| match last.get() {
+        Some((at, text)) if at == secs => text,
+        _ => {
+            let text = whole_seconds(secs);
+            last.set(Some((secs, text)));
+            text
+        }
+    });
+    put_digits(&mut out, 20, 3, u64::from(since.subsec_millis()));
+    out
+}
+
+/// The timestamp of `secs` after the epoch, with `.000` milliseconds.
+fn whole_seconds(secs: u64) -> [u8; 24] {
     let (days, rest) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days);
     let mut out = *b"0000-00-00T00:00:00.000Z";
-    let mut put = |at: usize, width: usize, mut value: u64| {
-        for i in (at..at + width).rev() {
-            out[i] = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
-    put(0, 4, year.min(9999));
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, rest / 3600);
-    put(14, 2, rest / 60 % 60);
-    put(17, 2, rest % 60);
-    put(20, 3, u64::from(since.subsec_millis()));
+    put_digits(&mut out, 0, 4, year.min(9999));
+    put_digits(&mut out, 5, 2, month);
+    put_digits(&mut out, 8, 2, day);
+    put_digits(&mut out, 11, 2, rest / 3600);
+    put_digits(&mut out, 14, 2, rest / 60 % 60);
+    put_digits(&mut out, 17, 2, rest % 60);
     out
+}
+
+/// Writes the last `width` decimal digits of `value` at `out[at..]`.
+fn put_digits(out: &mut [u8; 24], at: usize, width: usize, mut value: u64) {
+    for i in (at..at + width).rev() {
+        out[i] = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's algorithm).
@@ -235,6 +263,14 @@ mod tests {
         assert_eq!(at(1_705_314_600, 123), "2024-01-15T10:30:00.123Z");
         assert_eq!(at(951_782_400, 999), "2000-02-29T00:00:00.999Z");
         assert_eq!(at(4_102_444_799, 1), "2099-12-31T23:59:59.001Z");
+        // The same second again (the thread's remembered date), the next, one before (a
+        // stepped clock), and across midnight.
+        assert_eq!(at(1_705_314_600, 1), "2024-01-15T10:30:00.001Z");
+        assert_eq!(at(1_705_314_600, 999), "2024-01-15T10:30:00.999Z");
+        assert_eq!(at(1_705_314_601, 0), "2024-01-15T10:30:01.000Z");
+        assert_eq!(at(1_705_314_600, 500), "2024-01-15T10:30:00.500Z");
+        assert_eq!(at(1_705_363_199, 999), "2024-01-15T23:59:59.999Z");
+        assert_eq!(at(1_705_363_200, 0), "2024-01-16T00:00:00.000Z");
     }
 
     #[test]
