@@ -6,8 +6,6 @@ mod support;
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::uri::PathAndQuery;
 use support::{OTHER_SECRET, ProbeStore, SECRET, formula_headers, now};
@@ -270,6 +268,9 @@ async fn a_tonic_channel_with_minted_bearer_tokens_is_accepted() {
 #[cfg(feature = "mtls")]
 #[tokio::test]
 async fn tonic_over_mutual_tls_sees_the_certificate_principal() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use support::certs::Ca;
     use tower_zerotrust::mtls::{MtlsPrincipalConfig, MtlsPrincipalLayer, TlsConfig, serve_tls};
 
