@@ -3,18 +3,16 @@
 
 mod support;
 
-use std::io::Write;
-
 use axum::Router;
 use axum::routing::get;
 use http::{Method, StatusCode};
 use serde_json::Value;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use support::captured::Captured;
 
-use support::{SECRET, eventually, request, send, set};
+use support::{SECRET, Stalled, eventually, request, send, set};
 use tower_zerotrust::audit::{AuditLayer, JsonLinesSink, Overflow};
 use tower_zerotrust::authz::{AuthorizeConfig, AuthorizeLayer, Policy, Require};
 use tower_zerotrust::decision::Enforcement;
@@ -196,33 +194,6 @@ async fn every_request_gives_one_event_naming_who_what_and_why() {
         );
     }
     assert!(!text.contains(SECRET));
-}
-
-/// A writer stuck in its first write until released, like a stalled disk.
-#[derive(Clone, Default)]
-struct Stalled {
-    lines: Captured,
-    released: Arc<(Mutex<bool>, Condvar)>,
-    stalled: Arc<AtomicBool>,
-}
-
-impl Stalled {
-    fn release(&self) {
-        *self.released.0.lock().unwrap() = true;
-        self.released.1.notify_all();
-    }
-}
-
-impl Write for Stalled {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.stalled.store(true, Ordering::SeqCst);
-        let (released, wake) = &*self.released;
-        drop(wake.wait_while(released.lock().unwrap(), |released| !*released));
-        self.lines.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// With the writer stuck, `capacity` events wait to be written; beyond them, `Overflow::Wait`

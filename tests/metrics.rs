@@ -281,18 +281,7 @@ async fn the_audit_gauges_count_the_events_a_json_lines_sink_lost() {
 
     // A writer that never finishes its first write, room for one event, drops and counts:
     // the first event waits, the four after it are dropped.
-    struct Stuck;
-    impl std::io::Write for Stuck {
-        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
-            loop {
-                std::thread::park();
-            }
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let stuck = JsonLinesSink::new(Stuck, 1, Overflow::DropAndCount);
+    let stuck = JsonLinesSink::new(support::Stalled::default(), 1, Overflow::DropAndCount);
     five_requests(&stuck).await;
     let gauges = Gauges::new().audit_file(stuck.clone());
     assert_eq!(stuck.dropped(), 4);

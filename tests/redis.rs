@@ -64,7 +64,10 @@ async fn a_nonce_is_accepted_once_even_when_raced() {
 
 #[tokio::test]
 async fn nonces_expire_with_their_ttl_and_prefixes_keep_services_apart() {
-    let Some(redis) = RedisServer::start().filter(|_| support::redis::tools_installed()) else {
+    let Some(redis) = support::redis::tools_installed()
+        .then(RedisServer::start)
+        .flatten()
+    else {
         return;
     };
     let store = store(&redis);

@@ -34,6 +34,35 @@ pub const OTHER_SECRET: &str = "000000000000000000000000000000000000000000000000
 
 pub type Body = Full<Bytes>;
 
+/// An audit writer stuck in its first write until released, like a stalled disk; what it
+/// writes afterwards is in `lines`.
+#[derive(Clone, Default)]
+pub struct Stalled {
+    pub lines: captured::Captured,
+    released: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    /// Set once a write is stuck.
+    pub stalled: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Stalled {
+    pub fn release(&self) {
+        *self.released.0.lock().unwrap() = true;
+        self.released.1.notify_all();
+    }
+}
+
+impl std::io::Write for Stalled {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stalled.store(true, Ordering::SeqCst);
+        let (released, wake) = &*self.released;
+        drop(wake.wait_while(released.lock().unwrap(), |released| !*released));
+        self.lines.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The HMAC verifier most tests put in front: [`SECRET`], any caller.
 #[cfg(feature = "hmac")]
 pub fn any_caller() -> tower_zerotrust::hmac::HmacConfig {
